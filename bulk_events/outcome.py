@@ -1,0 +1,37 @@
+"""What happened to one row: an immutable value the report renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """The status vocabulary of a row, shared by the report, the journal and the summary."""
+
+    VALID = "valid"  # dry run: would be sent
+    SENT = "sent"  # the service accepted it
+    FAILED = "failed"  # the service refused it, or retries ran out; safe to try again
+    INVALID = "invalid"  # the row's data does not pass validation; never sent
+    SKIPPED = "skipped"  # a duplicate, or already sent by an earlier run
+    UNKNOWN = "unknown"  # sent, but no answer came: the service may have taken it
+    PENDING = "pending"  # never attempted (run stopped early); the next run sends it
+
+
+OK_STATUSES = frozenset({Status.VALID, Status.SENT, Status.SKIPPED})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final state of one input row.
+
+    ``row`` is the row number a person sees in a spreadsheet program (the header is row 1).
+    """
+
+    row: int
+    status: Status
+    error: str = ""
+    http_status: int | None = None
+    attempts: int = 0
+    sent_at: str | None = None
+    response: str = ""
