@@ -1,0 +1,190 @@
+"""Outcomes -> a per-row report (CSV, XLSX or JSONL), streamed, formula-safe and atomic.
+
+The report has one line per non-blank input row, in input order: bulk-events' own columns first
+(:data:`REPORT_COLUMNS`), then the row's original cells. It is written to a hidden temporary file
+beside its final path and renamed into place at the end, so a reader never sees half a report.
+
+Spreadsheet programs run a cell that starts with ``=``, ``+``, ``-``, ``@``, tab or CR as a formula
+(OWASP "CSV injection"); such values, including text echoed from the service, are written with a
+leading apostrophe, unless they are plain numbers such as ``-5`` or ``+380501234567``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import pandas as pd
+
+from .errors import UsageError
+from .outcome import Outcome
+
+REPORT_COLUMNS = ("row", "status", "error", "http_status", "attempts", "sent_at", "response")
+FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl"}
+INPUT_SUFFIX = " (input)"
+
+_TRIGGER = re.compile(r"^'*[=+\-@\t\r]")
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_ESCAPED = re.compile(r"^'+[=+\-@\t\r]")
+
+
+def escape_formula(value: str) -> str:
+    """Neutralise a value a spreadsheet would run as a formula.
+
+    >>> escape_formula("=HYPERLINK(...)"), escape_formula("-5"), escape_formula("hello")
+    ("'=HYPERLINK(...)", '-5', 'hello')
+
+    Values that already start with apostrophes before a trigger get one more, so that
+    :func:`unescape_formula` restores every value exactly.
+    """
+    if value and _TRIGGER.match(value) and not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def unescape_formula(value: str) -> str:
+    """Undo :func:`escape_formula` (for feeding a report back in as input)."""
+    if value and _ESCAPED.match(value):
+        return value[1:]
+    return value
+
+
+def report_format(path: str | os.PathLike[str]) -> str:
+    """The report format chosen by the file's extension (CSV when it has none we know)."""
+    suffix = Path(path).suffix.lower()
+    if suffix and suffix not in FORMATS:
+        raise UsageError(f"--report {Path(path).name}: use a .csv, .xlsx or .jsonl file name")
+    return FORMATS.get(suffix, "csv")
+
+
+def is_report(columns: Sequence[str]) -> bool:
+    """Whether a file's header is that of a bulk-events report."""
+    return tuple(c.strip() for c in columns[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
+
+
+def input_columns_of_report(columns: Sequence[str]) -> list[str]:
+    """The original input columns inside a report's header, with their own names back."""
+    names = list(columns[len(REPORT_COLUMNS) :])
+    return [n[: -len(INPUT_SUFFIX)] if n.endswith(INPUT_SUFFIX) else n for n in names]
+
+
+def _outcome_cells(o: Outcome) -> list[Any]:
+    return [
+        o.row,
+        o.status.value,
+        o.error,
+        "" if o.http_status is None else o.http_status,
+        o.attempts,
+        o.sent_at or "",
+        o.response,
+    ]
+
+
+class ReportWriter:
+    """Write a report row by row, in input order; :meth:`commit` makes it appear at ``path``.
+
+    >>> with ReportWriter("out.csv", ["Email", "Name"]) as report:  # doctest: +SKIP
+    ...     report.write(chunk, outcomes)
+    ...     report.commit()
+    """
+
+    def __init__(self, path: str | os.PathLike[str], input_columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.format = report_format(self.path)
+        ours = {c.casefold() for c in REPORT_COLUMNS}
+        self.input_columns = list(input_columns)
+        shown = [
+            c + INPUT_SUFFIX if c.strip().casefold() in ours else c for c in self.input_columns
+        ]
+        self.header = [*REPORT_COLUMNS, *shown]
+        self.rows = 0
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the report folder {directory}: {exc.strerror}"
+            ) from None
+        self._tmp = directory / f".{self.path.name}.{os.getpid()}.tmp"
+        self._file: IO[Any] | None = None
+        self._book: Any = None
+        self._sheet: Any = None
+        try:
+            self._open()
+        except OSError as exc:
+            raise UsageError(f"cannot write the report {self.path}: {exc.strerror}") from None
+
+    def _open(self) -> None:
+        if self.format == "csv":
+            # utf-8-sig: Excel opens a UTF-8 CSV with Cyrillic correctly only with a BOM.
+            self._file = open(self._tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - streamed, closed in _close
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(self.header)
+        elif self.format == "jsonl":
+            self._file = open(self._tmp, "wb")  # noqa: SIM115 - streamed, closed in _close
+        else:
+            from openpyxl import Workbook
+
+            self._book = Workbook(write_only=True)
+            self._sheet = self._book.create_sheet("report")
+            self._sheet.append(self.header)
+
+    def write(self, chunk: pd.DataFrame, outcomes: Sequence[Outcome]) -> None:
+        """Append the rows of one chunk with their outcomes (same order, same length)."""
+        columns = [chunk[c].tolist() for c in self.input_columns] if self.input_columns else []
+        cells_by_row = zip(*columns, strict=True) if columns else ([] for _ in outcomes)
+        if self.format == "jsonl":
+            assert self._file is not None
+            lines = []
+            for o, cells in zip(outcomes, cells_by_row, strict=True):
+                record = dict(zip(REPORT_COLUMNS, _outcome_cells(o), strict=True))
+                record["http_status"] = o.http_status
+                record["sent_at"] = o.sent_at
+                record["input"] = dict(zip(self.input_columns, cells, strict=True))
+                lines.append(orjson.dumps(record))
+            if lines:
+                self._file.write(b"\n".join(lines) + b"\n")
+        else:
+            out = []
+            for o, cells in zip(outcomes, cells_by_row, strict=True):
+                row = _outcome_cells(o)
+                row[2] = escape_formula(str(row[2]))
+                row[6] = escape_formula(str(row[6]))
+                out.append(row + [escape_formula(str(v)) for v in cells])
+            if self.format == "csv":
+                self._csv.writerows(out)
+            else:
+                for row in out:
+                    self._sheet.append(row)
+        self.rows += len(outcomes)
+
+    def commit(self) -> Path:
+        """Finish the file and move it into place; returns the final path."""
+        self._close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Throw the unfinished file away."""
+        self._close()
+        self._tmp.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._book is not None:
+            self._book.save(self._tmp)
+            self._book = None
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._tmp.exists():
+            self.abort()
