@@ -1,0 +1,557 @@
+"""A local imitation of SendPulse's event endpoints, for tests and ``--sandbox`` runs.
+
+It speaks real HTTP on loopback: an OAuth token endpoint, ``/events/name/{name}`` (Bearer token)
+and ``/events/id/{hash}/{number}`` (no auth, JSON or form). It remembers every request, can
+enforce a per-second rate limit, and misbehaves on demand (429, 500, slow answers, dropped
+connections, expired or revoked tokens)::
+
+    sandbox = Sandbox(rate_limit=10)
+    base = await sandbox.start()
+    sandbox.misbehave("drop-after", when=lambda body: body.get("email") == "ann@example.com")
+    ...
+    await sandbox.stop()
+    assert len(sandbox.accepted) == 3
+
+As a process (for tests that kill the importer)::
+
+    python -m bulk_events.sandbox --port 0 --record arrived.jsonl --rate-limit 10 --latency 0.05
+
+prints ``listening on http://127.0.0.1:PORT`` and appends each accepted event to the record file
+as one JSON line, until SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import contextlib
+import math
+import os
+import secrets
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import orjson
+from aiohttp import web
+
+SANDBOX_HASH = "5a4db0c5e1d2f3a4b5c6d7e8f9a0b1c2"  # the event-URL hash the sandbox hands out
+
+EVENT_KINDS = frozenset(
+    {
+        "429",  # rate-limit answer, no header
+        "429-retry-after",  # rate-limit answer with Retry-After: 1
+        "500",  # an HTML error page
+        "503",  # service unavailable
+        "slow",  # answer after `delay` seconds; not accepted if the client has gone by then
+        "slow-accept",  # accept at once, answer after `delay` seconds
+        "drop-before",  # close the connection without answering; not accepted
+        "drop-after",  # accept, then close the connection without answering
+        "result-false",  # 200 with {"result": false}
+        "400",  # a validation refusal
+        "401",  # 401 even with a valid token (revoked credentials)
+        "expire-token",  # the request's token expires now: 401 until a new token is fetched
+    }
+)
+# The token endpoint can fail too; these kinds apply only to token requests.
+TOKEN_KINDS = frozenset(
+    {"token-429", "token-500", "token-503", "token-401", "token-slow", "token-drop"}
+)
+
+_HTML_500 = (
+    "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n<body>\n"
+    "<h1>Internal Server Error</h1>\n<p>The server encountered an internal error.</p>\n"
+    + "<!-- padding to imitate a full error page -->\n" * 80
+    + "</body></html>\n"
+)
+_HTML_503 = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>\n"
+
+
+@dataclass
+class Arrival:
+    """One event request as the sandbox saw it."""
+
+    at: float  # time.monotonic() when the handler began
+    path: str
+    body: dict[str, Any]
+    content_type: str
+    accepted: bool
+
+
+@dataclass
+class _Misbehaviour:
+    kind: str
+    remaining: int
+    when: Callable[[dict[str, Any]], bool] | None
+    delay: float
+
+
+class Sandbox:
+    """An in-process SendPulse imitation: create, :meth:`start`, point a transport at it, inspect.
+
+    ``app`` can also be handed to pytest-aiohttp's ``aiohttp_server`` instead of :meth:`start`.
+    With ``history=False`` the per-request lists are not kept (long ``--sandbox`` runs); the
+    counters and ``request_starts`` still are.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_id: str = "sandbox-client",
+        client_secret: str = "sandbox-secret",
+        token_ttl: float = 3600.0,
+        rate_limit: int | None = None,
+        latency: float = 0.0,
+        record: str | os.PathLike[str] | None = None,
+        history: bool = True,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_ttl = token_ttl
+        self.rate_limit = rate_limit
+        self.latency = latency
+        self.record_path = record
+        self.history = history
+
+        self.arrivals: list[Arrival] = []
+        self.accepted: list[Arrival] = []
+        self.request_starts: list[float] = []
+        self.event_starts: list[float] = []
+        self.token_requests = 0
+        self.issued_tokens: list[str] = []
+        self.handled = 0  # event requests whose handler has finished (answered or dropped)
+        self.arrival_count = 0
+        self.accepted_count = 0
+        self.url: str | None = None
+
+        self._tokens: dict[str, float] = {}  # token -> monotonic expiry
+        self._misbehaviours: list[_Misbehaviour] = []
+        self._recent: deque[float] = deque()  # request starts inside the rate-limit window
+        self._record_file: IO[bytes] | None = None
+        self._stopping = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+        self.app = web.Application()
+        self.app.router.add_post("/oauth/access_token", self._handle_token)
+        self.app.router.add_post("/events/name/{name}", self._handle_event)
+        self.app.router.add_post("/events/id/{hash}/{number}", self._handle_event)
+        self.app.on_shutdown.append(self._on_shutdown)
+        self.app.on_cleanup.append(self._on_cleanup)
+
+    # --- control and inspection -------------------------------------------------------------
+
+    def misbehave(
+        self,
+        kind: str,
+        *,
+        times: int = 1,
+        when: Callable[[dict[str, Any]], bool] | None = None,
+        delay: float = 5.0,
+    ) -> None:
+        """Make the next ``times`` matching requests fail in the way ``kind`` names.
+
+        Event kinds are in :data:`EVENT_KINDS`, token-endpoint kinds in :data:`TOKEN_KINDS`.
+        ``when`` receives the parsed body; only requests it accepts consume the misbehaviour.
+        ``delay`` is how long "slow" kinds wait before answering.
+        """
+        if kind not in EVENT_KINDS and kind not in TOKEN_KINDS:
+            known = ", ".join(sorted(EVENT_KINDS | TOKEN_KINDS))
+            raise ValueError(f"unknown misbehaviour {kind!r}; known: {known}")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self._misbehaviours.append(_Misbehaviour(kind, times, when, delay))
+
+    def expire_tokens(self) -> None:
+        """Expire every token issued so far: the next event request with one gets 401."""
+        for token in self._tokens:
+            self._tokens[token] = -math.inf
+
+    def max_in_window(self, window: float = 1.0, *, events_only: bool = False) -> int:
+        """The most requests that started within any ``window`` seconds (half-open interval)."""
+        return max_in_window(self.event_starts if events_only else self.request_starts, window)
+
+    def event_url(self, base: str | None = None, number: int = 1) -> str:
+        """An event URL (``/events/id/<hash>/<number>``) on this sandbox."""
+        base = base or self.url
+        if base is None:
+            raise RuntimeError("the sandbox is not started; pass its base URL")
+        return f"{base.rstrip('/')}/events/id/{SANDBOX_HASH}/{number}"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on ``host:port`` (0 picks a free port) and return the base URL."""
+        if self._runner is not None:
+            raise RuntimeError("the sandbox is already running")
+        self._stopping = asyncio.Event()
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._runner = runner
+        bound_host, bound_port = runner.addresses[0][:2]
+        self.url = f"http://{bound_host}:{bound_port}"
+        return self.url
+
+    async def stop(self) -> None:
+        """Stop serving; slow answers still waiting are cut short."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._close_record()
+
+    # --- handlers -----------------------------------------------------------------------------
+
+    async def _handle_token(self, request: web.Request) -> web.StreamResponse:
+        now = self._begin(event=False)
+        self.token_requests += 1
+        limited = self._over_limit(now)
+        body, _, _ = await _read_body(request, form_ok=True)
+        if limited:
+            return self._rate_limited()
+        trouble = self._take(body, token=True)
+        if trouble is not None:
+            response = await self._token_trouble(request, trouble)
+            if response is not None:
+                return response
+        if body.get("grant_type") != "client_credentials":
+            return _json(
+                400,
+                {"error": "unsupported_grant_type", "error_description": "Use client_credentials."},
+            )
+        if body.get("client_id") != self.client_id or body.get("client_secret") != (
+            self.client_secret
+        ):
+            return _json(
+                401,
+                {"error": "invalid_client", "error_description": "Client authentication failed."},
+            )
+        token = secrets.token_hex(24)
+        self._tokens[token] = time.monotonic() + self.token_ttl
+        self.issued_tokens.append(token)
+        ttl = self.token_ttl
+        expires_in: float = int(ttl) if float(ttl).is_integer() else ttl
+        return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
+
+    async def _token_trouble(self, request: web.Request, trouble: _Misbehaviour) -> Any:
+        kind = trouble.kind.removeprefix("token-")
+        if kind == "429":
+            return self._rate_limited()
+        if kind == "500":
+            return web.Response(status=500, text=_HTML_500, content_type="text/html")
+        if kind == "503":
+            return web.Response(status=503, text=_HTML_503, content_type="text/html")
+        if kind == "401":
+            return _json(
+                401,
+                {"error": "invalid_client", "error_description": "Client authentication failed."},
+            )
+        if kind == "drop":
+            return _drop(request)
+        if kind == "slow":
+            await self._sleep(trouble.delay)
+        return None
+
+    async def _handle_event(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._event(request)
+        finally:
+            self.handled += 1
+
+    async def _event(self, request: web.Request) -> web.StreamResponse:
+        now = self._begin(event=True)
+        limited = self._over_limit(now)
+        by_name = "name" in request.match_info
+        body, is_form, problem = await _read_body(request, form_ok=not by_name)
+        arrival = Arrival(now, request.path, body, request.content_type, accepted=False)
+        self._arrive(arrival)
+
+        if limited:
+            return self._rate_limited()
+        token = None
+        if by_name:
+            token = _bearer(request)
+            if token is None or self._tokens.get(token, -math.inf) <= time.monotonic():
+                return _json(
+                    401, {"error": "invalid_token", "error_description": "The token is invalid."}
+                )
+
+        trouble = self._take(body, token=False)
+        kind = trouble.kind if trouble is not None else None
+        if kind == "expire-token" and token is not None:
+            self._tokens[token] = -math.inf
+        if kind == "401":
+            return _json(401, {"error": "invalid_token", "error_description": "Access denied."})
+        if kind == "expire-token":
+            return _json(401, {"error": "invalid_token", "error_description": "The token expired."})
+        if kind == "429":
+            return self._rate_limited()
+        if kind == "429-retry-after":
+            return self._rate_limited(retry_after="1")
+        if kind == "500":
+            return web.Response(status=500, text=_HTML_500, content_type="text/html")
+        if kind == "503":
+            return web.Response(status=503, text=_HTML_503, content_type="text/html")
+        if kind == "drop-before":
+            return _drop(request)
+        if kind == "slow":
+            assert trouble is not None
+            await self._sleep(trouble.delay)
+            if _client_gone(request):
+                # A real service would not act on a request whose client has gone.
+                return web.Response(status=200)
+
+        if problem is None:
+            problem = _validate(body, form=is_form)
+        if problem is not None:
+            await self._sleep(self.latency)
+            return _json(400, {"result": False, "message": problem})
+        if kind == "400":
+            await self._sleep(self.latency)
+            return _json(400, {"message": "Invalid email", "error_code": 400})
+        if kind == "result-false":
+            await self._sleep(self.latency)
+            return _json(200, {"result": False, "message": "Contact is blacklisted"})
+
+        self._accept(arrival)
+        if kind == "drop-after":
+            return _drop(request)
+        if kind == "slow-accept":
+            assert trouble is not None
+            await self._sleep(trouble.delay)
+        await self._sleep(self.latency)
+        return _json(200, {"result": True})
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _begin(self, *, event: bool) -> float:
+        now = time.monotonic()
+        self.request_starts.append(now)
+        if event:
+            self.event_starts.append(now)
+        return now
+
+    def _over_limit(self, now: float) -> bool:
+        """Count this request in the sliding window; True if the window now holds too many."""
+        if self.rate_limit is None:
+            return False
+        recent = self._recent
+        recent.append(now)
+        while recent and recent[0] <= now - 1.0:
+            recent.popleft()
+        return len(recent) > self.rate_limit
+
+    def _rate_limited(self, retry_after: str | None = None) -> web.Response:
+        limit = self.rate_limit if self.rate_limit is not None else 10
+        response = _json(
+            429, {"message": f"More than {limit} requests per second", "error_code": 2020202020}
+        )
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        return response
+
+    def _take(self, body: dict[str, Any], *, token: bool) -> _Misbehaviour | None:
+        """Consume one use of the first pending misbehaviour that applies to this request."""
+        for trouble in self._misbehaviours:
+            if (trouble.kind in TOKEN_KINDS) != token:
+                continue
+            if trouble.when is not None:
+                try:
+                    if not trouble.when(body):
+                        continue
+                except Exception:
+                    continue
+            trouble.remaining -= 1
+            if trouble.remaining <= 0:
+                self._misbehaviours.remove(trouble)
+            return trouble
+        return None
+
+    def _arrive(self, arrival: Arrival) -> None:
+        self.arrival_count += 1
+        if self.history:
+            self.arrivals.append(arrival)
+
+    def _accept(self, arrival: Arrival) -> None:
+        arrival.accepted = True
+        self.accepted_count += 1
+        if self.history:
+            self.accepted.append(arrival)
+        if self.record_path is not None:
+            if self._record_file is None:
+                self._record_file = open(self.record_path, "ab")  # noqa: SIM115 - lives until stop
+            line = {
+                "path": arrival.path,
+                "body": arrival.body,
+                "content_type": arrival.content_type,
+            }
+            self._record_file.write(orjson.dumps(line) + b"\n")
+            # Flushed per line: a test may kill the importer and read the file at any moment.
+            self._record_file.flush()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake early when the sandbox shuts down."""
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        self._stopping.set()
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        self._close_record()
+
+    def _close_record(self) -> None:
+        record_file, self._record_file = self._record_file, None
+        if record_file is not None:
+            record_file.close()
+
+
+def max_in_window(starts: Sequence[float], window: float = 1.0) -> int:
+    """The most of ``starts`` inside any half-open interval ``[t, t + window)``."""
+    times = sorted(starts)
+    best = 0
+    for i, start in enumerate(times):
+        # The busiest window can always be slid to begin at some request's start.
+        end = bisect.bisect_left(times, start + window, lo=i)
+        best = max(best, end - i)
+    return best
+
+
+async def _read_body(
+    request: web.Request, *, form_ok: bool
+) -> tuple[dict[str, Any], bool, str | None]:
+    """Parse the body into (fields, came as a form, problem); problem is None when usable."""
+    ctype = request.content_type
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        form = await request.post()
+        fields = {key: str(form[key]) for key in form}
+        if not form_ok:
+            return fields, True, "the body must be a JSON object"
+        return fields, True, None
+    raw = await request.read()
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}, False, "the body is not valid JSON"
+    if not isinstance(value, dict):
+        return {}, False, "the body must be a JSON object"
+    return value, False, None
+
+
+def _validate(body: dict[str, Any], *, form: bool) -> str | None:
+    """What SendPulse would refuse in a body, or None if it is acceptable."""
+    email = body.get("email")
+    phone = body.get("phone")
+    if not (isinstance(email, str) and email.strip()) and not (
+        isinstance(phone, str) and phone.strip()
+    ):
+        return "email or phone is required"
+    if "automation_id" in body:
+        value = body["automation_id"]
+        # Form fields are all text, so there a string of digits is the integer.
+        ok = (
+            (isinstance(value, str) and value.isdigit())
+            if form
+            else (isinstance(value, int) and not isinstance(value, bool))
+        )
+        if not ok:
+            return "automation_id must be an integer"
+    return None
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _drop(request: web.Request) -> web.Response:
+    """Close the connection without answering; the client sees ServerDisconnectedError."""
+    if request.transport is not None:
+        request.transport.close()
+    # Nothing reaches the client: the transport is closed before this is written.
+    return web.Response(status=204)
+
+
+def _json(status: int, payload: dict[str, Any]) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bulk_events.sandbox",
+        description="Run a local SendPulse imitation until SIGTERM/SIGINT.",
+        epilog="example: python -m bulk_events.sandbox --port 0 --record arrived.jsonl --rate-limit 10",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--record", help="append each accepted event to this JSONL file")
+    parser.add_argument("--rate-limit", type=int, default=None, help="requests per second")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
+    parser.add_argument("--token-ttl", type=float, default=3600.0)
+    parser.add_argument("--client-id", default="sandbox-client")
+    parser.add_argument("--client-secret", default="sandbox-secret")
+    parser.add_argument(
+        "--misbehave",
+        action="append",
+        default=[],
+        metavar="KIND[:TIMES]",
+        help="e.g. drop-after:3 or 500 (repeatable)",
+    )
+    parser.add_argument("--delay", type=float, default=5.0, help="delay of the slow kinds")
+    return parser.parse_args(argv)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    sandbox = Sandbox(
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        token_ttl=args.token_ttl,
+        rate_limit=args.rate_limit,
+        latency=args.latency,
+        record=args.record,
+        history=False,
+    )
+    for spec in args.misbehave:
+        kind, _, times = spec.partition(":")
+        sandbox.misbehave(kind, times=int(times or 1), delay=args.delay)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    url = await sandbox.start(args.host, args.port)
+    print(f"listening on {url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await sandbox.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m bulk_events.sandbox``."""
+    args = _parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except ValueError as exc:  # a bad --misbehave kind
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

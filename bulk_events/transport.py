@@ -1,0 +1,498 @@
+"""The "deliver one body" seam: post one event body, tell the caller what happened.
+
+The delivery layer talks only to the :class:`Transport` protocol. Two aiohttp implementations
+live here: :class:`ApiTransport` (SendPulse REST API with an OAuth token) and
+:class:`EventUrlTransport` (an event's own URL, JSON or form-data, no authorization)::
+
+    transport = ApiTransport("https://api.sendpulse.com", client_id, client_secret, "registration")
+    await transport.open()
+    try:
+        reply = await transport.send({"email": "ann@example.com", "automation_id": 123})
+    finally:
+        await transport.aclose()
+
+``send`` never raises for an HTTP status; it raises :class:`NotSent` when the request certainly
+never reached the service (safe to retry) and :class:`MaybeSent` when it may have arrived but no
+complete answer came back (retrying could send the event twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from bulk_events import redact as _redact
+from bulk_events.errors import CredentialsError, DeliveryError, ServiceUnavailable, UsageError
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_TEXT = 2000
+KEEPALIVE_TIMEOUT = 15.0  # shorter than common server idle timeouts, so we close idle sockets first
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The service's complete answer to one event request."""
+
+    status: int  # HTTP status
+    text: str  # response body, at most 2000 characters, secrets masked
+    retry_after: float | None  # seconds, from a Retry-After header, else None
+    auth_generation: int  # credentials generation used; 0 when the transport has no auth
+
+
+class NotSent(Exception):
+    """The request certainly never reached the service (connect refused or timed out, DNS, TLS)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MaybeSent(Exception):
+    """The request was, or may have been, sent but no complete answer came back."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Delivers one event body; what the delivery layer and tests program against."""
+
+    label: str  # printable description of the destination, secrets masked
+    identity: str  # full destination (may hold a secret); only for hashing journal keys
+
+    async def open(self) -> None:
+        """Prepare to send (session, first token); raise a DeliveryError if that is impossible."""
+        ...
+
+    async def send(self, body: dict[str, Any]) -> Reply:
+        """Post one body; raise NotSent/MaybeSent on transport failure, never for a status."""
+        ...
+
+    async def reauthenticate(self, generation: int) -> bool:
+        """Get fresh credentials after a 401 seen with ``generation``; False if refused."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Network timeouts in seconds: ``connect`` to establish a connection, ``read`` between reads."""
+
+    connect: float = 10.0
+    read: float = 30.0
+
+
+# --- shared aiohttp plumbing -------------------------------------------------------------------
+
+
+def _classify(exc: BaseException) -> NotSent | MaybeSent | None:
+    """Map an aiohttp/OS failure to NotSent or MaybeSent; None for anything else."""
+    # Order matters: the connector errors subclass ClientOSError, and ConnectionTimeoutError is a
+    # ServerTimeoutError like the read timeout. Only failures before the connection exists are
+    # NotSent; once connected, the server may have read the request.
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return NotSent("DNS lookup failed")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return NotSent("TLS handshake failed")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        detail = exc.strerror or type(exc.os_error).__name__
+        return NotSent(f"cannot connect: {detail}")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return NotSent("connect timeout")
+    if isinstance(exc, aiohttp.InvalidURL):
+        return NotSent("invalid URL")
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return MaybeSent("read timeout: no answer in time")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return MaybeSent("server closed the connection without answering")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return MaybeSent("incomplete response")
+    if isinstance(exc, aiohttp.ClientOSError | ConnectionError):
+        return MaybeSent("connection lost")
+    if isinstance(exc, aiohttp.ClientError | TimeoutError | OSError):
+        return MaybeSent(f"transport error: {type(exc).__name__}")
+    return None
+
+
+def _parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        current = datetime.now(UTC).timestamp() if now is None else now
+        return max(0.0, when.timestamp() - current)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _form_value(value: Any) -> str:
+    # Order matters: bool is an int subclass.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset named by the server
+        return raw.decode("utf-8", errors="replace")
+
+
+def _reply_text(raw: bytes, charset: str | None) -> str:
+    # Redact before truncating, or a secret cut in half would escape the mask.
+    return _redact.redact(_decode(raw, charset))[:MAX_REPLY_TEXT]
+
+
+def _check_url(url: str, what: str) -> URL:
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        raise UsageError(f"{what} is not a valid URL") from None
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise UsageError(f"{what} must be an http(s) URL with a host: {_redact.redact_url(url)}")
+    return parsed
+
+
+def _host_label(url: URL) -> str:
+    host = url.raw_host or "?"
+    return host if url.explicit_port is None else f"{host}:{url.explicit_port}"
+
+
+class _HttpTransport:
+    """One aiohttp session, a concurrency cap and failure classification, shared by both."""
+
+    def __init__(self, *, concurrency: int, timeouts: Timeouts) -> None:
+        if concurrency < 1:
+            raise UsageError("concurrency must be at least 1")
+        self._concurrency = concurrency
+        self._timeouts = timeouts
+        self._session: aiohttp.ClientSession | None = None
+        # aiohttp's `connect` timeout also counts time queued for a pooled connection; capping
+        # event requests below the pool size means it only ever measures real connecting.
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def open(self) -> None:
+        """Create the HTTP session (idempotent)."""
+        if self._session is not None:
+            return
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=self._timeouts.connect,
+            sock_connect=self._timeouts.connect,
+            sock_read=self._timeouts.read,
+        )
+        # One spare connection so a token request never waits behind event requests.
+        connector = aiohttp.TCPConnector(
+            limit=self._concurrency + 1, keepalive_timeout=KEEPALIVE_TIMEOUT
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, raise_for_status=False
+        )
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    async def _post(
+        self, url: URL, *, data: Any, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, str | None, str | None]:
+        """POST and read the whole answer: (status, body, charset, Retry-After header)."""
+        session = self._session
+        if session is None:
+            raise RuntimeError("transport is not open: call open() first")
+        try:
+            async with session.post(url, data=data, headers=headers, allow_redirects=False) as resp:
+                raw = await resp.read()
+                return resp.status, raw, resp.charset, resp.headers.get("Retry-After")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            classified = _classify(exc)
+            if classified is None:
+                raise
+            # `from None`: aiohttp's exceptions carry the URL and request headers (token, hash).
+            raise classified from None
+
+
+# --- event URL -----------------------------------------------------------------------------------
+
+
+class EventUrlTransport(_HttpTransport):
+    """Posts to an event's own URL (the URL is the credential), as JSON or as multipart form-data.
+
+    >>> t = EventUrlTransport("https://events.sendpulse.com/events/id/eb561baa181247d1cd378c4ead632877/7")
+    >>> t.label
+    'event URL https://events.sendpulse.com/events/id/eb56…/7 (JSON)'
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        form: bool = False,
+        concurrency: int = 10,
+        timeouts: Timeouts = Timeouts(),
+    ) -> None:
+        super().__init__(concurrency=concurrency, timeouts=timeouts)
+        _redact.register_url(url)
+        self._url = _check_url(url, "event URL")
+        self._form = form
+        self.label = f"event URL {_redact.redact_url(url)} ({'form-data' if form else 'JSON'})"
+        self.identity = f"url:{url}"
+
+    def __repr__(self) -> str:
+        return f"<EventUrlTransport {self.label}>"
+
+    async def send(self, body: dict[str, Any]) -> Reply:
+        """Post ``body`` once; see the module docstring for the exceptions."""
+        if self._form:
+            data: Any = aiohttp.FormData(default_to_multipart=True)
+            for key, value in body.items():
+                data.add_field(str(key), _form_value(value))
+            headers = None
+        else:
+            data = orjson.dumps(body)
+            headers = {"Content-Type": "application/json"}
+        async with self._slots:
+            status, raw, charset, retry_after = await self._post(
+                self._url, data=data, headers=headers
+            )
+        return Reply(status, _reply_text(raw, charset), _parse_retry_after(retry_after), 0)
+
+    async def reauthenticate(self, generation: int) -> bool:
+        """An event URL has no credentials to renew: always False."""
+        return False
+
+
+# --- REST API with OAuth ---------------------------------------------------------------------------
+
+
+class ApiTransport(_HttpTransport):
+    """Posts to ``{api}/events/name/{event}`` with an OAuth client-credentials Bearer token.
+
+    The token is fetched in :meth:`open`, renewed shortly before it expires, and renewed on demand
+    by :meth:`reauthenticate`; each new token bumps ``generation`` so that many requests failing
+    with the same stale token trigger a single token request.
+    """
+
+    #: transient token-endpoint failures are retried this many times after a 401 mid-run
+    token_attempts = 3
+    token_retry_delay = 1.0
+    #: after a failed proactive renewal, keep using the old token this long before trying again
+    refresh_backoff = 10.0
+
+    def __init__(
+        self,
+        api_url: str,
+        client_id: str,
+        client_secret: str,
+        event_name: str,
+        *,
+        concurrency: int = 10,
+        timeouts: Timeouts = Timeouts(),
+        before_request: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(concurrency=concurrency, timeouts=timeouts)
+        _redact.register(client_secret)
+        api_url = api_url.rstrip("/")
+        base = _check_url(api_url, "API URL")
+        if not event_name:
+            raise UsageError("an event name is required")
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._token_url = URL(f"{api_url}/oauth/access_token", encoded=False)
+        self._event_url = base.with_path(
+            f"{base.raw_path.rstrip('/')}/events/name/{quote(event_name, safe='')}", encoded=True
+        )
+        self._host = _host_label(base)
+        self._before_request = before_request
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._refresh_at = 0.0
+        self._retry_refresh_at = 0.0
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        self.label = f'SendPulse API {_redact.redact_url(api_url)}, event "{event_name}"'
+        self.identity = f"api:{api_url}/events/name/{event_name}"
+
+    def __repr__(self) -> str:
+        return f"<ApiTransport {self.label} generation={self._generation}>"
+
+    @property
+    def generation(self) -> int:
+        """How many tokens this transport has obtained; Reply.auth_generation says which was used."""
+        return self._generation
+
+    async def open(self) -> None:
+        """Create the session and fetch the first token.
+
+        Raises CredentialsError if the id/secret are refused, ServiceUnavailable if the token
+        endpoint cannot be reached or is failing.
+        """
+        await super().open()
+        try:
+            async with self._lock:
+                if self._token is None:
+                    await self._fetch_token()
+        except BaseException:
+            await self.aclose()  # the caller gets an error, not a session left to leak
+            raise
+
+    async def send(self, body: dict[str, Any]) -> Reply:
+        """Post ``body`` once with the current token; see the module docstring for exceptions."""
+        if self._token is None:
+            raise RuntimeError("transport is not open: call open() first")
+        if self._clock() >= self._refresh_at:
+            await self._refresh_soon_expiring()
+        data = orjson.dumps(body)
+        token, generation = self._token, self._generation
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        async with self._slots:
+            status, raw, charset, retry_after = await self._post(
+                self._event_url, data=data, headers=headers
+            )
+        return Reply(status, _reply_text(raw, charset), _parse_retry_after(retry_after), generation)
+
+    async def reauthenticate(self, generation: int) -> bool:
+        """Fetch a new token after a 401 seen with ``generation``, once for all waiting callers.
+
+        Returns True when a token newer than ``generation`` is ready (fetched now or by another
+        task meanwhile), False when the token endpoint refuses the credentials. Raises
+        ServiceUnavailable when the token endpoint stays unreachable or failing.
+        """
+        async with self._lock:
+            if self._generation > generation:
+                return True
+            for attempt in range(1, self.token_attempts + 1):
+                try:
+                    await self._fetch_token()
+                    return True
+                except CredentialsError:
+                    log.warning("SendPulse refused the credentials when renewing the token")
+                    return False
+                except ServiceUnavailable as exc:
+                    if attempt == self.token_attempts:
+                        raise
+                    log.warning("token renewal failed (%s); retrying", exc)
+                    await asyncio.sleep(self.token_retry_delay * attempt)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _refresh_soon_expiring(self) -> None:
+        """Renew a token that is about to expire; on failure keep the old one for a while."""
+        async with self._lock:
+            now = self._clock()
+            if now < self._refresh_at or now < self._retry_refresh_at:
+                return
+            try:
+                await self._fetch_token()
+            except DeliveryError as exc:
+                # The old token may still work; a real 401 will go through reauthenticate().
+                self._retry_refresh_at = now + self.refresh_backoff
+                log.warning("proactive token renewal failed: %s", exc)
+
+    async def _fetch_token(self) -> None:
+        """One token request; updates token, expiry and generation. Call under the lock."""
+        if self._before_request is not None:
+            await self._before_request()
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+        }
+        unavailable = f"cannot reach SendPulse at {self._host}"
+        try:
+            status, raw, charset, _ = await self._post(self._token_url, data=form)
+        except (NotSent, MaybeSent) as exc:
+            raise ServiceUnavailable(f"{unavailable}: {exc.reason}; try again later") from None
+        if status in (400, 401, 403):
+            detail = _error_description(raw, charset) or f"HTTP {status}"
+            raise CredentialsError(f"SendPulse rejected the client id/secret: {detail}")
+        if status == 429 or status >= 500:
+            raise ServiceUnavailable(f"{unavailable}: HTTP {status}; try again later")
+        if status != 200:
+            raise DeliveryError(
+                f"unexpected HTTP {status} from the token endpoint at {self._host}; "
+                "check the API address"
+            )
+        try:
+            answer = orjson.loads(raw)
+            token = answer["access_token"]
+            expires_in = float(answer.get("expires_in", 3600))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise ServiceUnavailable(
+                f"{unavailable}: the token endpoint gave an unreadable answer; try again later"
+            ) from None
+        if not isinstance(token, str) or not token:
+            raise ServiceUnavailable(
+                f"{unavailable}: the token endpoint gave no access token; try again later"
+            )
+        _redact.register(token)
+        now = self._clock()
+        if not math.isfinite(expires_in) or expires_in <= 0:
+            expires_in = 3600.0
+        self._token = token
+        self._expires_at = now + expires_in
+        # Renew a little early so no request travels with a token on its last breath.
+        self._refresh_at = now + expires_in - min(60.0, expires_in * 0.1)
+        self._retry_refresh_at = 0.0
+        self._generation += 1
+
+
+def _error_description(raw: bytes, charset: str | None) -> str:
+    """The human part of an OAuth error answer, short and with secrets masked."""
+    try:
+        answer = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        answer = None
+    text = ""
+    if isinstance(answer, dict):
+        for key in ("error_description", "message", "error"):
+            value = answer.get(key)
+            if isinstance(value, str) and value.strip():
+                text = value
+                break
+    else:
+        text = _decode(raw, charset)
+    text = " ".join(text.split())
+    return _redact.redact(text)[:200]
