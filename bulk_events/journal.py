@@ -1,0 +1,738 @@
+"""The run journal: a SQLite file that makes every run resumable and safe to repeat.
+
+SendPulse has no idempotency key, so the journal is the only thing that keeps a row from being
+sent twice. Each row is identified by a ``key`` (a 16-byte hash computed elsewhere) whose life is::
+
+    (absent) -> inflight -> sent | failed | unknown
+    failed | unknown -> inflight        (a later attempt)
+
+A key is marked ``inflight`` and committed *before* its request goes out; its outcome is committed
+when it comes. ``sent`` is final. A key still ``inflight`` when a run opens the journal was left by
+a crash, so :meth:`Journal.open` turns it into ``unknown`` (it may or may not have been sent).
+
+The journal holds no secrets and no personal data: only key hashes, row numbers, statuses, short
+error texts and timestamps. It is private all the same (directory 0700, files 0600).
+
+Example::
+
+    with Journal.open(default_journal_path("contacts.csv", target)) as journal:
+        run_id = journal.start_run(input="contacts.csv", target="event order_paid")
+        known = journal.lookup(keys)
+        journal.write([Mark(key, "inflight", row=2, attempts=1)], run_id)
+        ...  # send the request
+        journal.write([Mark(key, "sent", row=2, attempts=1, http_status=200, sent_at=now)], run_id)
+        journal.finish_run(run_id, journal.counts(), exit_code=0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import stat
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from bulk_events.errors import FileFormatError, JournalBusyError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATES",
+    "Entry",
+    "Journal",
+    "Mark",
+    "SeenKeys",
+    "default_journal_path",
+]
+
+STATES = ("inflight", "sent", "failed", "unknown")
+SCHEMA_VERSION = 1
+
+# SQLite's default limit is far higher, but short IN lists keep each statement small and cheap
+# to prepare; the brief of the project fixes 500.
+_CHUNK = 500
+_BUSY_TIMEOUT_MS = 10_000
+_RECOVERED_ERROR = "the run stopped before an answer came"
+
+# Each entry migrates the schema from version N-1 to N, inside one transaction; later versions
+# append here and bump SCHEMA_VERSION.
+_MIGRATIONS: dict[int, str] = {
+    1: """
+        CREATE TABLE runs (
+            id          INTEGER PRIMARY KEY,
+            started_at  TEXT NOT NULL,
+            finished_at TEXT,
+            input       TEXT NOT NULL,
+            target      TEXT NOT NULL,
+            argv        TEXT NOT NULL DEFAULT '',
+            exit_code   INTEGER,
+            counts_json TEXT,
+            pid         INTEGER NOT NULL
+        );
+        -- WITHOUT ROWID: the 16-byte key is the only lookup path, so the table is one B-tree
+        -- ordered by key instead of a rowid table plus a separate key index.
+        CREATE TABLE events (
+            key         BLOB PRIMARY KEY,
+            state       TEXT NOT NULL
+                        CHECK (state IN ('inflight', 'sent', 'failed', 'unknown')),
+            row         INTEGER,
+            run_id      INTEGER REFERENCES runs (id),
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            http_status INTEGER,
+            error       TEXT NOT NULL DEFAULT '',
+            sent_at     TEXT,
+            updated_at  TEXT NOT NULL
+        ) WITHOUT ROWID;
+    """,
+}
+
+# One statement for insert and update (SQLite >= 3.24). The WHERE makes ``sent`` final: an
+# attempt to move a sent key elsewhere changes no row, which write() detects and refuses.
+_UPSERT = """
+    INSERT INTO events (key, state, row, run_id, attempts, http_status, error, sent_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (key) DO UPDATE SET
+        state = excluded.state,
+        row = excluded.row,
+        run_id = excluded.run_id,
+        attempts = excluded.attempts,
+        http_status = excluded.http_status,
+        error = excluded.error,
+        sent_at = excluded.sent_at,
+        updated_at = excluded.updated_at
+    WHERE events.state <> 'sent' OR excluded.state = 'sent'
+"""
+
+_ENTRY_COLUMNS = "key, state, row, run_id, attempts, http_status, error, sent_at, updated_at"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What the journal knows about one key."""
+
+    key: bytes
+    state: str  # "inflight" | "sent" | "failed" | "unknown"
+    row: int | None
+    run_id: int | None
+    attempts: int
+    http_status: int | None
+    error: str
+    sent_at: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """One state change to record for a key."""
+
+    key: bytes
+    state: str
+    row: int
+    attempts: int = 0
+    http_status: int | None = None
+    error: str = ""
+    sent_at: str | None = None
+
+
+def utc_now() -> str:
+    """The current time as ISO 8601 UTC with seconds, e.g. ``2026-11-27T10:15:00Z``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def default_journal_path(input_path: str | os.PathLike[str], target_identity: str) -> Path:
+    """The per-user journal for one input file sent to one target.
+
+    ``$XDG_STATE_HOME/bulk-events/<input stem>-<12 hex>.sqlite`` (``~/.local/state`` when unset),
+    where the hex is from sha256 of the absolute input path, a NUL and ``target_identity``. The
+    identity may contain a secret, so only its hash goes into the name::
+
+        >>> default_journal_path("/data/contacts.csv", "event:https://...")  # doctest: +SKIP
+        PosixPath('/home/me/.local/state/bulk-events/contacts-3f9a0c1d2e4b.sqlite')
+    """
+    state_home = os.environ.get("XDG_STATE_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    base = Path(state_home) if os.path.isabs(state_home) else Path.home() / ".local" / "state"
+    absolute = os.path.abspath(os.fspath(input_path))
+    digest = hashlib.sha256(
+        os.fsencode(absolute) + b"\0" + target_identity.encode("utf-8", "surrogatepass")
+    ).hexdigest()[:12]
+    # The stem is the user's own file name: keep letters (any script), digits, '.', '_', '-'.
+    stem = re.sub(r"[^\w.-]+", "_", Path(absolute).stem).strip("._")[:64] or "input"
+    return base / "bulk-events" / f"{stem}-{digest}.sqlite"
+
+
+class Journal:
+    """The run journal of one input file and target; see the module docstring.
+
+    Open it with :meth:`open`. Every method is short and synchronous (fit to call from an event
+    loop); one instance may be shared by threads, but is meant for one process at a time, which
+    :meth:`open` enforces with a lock file.
+    """
+
+    path: Path
+    recovered: int
+    readonly: bool
+
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection | None,
+        lock_fd: int | None,
+        *,
+        readonly: bool,
+        recovered: int = 0,
+    ) -> None:
+        """Use :meth:`open`; this only stores what it prepared."""
+        self.path = path
+        self.readonly = readonly
+        self.recovered = recovered
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self._closed = False
+        self._mutex = threading.Lock()
+
+    def __repr__(self) -> str:
+        mode = "readonly" if self.readonly else "writable"
+        return f"<Journal {str(self.path)!r} {mode}>"
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, wait: bool = False, readonly: bool = False
+    ) -> Journal:
+        """Open (creating if needed) the journal at ``path``.
+
+        A writable journal takes an exclusive lock on ``<path>.lock`` for its whole life, so two
+        runs can never share one journal: if another process holds it this raises
+        :class:`JournalBusyError`, or with ``wait=True`` blocks until it is free. It then turns
+        keys left ``inflight`` by a crashed run into ``unknown`` and counts them in ``recovered``.
+
+        ``readonly=True`` (dry runs, ``inspect``) takes no lock, recovers nothing and never
+        creates the file: a missing journal reads as an empty one. A key may then show as
+        ``inflight`` (a live run, or one that crashed): treat it as ``unknown``.
+        """
+        path = Path(path)
+        if readonly:
+            return cls._open_readonly(path)
+        _make_private_dirs(path.parent)
+        lock_fd = _acquire_lock(path, wait=wait)
+        conn: sqlite3.Connection | None = None
+        try:
+            _create_private_file(path)
+            with _translate_errors(path, "cannot open the run journal"):
+                conn = _connect(str(path), uri=False)
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode != "wal":
+                    raise FileFormatError(
+                        f"cannot use the run journal {path}: SQLite refused WAL mode ({mode})"
+                    )
+                # In WAL mode a commit is appended to the -wal file with write(); it is in the
+                # kernel's page cache when COMMIT returns, so a crash of this process (even
+                # SIGKILL) cannot lose it. NORMAL only skips the fsync on each commit, which
+                # matters for power loss or a kernel crash (the last commits may roll back, the
+                # file is never corrupted); FULL would cost one fsync per request start and end.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                _migrate(conn, path)
+                recovered = _recover_inflight(conn)
+            return cls(path, conn, lock_fd, readonly=False, recovered=recovered)
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            os.close(lock_fd)
+            raise
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> Journal:
+        if not path.exists():
+            return cls(path, None, None, readonly=True)
+        uri = "file:" + urllib.request.pathname2url(str(path.absolute())) + "?mode=ro"
+        with _translate_errors(path, "cannot read the run journal"):
+            conn = _connect(uri, uri=True)
+        try:
+            with _translate_errors(path, "cannot read the run journal"):
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = _table_names(conn)
+                if version == 0 and not tables:
+                    conn.close()  # an empty file: nothing was ever written
+                    return cls(path, None, None, readonly=True)
+                _check_schema(path, version, tables)
+                if version < SCHEMA_VERSION:
+                    raise FileFormatError(
+                        f"the run journal {path} is from an older bulk-events; "
+                        "open it once without --dry-run to upgrade it"
+                    )
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn, None, readonly=True)
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, *, input: str, target: str, argv_summary: str = "") -> int:
+        """Record the start of a run and return its id.
+
+        ``target`` is stored as given: pass a display form without secrets (no token, no hash
+        part of an event URL).
+        """
+        with self._writing("cannot write the run journal") as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (started_at, input, target, argv, pid) VALUES (?, ?, ?, ?, ?)",
+                (utc_now(), input, target, argv_summary, os.getpid()),
+            )
+            run_id = cur.lastrowid
+        assert run_id is not None
+        return run_id
+
+    def finish_run(self, run_id: int, counts: dict[str, int], exit_code: int) -> None:
+        """Record the end of a run: its exit code and the counts it reported."""
+        with self._writing("cannot write the run journal") as conn:
+            conn.execute(
+                "UPDATE runs SET finished_at = ?, exit_code = ?, counts_json = ? WHERE id = ?",
+                (utc_now(), exit_code, json.dumps(counts, sort_keys=True), run_id),
+            )
+
+    def reset(self) -> Path | None:
+        """Forget every key (``--fresh``), keeping a copy of the old journal beside it.
+
+        Done under this journal's lock, so no other run can be writing meanwhile. Returns the
+        copy's path (None when there was nothing to forget).
+        """
+        if not any(self.counts().values()):
+            return None
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        copy = self.path.with_name(f"{self.path.name}.{stamp}.old")
+        with self._reading() as conn, _translate_errors(self.path, "cannot copy the run journal"):
+            assert conn is not None
+            copy.touch(mode=0o600)
+            target = sqlite3.connect(copy)
+            try:
+                conn.backup(target)
+            finally:
+                target.close()
+        with self._writing("cannot reset the run journal") as conn:
+            conn.execute("DELETE FROM events")
+        return copy
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def lookup(self, keys: Sequence[bytes]) -> dict[bytes, Entry]:
+        """What the journal knows about ``keys``; keys it has never seen are absent."""
+        unique = list(dict.fromkeys(keys))
+        found: dict[bytes, Entry] = {}
+        with self._reading() as conn:
+            if conn is None:
+                return found
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            # The mutex is taken per chunk, so a long lookup in a worker thread holds up a
+            # write() from the event loop by one chunk (milliseconds), not the whole lookup.
+            with self._reading() as conn:
+                assert conn is not None  # only close() clears it, and then _reading raises
+                rows = conn.execute(
+                    f"SELECT {_ENTRY_COLUMNS} FROM events WHERE key IN ({marks})", chunk
+                ).fetchall()
+            for values in rows:
+                found[values[0]] = Entry(*values)
+        return found
+
+    def write(self, marks: Sequence[Mark], run_id: int) -> None:
+        """Record ``marks`` in one transaction, committed before this returns.
+
+        Marks apply in order, so one batch may take a key through several states. ``sent`` is
+        final: a mark that would move a sent key to another state is a bug in the caller, and
+        the whole batch is refused with :class:`ValueError`.
+        """
+        if not marks:
+            return
+        now = utc_now()
+        params = []
+        for m in marks:
+            if m.state not in STATES:
+                raise ValueError(f"unknown journal state {m.state!r}; expected one of {STATES}")
+            if not isinstance(m.key, bytes):
+                raise TypeError(f"a journal key must be bytes, not {type(m.key).__name__}")
+            params.append(
+                (m.key, m.state, m.row, run_id, m.attempts, m.http_status, m.error, m.sent_at, now)
+            )
+        with self._writing("cannot write the run journal") as conn:
+            changed = conn.executemany(_UPSERT, params).rowcount
+            if changed != len(params):
+                conn.rollback()
+                refused = next(
+                    (m for m in marks if m.state != "sent" and self._state_of(m.key) == "sent"),
+                    None,
+                )
+                where = "" if refused is None else f" (key {refused.key.hex()}, row {refused.row})"
+                raise ValueError(
+                    f"journal refused a batch that moves a sent key to another state{where}: "
+                    "a sent row is final"
+                )
+
+    def counts(self) -> dict[str, int]:
+        """How many keys are in each state (every state is present, possibly 0)."""
+        result = dict.fromkeys(STATES, 0)
+        with self._reading() as conn:
+            if conn is None:
+                return result
+            for state, number in conn.execute("SELECT state, count(*) FROM events GROUP BY state"):
+                result[state] = number
+        return result
+
+    def keys_in_state(self, state: str) -> Iterator[bytes]:
+        """Every key in ``state``, in key order.
+
+        Reads in pages, so the journal may be written between two items without holding a read
+        transaction open (which would keep WAL checkpoints from finishing).
+        """
+        if state not in STATES:
+            raise ValueError(f"unknown journal state {state!r}; expected one of {STATES}")
+        return self._pages_of_keys(state)
+
+    def _pages_of_keys(self, state: str) -> Iterator[bytes]:
+        last = b""
+        while True:
+            with self._reading() as conn:
+                if conn is None:
+                    return
+                page = [
+                    key
+                    for (key,) in conn.execute(
+                        "SELECT key FROM events WHERE state = ? AND key > ? ORDER BY key LIMIT ?",
+                        (state, last, 1000),
+                    )
+                ]
+            yield from page
+            if len(page) < 1000:
+                return
+            last = page[-1]
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database, then release the lock; safe to call twice."""
+        with self._mutex:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            lock_fd, self._lock_fd = self._lock_fd, None
+        try:
+            if conn is not None:
+                conn.close()
+        finally:
+            if lock_fd is not None:
+                os.close(lock_fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection | None]:
+        """The connection under the mutex; None for a read-only journal whose file is missing."""
+        with self._mutex, _translate_errors(self.path, "cannot read the run journal"):
+            if self._closed:
+                raise RuntimeError(f"the run journal {self.path} is closed")
+            yield self._conn
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the mutex; rolled back if the body raises."""
+        if self.readonly:
+            raise RuntimeError(f"the run journal {self.path} is open read-only")
+        with self._mutex, _translate_errors(self.path, what):
+            conn = self._conn
+            if self._closed or conn is None:
+                raise RuntimeError(f"the run journal {self.path} is closed")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def _state_of(self, key: bytes) -> str | None:
+        assert self._conn is not None
+        row = self._conn.execute("SELECT state FROM events WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+
+class SeenKeys:
+    """Within-run duplicate detection that keeps a million keys out of Python's memory.
+
+    The keys live in a private temporary SQLite database (``sqlite3.connect("")``): SQLite keeps
+    a bounded page cache and spills the rest to an anonymous temporary file that disappears on
+    close. Only the current batch is held in Python.
+
+    Example::
+
+        seen = SeenKeys()
+        seen.first_rows([k1, k2, k1], [2, 3, 4])  # -> [None, None, 2]
+        seen.first_rows([k2], [9])                # -> [3]
+    """
+
+    def __init__(self, *, cache_mib: int = 32) -> None:
+        """Create the empty temporary store; ``cache_mib`` bounds SQLite's page cache."""
+        conn = sqlite3.connect("", isolation_level=None)
+        # Nothing here must survive a crash: no rollback journal, no fsync.
+        conn.execute("PRAGMA journal_mode = OFF")
+        conn.execute("PRAGMA synchronous = OFF")
+        conn.execute(f"PRAGMA cache_size = -{int(cache_mib) * 1024}")
+        # One upsert per key does a single B-tree descent: a new key is inserted; a key already
+        # there gets ``pos`` (its position in the batch) set, and the trigger notes that
+        # position with the row that claimed the key first. Reading ``dups`` back then names
+        # only the duplicates, usually few. (A lookup pass before inserting measured slower.)
+        conn.execute(
+            "CREATE TABLE seen (key BLOB PRIMARY KEY, row INTEGER NOT NULL, pos INTEGER)"
+            " WITHOUT ROWID"
+        )
+        conn.execute("CREATE TABLE dups (pos INTEGER NOT NULL, first_row INTEGER NOT NULL)")
+        conn.execute(
+            "CREATE TRIGGER seen_again AFTER UPDATE OF pos ON seen"
+            " BEGIN INSERT INTO dups (pos, first_row) VALUES (NEW.pos, OLD.row); END"
+        )
+        self._conn: sqlite3.Connection | None = conn
+
+    def first_rows(self, keys: Sequence[bytes], rows: Sequence[int]) -> list[int | None]:
+        """For each ``(key, row)`` in order: the row that first claimed the key in this run, or
+        None if this row is the first. Earlier rows of the same batch count too."""
+        if len(keys) != len(rows):
+            raise ValueError(f"{len(keys)} keys but {len(rows)} rows")
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("SeenKeys is closed")
+        conn.execute("BEGIN")
+        try:
+            conn.executemany(
+                "INSERT INTO seen (key, row) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET pos = ?3",
+                zip(keys, rows, range(len(keys)), strict=True),
+            )
+            again = conn.execute("SELECT pos, first_row FROM dups").fetchall()
+            conn.execute("DELETE FROM dups")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
+        result: list[int | None] = [None] * len(keys)
+        for pos, first_row in again:
+            result[pos] = first_row
+        return result
+
+    def close(self) -> None:
+        """Drop the temporary store; safe to call twice."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _connect(database: str, *, uri: bool) -> sqlite3.Connection:
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT), so a write()
+    # is exactly one transaction. check_same_thread=False: the mutex in Journal serialises use.
+    conn = sqlite3.connect(database, uri=uri, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    return conn
+
+
+def _table_names(conn: sqlite3.Connection) -> set[str]:
+    return {
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+
+
+def _check_schema(path: Path, version: int, tables: set[str]) -> None:
+    if version > SCHEMA_VERSION:
+        raise FileFormatError(
+            f"the run journal {path} was written by a newer bulk-events "
+            f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade bulk-events"
+        )
+    if version == 0 and tables:
+        raise FileFormatError(f"{path} is a SQLite database but not a bulk-events run journal")
+    if version > 0 and not {"runs", "events"} <= tables:
+        raise FileFormatError(f"{path} is not a bulk-events run journal (tables are missing)")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        _check_schema(path, version, _table_names(conn))
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _split_statements(_MIGRATIONS[target]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+
+
+def _split_statements(script: str) -> list[str]:
+    # executescript() would COMMIT the open transaction first; run statement by statement so a
+    # migration is all-or-nothing.
+    without_comments = re.sub(r"--[^\n]*", "", script)
+    return [s.strip() for s in without_comments.split(";") if s.strip()]
+
+
+def _recover_inflight(conn: sqlite3.Connection) -> int:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        cur = conn.execute(
+            "UPDATE events SET state = 'unknown', updated_at = ?, "
+            "error = CASE WHEN error = '' THEN ? ELSE error END WHERE state = 'inflight'",
+            (utc_now(), _RECOVERED_ERROR),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return cur.rowcount
+
+
+@contextlib.contextmanager
+def _translate_errors(path: Path, what: str) -> Iterator[None]:
+    """Turn a SQLite error into a one-line FileFormatError that names the journal."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+            raise FileFormatError(
+                f"the run journal {path} is damaged or not a database ({exc}); "
+                "move it aside to start afresh (rows it recorded as sent may then be sent again)"
+            ) from exc
+        raise FileFormatError(f"{what} {path}: {exc}") from exc
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parents as 0700; leave existing ones alone."""
+    missing = []
+    current = directory.absolute()
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another process made it first
+        except OSError as exc:
+            raise FileFormatError(f"cannot create the journal directory {d}: {exc}") from exc
+        os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask
+
+
+def _create_private_file(path: Path) -> None:
+    """Make sure the database exists with mode 0600 before SQLite opens it.
+
+    SQLite creates the -wal and -shm files with the permissions of the database file, so they
+    follow; an existing wider file (or sidecar) is narrowed.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise FileFormatError(f"cannot open the run journal {path}: {exc.strerror}") from exc
+    try:
+        _narrow(fd)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            sidecar = os.open(f"{path}{suffix}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _narrow(sidecar)
+            finally:
+                os.close(sidecar)
+
+
+def _narrow(fd: int) -> None:
+    mode = os.fstat(fd).st_mode
+    if stat.S_IMODE(mode) & 0o077:
+        os.fchmod(fd, stat.S_IMODE(mode) & 0o700)
+
+
+def _acquire_lock(path: Path, *, wait: bool) -> int:
+    """Take the exclusive lock on ``<path>.lock`` and write who holds it; return its fd."""
+    lock_path = f"{path}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise FileFormatError(f"cannot open the journal lock {lock_path}: {exc.strerror}") from exc
+    try:
+        _narrow(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise FileFormatError(f"cannot lock {lock_path}: {exc.strerror}") from exc
+            if not wait:
+                raise JournalBusyError(
+                    f"another bulk-events run is using {path} ({_holder(fd)}); "
+                    "wait for it or pass --wait"
+                ) from None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        # The lock file is never deleted: unlinking a flock'ed file lets a third process lock a
+        # fresh inode while the second still waits on the old one.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} started {utc_now()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _holder(fd: int) -> str:
+    """``pid N, started T`` from the lock file of the run that holds it, as far as known."""
+    text = b""
+    # The holder writes its line right after locking; give it a moment if we read too early.
+    for _ in range(20):
+        text = os.pread(fd, 200, 0)
+        if text.endswith(b"\n"):
+            break
+        time.sleep(0.01)
+    found = re.fullmatch(rb"pid (\d+) started (\S+)\n", text)
+    if found is None:
+        return "pid unknown"
+    return f"pid {found[1].decode()}, started {found[2].decode()}"
