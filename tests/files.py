@@ -1,0 +1,138 @@
+"""Builders of spreadsheet files for the reader tests: typed workbooks, patched zips, hostile ones."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+from openpyxl.styles import PatternFill
+
+YELLOW = PatternFill("solid", fgColor="FFFF00")
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write raw bytes and return the path (CSV tests control every byte)."""
+    path.write_bytes(data)
+    return path
+
+
+def workbook(path: Path, sheets: dict[str, list[list[Any]]], *, hidden: tuple[str, ...] = ()) -> Path:
+    """A plain workbook: one sheet per item, rows appended from A1."""
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for row in rows:
+            ws.append(row)
+        if name in hidden:
+            ws.sheet_state = "hidden"
+    wb.save(path)
+    return path
+
+
+def typed_workbook(path: Path, *, padded: bool = False) -> Path:
+    """The cells people actually have: a phone typed as a number, text with a leading zero, dates,
+    a time, a duration, booleans, a float, styled blank rows between data rows, and (if
+    ``padded``) a number shown through the ``00000`` format."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append(["phone", "code", "zip", "date", "when", "at", "took", "ok", "amount", "name"])
+    ws.append(
+        [
+            380501234567,
+            "01234",
+            1234,
+            dt.date(2024, 5, 1),
+            dt.datetime(2024, 5, 1, 13, 45, 10),
+            dt.time(8, 30),
+            dt.timedelta(hours=30),
+            True,
+            12.5,
+            "Олена",
+        ]
+    )
+    ws.append([])  # row 3: nothing at all
+    for col in "ABCDEFGHIJ":  # row 4: formatted but empty, as when a person colours a band
+        ws[f"{col}4"].fill = YELLOW
+    ws.append([])
+    ws.append([5153435776, "x", 7, dt.datetime(2021, 1, 2), dt.datetime(2021, 1, 2, 0, 0), None, None, False, 0.1 + 0.2, " Ivan "])
+    ws.merge_cells("A7:D7")  # row 7: merged, blank
+    ws["A7"].fill = YELLOW
+    ws["A8"] = 1e20
+    ws["B8"] = -0.0
+    ws["C8"] = 1234.6
+    ws["J8"] = "last"
+    ws["L1"].fill = YELLOW  # a styled, empty column beyond the header: not a column
+    if padded:
+        ws["C2"].number_format = "00000"
+        ws["C6"].number_format = "00000"
+        ws["C8"].number_format = "00000"
+    wb.save(path)
+    return path
+
+
+def patch_zip(src: Path, dst: Path, changes: dict[str, bytes | Callable[[bytes], bytes] | None]) -> Path:
+    """Copy a zip, replacing (bytes), rewriting (callable) or removing (None) members; a name not in
+    the source is added."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename in changes:
+                change = changes[item.filename]
+                if change is None:
+                    continue
+                data = change(data) if callable(change) else change
+            zout.writestr(item, data)
+        for name, change in changes.items():
+            if name not in zin.namelist() and isinstance(change, bytes):
+                zout.writestr(name, change)
+    return dst
+
+
+def replace_row(sheet_xml: bytes, row: int, cells_xml: str) -> bytes:
+    """Put hand-written cell XML into a sheet's row (e.g. a formula with a cached value)."""
+    text = sheet_xml.decode()
+    new_row = f'<row r="{row}">{cells_xml}</row>'
+    pattern = re.compile(rf'<row r="{row}"[^>]*>.*?</row>|<row r="{row}"[^>]*/>', re.S)
+    if pattern.search(text):
+        text = pattern.sub(new_row, text, count=1)
+    else:
+        text = text.replace("</sheetData>", new_row + "</sheetData>")
+    return text.encode()
+
+
+def set_declared_sizes(path: Path, member: str, *, file_size: int) -> None:
+    """Rewrite the uncompressed size a zip's central directory declares for one member (a lie)."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    pos = 0
+    while (pos := data.find(b"PK\x01\x02", pos)) >= 0:
+        name_len = struct.unpack_from("<H", data, pos + 28)[0]
+        if data[pos + 46 : pos + 46 + name_len] == name:
+            struct.pack_into("<I", data, pos + 24, file_size)
+        pos += 4
+    pos = 0
+    while (pos := data.find(b"PK\x03\x04", pos)) >= 0:
+        name_len = struct.unpack_from("<H", data, pos + 26)[0]
+        if data[pos + 30 : pos + 30 + name_len] == name:
+            struct.pack_into("<I", data, pos + 22, file_size)
+        pos += 4
+    path.write_bytes(bytes(data))
+
+
+def zeros_member(path: Path, base: Path, member: str, size: int) -> Path:
+    """A workbook with an extra member of ``size`` zero bytes, written in pieces (small memory);
+    deflate packs it about a thousand times smaller."""
+    patch_zip(base, path, {})
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as z, z.open(member, "w", force_zip64=True) as out:
+        piece = bytes(1 << 20)
+        for _ in range(size // len(piece)):
+            out.write(piece)
+    return path

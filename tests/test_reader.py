@@ -1,0 +1,719 @@
+"""Reading CSV and Excel files into rows of cells as a person sees them (bulk_events.reader)."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+import io
+import string
+import sys
+import zipfile
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import psutil
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bulk_events import reader
+from bulk_events.errors import FileFormatError, UsageError
+from bulk_events.reader import Detected, open_table
+
+sys.path.insert(0, str(Path(__file__).parent))
+import files  # noqa: E402  (the test-file builders beside this module)
+
+REALWORLD = Path("/work/shared/realworld")
+
+
+def read_all(path: Path, size: int = 50_000, **options: object) -> tuple[reader.Table, pd.DataFrame]:
+    """Open a file, read every chunk, and return the table and all rows in one frame."""
+    with open_table(path, **options) as table:
+        frames = list(table.chunks(size))
+    if frames:
+        rows = pd.concat(frames)
+    else:
+        rows = pd.DataFrame(columns=table.columns)
+    return table, rows
+
+
+def records(frame: pd.DataFrame) -> dict[int, list[str]]:
+    """Row number -> cells, the shape most assertions compare."""
+    return {int(i): list(v) for i, v in zip(frame.index, frame.itertuples(index=False), strict=True)}
+
+
+def rss() -> int:
+    gc.collect()
+    return psutil.Process().memory_info().rss
+
+
+# --------------------------------------------------------------------------- CSV: the happy cases
+
+
+def test_utf8_csv_gives_strings_indexed_by_spreadsheet_row(tmp_path: Path) -> None:
+    """A plain UTF-8 CSV yields str cells only (numbers stay text) indexed from row 2."""
+    path = files.write_bytes(
+        tmp_path / "c.csv", b"email,phone,amount\na@x.com,0501234567,12.50\nb@x.com,,1e3\n"
+    )
+    table, rows = read_all(path)
+    assert table.columns == ["email", "phone", "amount"]
+    assert table.detected == Detected(format="csv", encoding="utf-8", delimiter=",", header_row=1)
+    assert table.detected.describe() == 'CSV, utf-8 (detected), delimiter "," (detected)'
+    assert records(rows) == {2: ["a@x.com", "0501234567", "12.50"], 3: ["b@x.com", "", "1e3"]}
+    assert all(type(v) is str for col in rows for v in rows[col])
+    assert list(rows.index) == [2, 3]
+
+
+def test_utf8_bom_is_detected_and_stripped_from_the_header(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts with a BOM: it is not part of the first column's name."""
+    path = files.write_bytes(tmp_path / "c.csv", codecs.BOM_UTF8 + "email;имя\na@x.com;Олена\n".encode())
+    table, rows = read_all(path)
+    assert table.detected.encoding == "utf-8-sig"
+    assert table.columns == ["email", "имя"]
+    assert records(rows) == {2: ["a@x.com", "Олена"]}
+
+
+def test_forced_utf8_on_a_bom_file_still_strips_the_bom(tmp_path: Path) -> None:
+    """--encoding utf-8 on a file with a BOM does not leave the BOM glued to the first header."""
+    path = files.write_bytes(tmp_path / "c.csv", codecs.BOM_UTF8 + b"email,name\na@x.com,Ann\n")
+    table, _ = read_all(path, encoding="UTF8")
+    assert table.columns == ["email", "name"]
+    assert table.detected.encoding_given
+    assert "(given)" in table.detected.describe()
+
+
+CYRILLIC_ROWS = [
+    ["Email", "Ім'я", "Прізвище", "Місто", "Коментар"],
+    ["olena@example.com", "Олена", "Шевченко", "Київ", "Постійна клієнтка, знижка 5%"],
+    ["ivan@example.com", "Іван", "Петренко", "Львів", "Оплата частинами, дзвонити ввечері"],
+    ["maria@example.com", "Марія", "Ковальчук", "Одеса", "Їй подобаються пропозиції, є бонуси"],
+    ["petr@example.ru", "Пётр", "Сидоров", "Москва", "Новый клиент, заказ через сайт"],
+]
+
+
+def cp1251_csv(path: Path) -> Path:
+    text = "\r\n".join(";".join(r) for r in CYRILLIC_ROWS) + "\r\n"
+    return files.write_bytes(path, text.encode("cp1251"))
+
+
+def test_cp1251_semicolon_file_from_excel_is_detected(tmp_path: Path) -> None:
+    """Excel in a Cyrillic locale saves cp1251 with ";" and commas inside values: both are detected."""
+    table, rows = read_all(cp1251_csv(tmp_path / "c.csv"))
+    assert (table.detected.encoding, table.detected.delimiter) == ("cp1251", ";")
+    assert table.detected.describe() == 'CSV, cp1251 (detected), delimiter ";" (detected)'
+    assert table.columns == CYRILLIC_ROWS[0]
+    assert records(rows)[4] == CYRILLIC_ROWS[3]
+
+
+@pytest.mark.parametrize("encoding", ["koi8-r", "mac-cyrillic", "cp866"])
+def test_cyrillic_lookalike_encodings_are_told_apart(tmp_path: Path, encoding: str) -> None:
+    """Russian text in koi8-r, mac-cyrillic or cp866 is not taken for cp1251 (or the reverse)."""
+    rows = [
+        ["email", "имя", "фамилия", "город", "комментарий"],
+        ["petr@example.ru", "Пётр", "Сидоров", "Москва", "Новый клиент, заказ через сайт"],
+        ["anna@example.ru", "Анна", "Смирнова", "Казань", "Постоянная покупательница, скидка"],
+        ["oleg@example.ru", "Олег", "Кузнецов", "Самара", "Звонить после обеда, вежливо"],
+    ]
+    text = "\n".join(";".join(r) for r in rows) + "\n"
+    path = files.write_bytes(tmp_path / "c.csv", text.encode(encoding))
+    table, read = read_all(path)
+    assert table.detected.encoding == codecs.lookup(encoding).name
+    assert records(read)[3] == rows[2]
+
+
+def test_cp1252_latin_text_is_not_mistaken_for_cyrillic(tmp_path: Path) -> None:
+    """A Western-European legacy file (café, Müller) decodes as cp1252, not as cp1251."""
+    text = "email,name,city\nx@y.fr,José Müller,Café Noël\nz@y.de,Françoise,Škoda ångström\n"
+    path = files.write_bytes(tmp_path / "c.csv", text.replace("Š", "S").encode("cp1252"))
+    table, rows = read_all(path)
+    assert table.detected.encoding == "cp1252"
+    assert records(rows)[2] == ["x@y.fr", "José Müller", "Café Noël"]
+
+
+def test_legacy_byte_far_down_the_file_decides_the_encoding_before_any_row(tmp_path: Path) -> None:
+    """An ASCII file whose only accented byte is at row 5000 is read as cp1252, not UTF-8 that fails later."""
+    lines = ["email,name"] + [f"u{i}@x.com,Name{i}" for i in range(2, 5000)] + ["last@x.com,René"]
+    path = files.write_bytes(tmp_path / "c.csv", ("\n".join(lines) + "\n").encode("cp1252"))
+    table, rows = read_all(path, size=1000)
+    assert table.detected.encoding == "cp1252"
+    assert records(rows)[5000] == ["last@x.com", "René"]
+
+
+def test_utf8_file_with_one_damaged_byte_is_refused_with_its_row(tmp_path: Path) -> None:
+    """A UTF-8 file (Cyrillic) with one bad byte at row 1500 is refused, naming the row, not garbled as cp1251."""
+    lines = ["email,name"] + [f"u{i}@x.com,Олена {i}" for i in range(2, 1500)]
+    data = ("\n".join(lines) + "\n").encode() + b"bad@x.com,\xff\xfe\n" + b"z@x.com,Ann\n"
+    path = files.write_bytes(tmp_path / "c.csv", data)
+    with pytest.raises(FileFormatError, match=r"looks like utf-8 but has an invalid byte 0xff at row 1500"):
+        open_table(path)
+
+
+def test_utf16_tab_file_from_excel_unicode_text(tmp_path: Path) -> None:
+    """Excel's "Unicode text" (UTF-16LE with BOM, TAB-separated) is read with its row numbers."""
+    text = "email\tname\tnote\r\na@x.com\tОлена\t1,5\r\n\r\nb@x.com\tJosé\t\r\n"
+    path = files.write_bytes(tmp_path / "c.txt", codecs.BOM_UTF16_LE + text.encode("utf-16-le"))
+    table, rows = read_all(path)
+    assert (table.detected.encoding, table.detected.delimiter) == ("utf-16", "\t")
+    assert table.detected.describe() == "CSV, utf-16 (detected), delimiter TAB (detected)"
+    assert records(rows) == {2: ["a@x.com", "Олена", "1,5"], 4: ["b@x.com", "José", ""]}
+
+
+def test_utf16_without_bom_is_recognised(tmp_path: Path) -> None:
+    """UTF-16 without a BOM is recognised by its NUL pattern instead of being refused as binary."""
+    path = files.write_bytes(tmp_path / "c.csv", "email,name\na@x.com,Ann\n".encode("utf-16-le"))
+    table, rows = read_all(path)
+    assert table.detected.encoding == "utf-16-le"
+    assert records(rows) == {2: ["a@x.com", "Ann"]}
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_blank_rows_are_skipped_but_counted(tmp_path: Path, newline: str) -> None:
+    """Blank lines (leading, middle, `,,,`) are not rows yet keep the numbering a spreadsheet shows."""
+    lines = ["", ",,", "email,name,city", "a@x.com,Ann,Kyiv", "", ",,", "b@x.com,Bob,", "", ""]
+    path = files.write_bytes(tmp_path / "c.csv", newline.join(lines).encode())
+    table, rows = read_all(path)
+    assert table.detected.header_row == 3
+    assert table.columns == ["email", "name", "city"]
+    assert records(rows) == {4: ["a@x.com", "Ann", "Kyiv"], 7: ["b@x.com", "Bob", ""]}
+
+
+def test_quoted_multiline_cell_is_one_row(tmp_path: Path) -> None:
+    """A quoted cell holding line breaks is one row, as in Excel, and later rows keep their numbers."""
+    data = 'email,address\na@x.com,"1 Main St\nApt 2\nKyiv"\n\nb@x.com,"say ""hi"", then go"\n'
+    table, rows = read_all(files.write_bytes(tmp_path / "c.csv", data.encode()))
+    assert records(rows) == {2: ["a@x.com", "1 Main St\nApt 2\nKyiv"], 4: ["b@x.com", 'say "hi", then go']}
+
+
+def test_rows_are_numbered_across_chunks(tmp_path: Path) -> None:
+    """Chunks are bounded and row numbers continue across chunk boundaries, blank rows included."""
+    lines = ["email"] + [("" if i % 10 == 0 else f"u{i}@x.com") for i in range(2, 1002)]
+    path = files.write_bytes(tmp_path / "c.csv", ("\n".join(lines) + "\n").encode())
+    with open_table(path) as table:
+        sizes = [len(c) for c in table.chunks(100)]
+        rows = pd.concat(table.chunks(100))
+    assert max(sizes) <= 100
+    assert len(rows) == 1000 - 100
+    assert rows.loc[999, "email"] == "u999@x.com"
+    assert 1000 not in rows.index and rows.index.is_monotonic_increasing
+
+
+def test_excel_sep_line_sets_the_delimiter_and_is_not_a_row(tmp_path: Path) -> None:
+    """The `sep=;` first line Excel understands chooses the delimiter and is hidden like in Excel."""
+    path = files.write_bytes(tmp_path / "c.csv", b"sep=;\nemail;name,full\na@x.com;Ann, B\n")
+    table, rows = read_all(path)
+    assert table.detected.delimiter == ";"
+    assert table.detected.header_row == 1
+    assert records(rows) == {2: ["a@x.com", "Ann, B"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("email;name;note\na@x.com;Doe, John;1,5\nb@x.com;Roe, Jane;2,5\n", ";"),
+        ('email,name,note\na@x.com,"Doe; John",x\nb@x.com,"Roe; Jane",y\n', ","),
+        ("email|name\na@x.com|Ann, B; C\n", "|"),
+        ("email\tname\na@x.com\tAnn, B; C\n", "\t"),
+        ("Name, first;City;Age\nDoe, John;Kyiv;30\nRoe, Jane;Lviv;31\n", ";"),
+        ("email\na@x.com\nb@x.com\n", ","),
+    ],
+    ids=["semicolon-with-commas", "comma-with-quoted-semicolons", "pipe", "tab", "comma-in-header", "one-column"],
+)
+def test_delimiter_detection_on_realistic_files(tmp_path: Path, text: str, expected: str) -> None:
+    """The delimiter is the one that splits the header and the rows consistently, quotes honoured."""
+    table, _ = read_all(files.write_bytes(tmp_path / "c.csv", text.encode()))
+    assert table.detected.delimiter == expected
+
+
+def test_single_column_file_keeps_its_one_column(tmp_path: Path) -> None:
+    """A one-column file of emails reads as one column, no splitting invented."""
+    table, rows = read_all(files.write_bytes(tmp_path / "c.csv", b"email\na@x.com\n\nb@x.com\n"))
+    assert table.columns == ["email"]
+    assert records(rows) == {2: ["a@x.com"], 4: ["b@x.com"]}
+
+
+@pytest.mark.parametrize(("given", "used"), [("tab", "\t"), ("\\t", "\t"), ("semicolon", ";"), ("|", "|")])
+def test_delimiter_option_accepts_names(tmp_path: Path, given: str, used: str) -> None:
+    """--delimiter takes the character or a name (tab, \\t, semicolon) and overrides detection."""
+    path = files.write_bytes(tmp_path / "c.csv", f"a,b{used}c\n1,2{used}3\n".encode())
+    table, rows = read_all(path, delimiter=given)
+    assert table.detected.delimiter == used and table.detected.delimiter_given
+    assert table.columns == ["a,b", "c"]
+    assert records(rows) == {2: ["1,2", "3"]}
+
+
+def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
+    """An unknown encoding, a multi-character delimiter, or a sheet for a CSV are usage errors."""
+    path = files.write_bytes(tmp_path / "c.csv", b"a,b\n1,2\n")
+    with pytest.raises(UsageError, match='unknown encoding "klingon"'):
+        open_table(path, encoding="klingon")
+    with pytest.raises(UsageError, match="unusable delimiter"):
+        open_table(path, delimiter="::")
+    with pytest.raises(UsageError, match="no sheets"):
+        open_table(path, sheet="Data")
+
+
+def test_forced_encoding_that_cannot_decode_names_row_byte_and_suggestion(tmp_path: Path) -> None:
+    """--encoding utf-8 on a cp1251 file fails with the row, the byte and the encoding to try."""
+    path = cp1251_csv(tmp_path / "customers.csv")
+    with pytest.raises(FileFormatError) as err:
+        open_table(path, encoding="utf-8")
+    assert str(err.value) == (
+        "cannot decode customers.csv as utf-8 at row 1 (byte 0xb2); try --encoding cp1251"
+    )
+
+
+def test_forced_encoding_error_counts_rows_not_lines(tmp_path: Path) -> None:
+    """The row of a decoding error counts a quoted multi-line cell as one row."""
+    data = 'email,note\na@x.com,"two\nlines"\n\nb@x.com,caf\xe9\n'.encode("latin-1")
+    with pytest.raises(FileFormatError, match=r"as utf-8 at row 4 \(byte 0xe9\); try --encoding cp1252"):
+        open_table(files.write_bytes(tmp_path / "c.csv", data), encoding="utf-8")
+
+
+def test_header_only_file_has_columns_and_no_rows(tmp_path: Path) -> None:
+    """A file with only a header is fine: its columns and zero rows."""
+    table, rows = read_all(files.write_bytes(tmp_path / "c.csv", b"email,name\n"))
+    assert table.columns == ["email", "name"]
+    assert rows.empty
+
+
+def test_header_cells_are_kept_as_written(tmp_path: Path) -> None:
+    """Header cells keep their spaces and case; only blank, empty columns are dropped."""
+    path = files.write_bytes(tmp_path / "c.csv", b" Email ,,Name,\na@x.com,,Ann,\n")
+    table, rows = read_all(path)
+    assert table.columns == [" Email ", "Name"]
+    assert records(rows) == {2: ["a@x.com", "Ann"]}
+
+
+def test_ragged_rows_are_padded_and_empty_extra_cells_ignored(tmp_path: Path) -> None:
+    """Short rows get "" cells; trailing empty separators beyond the header are not columns."""
+    path = files.write_bytes(tmp_path / "c.csv", b"a,b,c\n1\n2,3,4,,\n")
+    table, rows = read_all(path)
+    assert table.columns == ["a", "b", "c"]
+    assert records(rows) == {2: ["1", "", ""], 3: ["2", "3", "4"]}
+
+
+# --------------------------------------------------------------------------- CSV: structure errors
+
+
+def test_duplicate_header_names_are_refused_with_letters(tmp_path: Path) -> None:
+    """Two headers equal after trimming and ignoring case are refused, naming both columns."""
+    path = files.write_bytes(tmp_path / "c.csv", b"Email,Name,Phone,City, email \n")
+    with pytest.raises(FileFormatError, match=r'^duplicate column "Email" \(columns A and E\)$'):
+        open_table(path)
+
+
+def test_value_under_a_blank_header_is_refused_naming_column_and_row(tmp_path: Path) -> None:
+    """Data in a column with no header is refused, naming its letter and the row."""
+    path = files.write_bytes(tmp_path / "c.csv", b"email,,name\na@x.com,,Ann\n\nb@x.com,oops,Bob\n")
+    with open_table(path) as table:
+        assert table.columns == ["email", "name"]
+        with pytest.raises(FileFormatError, match="column B has no header but row 4 has a value"):
+            list(table.chunks())
+
+
+def test_value_beyond_the_header_is_refused(tmp_path: Path) -> None:
+    """A cell to the right of the last header is a value in a column with no header."""
+    path = files.write_bytes(tmp_path / "c.csv", b"email,name\na@x.com,Ann,extra\n")
+    with open_table(path) as table, pytest.raises(FileFormatError, match="column C has no header but row 2"):
+        list(table.chunks())
+
+
+def test_row_wider_than_anything_before_is_refused_with_its_row(tmp_path: Path) -> None:
+    """A row far down with more cells than the rows sampled is refused naming that row."""
+    lines = ["a,b"] + ["1,2"] * 1500 + ["", '"x\ny",2', "1,2,3,4"]
+    path = files.write_bytes(tmp_path / "c.csv", ("\n".join(lines) + "\n").encode())
+    with open_table(path) as table, pytest.raises(FileFormatError, match=r"^row 1504 has 4 cells"):
+        list(table.chunks())
+
+
+# --------------------------------------------------------------------------- CSV: hostile files
+
+
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    """An empty file gets a plain message."""
+    with pytest.raises(FileFormatError, match=r"^customers\.csv is empty$"):
+        open_table(files.write_bytes(tmp_path / "customers.csv", b""))
+
+
+def test_blank_only_file_is_refused(tmp_path: Path) -> None:
+    """A file of blank lines and separators only has no header to read."""
+    with pytest.raises(FileFormatError, match="every row is blank"):
+        open_table(files.write_bytes(tmp_path / "c.csv", b"\n,,,\n\n,,\n"))
+
+
+def test_missing_file_and_folder_are_refused(tmp_path: Path) -> None:
+    """A missing path or a folder gets a one-line message."""
+    with pytest.raises(FileFormatError, match="no such file"):
+        open_table(tmp_path / "nope.csv")
+    with pytest.raises(FileFormatError, match="is a folder"):
+        open_table(tmp_path)
+
+
+def test_nul_byte_is_refused_with_its_row(tmp_path: Path) -> None:
+    """A NUL byte (not text) is refused, naming the row it is on."""
+    data = b'email,name\na@x.com,"multi\nline"\nb@x.com,Bo\x00b\n'
+    with pytest.raises(FileFormatError, match=r"^c\.csv has a NUL byte at row 3; is this a text file\?$"):
+        open_table(files.write_bytes(tmp_path / "c.csv", data))
+
+
+def test_binary_files_are_refused(tmp_path: Path) -> None:
+    """An image renamed .csv, or random bytes, are refused without a traceback."""
+    png = files.write_bytes(tmp_path / "a.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8)
+    with pytest.raises(FileFormatError, match="is a PNG image"):
+        open_table(png)
+    noise = files.write_bytes(tmp_path / "b.csv", bytes((i * 7919) % 256 for i in range(20000)))
+    with pytest.raises(FileFormatError, match="NUL byte|not a text file"):
+        open_table(noise)
+
+
+def test_unterminated_quote_is_refused_with_the_row_it_starts_on(tmp_path: Path) -> None:
+    """An opening quote never closed swallows the rest of the file: refused naming its first row."""
+    data = b'email,name\na@x.com,Ann\n\nb@x.com,"Bob\nc@x.com,Cy\n'
+    with open_table(files.write_bytes(tmp_path / "c.csv", data)) as table:
+        with pytest.raises(FileFormatError, match=r"^unterminated quoted value starting at row 4$"):
+            list(table.chunks())
+
+
+def test_giant_cell_on_one_line_is_refused_before_reading(tmp_path: Path) -> None:
+    """A cell (so a line) over 1 MiB is found by the first pass, before any row, naming its row."""
+    data = b"email,name\na@x.com,Ann\nb@x.com," + b"x" * (reader.MAX_CELL_CHARS + 10) + b"\n"
+    before = rss()
+    with pytest.raises(FileFormatError, match=r"^row 3 is longer than 1 MiB; refusing to read it$"):
+        open_table(files.write_bytes(tmp_path / "c.csv", data))
+    assert rss() - before < 100 * 2**20
+
+
+def test_giant_quoted_multiline_cell_is_refused_naming_row_and_column(tmp_path: Path) -> None:
+    """A quoted cell over 1 MiB made of short lines is caught while streaming, naming row and column."""
+    cell = ("line of text\n" * (reader.MAX_CELL_CHARS // 13 + 10)).encode()
+    data = b'email,name\na@x.com,Ann\nb@x.com,"' + cell + b'"\n'
+    with open_table(files.write_bytes(tmp_path / "c.csv", data)) as table:
+        with pytest.raises(FileFormatError, match=r"^row 3, column B, has a cell longer than 1 MiB"):
+            list(table.chunks())
+
+
+def test_html_or_xml_saved_as_csv_is_refused(tmp_path: Path) -> None:
+    """An HTML table saved with a .csv/.xls name is refused with advice, not read as one column."""
+    path = files.write_bytes(tmp_path / "export.csv", b"<html><table><tr><td>a</td></tr></table></html>")
+    with pytest.raises(FileFormatError, match="is an XML or HTML file"):
+        open_table(path)
+
+
+# --------------------------------------------------------------------------- CSV: round trip
+
+
+# Any text a cell can hold: every Unicode category but surrogates and control characters, which
+# no person types and which mark a file as binary; tab and LF are in. A lone CR is left out because
+# Python's csv writer leaves it unquoted under lineterminator="\n", which makes it a row break.
+cell_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc")) | st.sampled_from("\t\n"), max_size=12
+)
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
+    width = draw(st.integers(min_value=2, max_value=5))
+    header = draw(
+        st.lists(
+            st.text(string.ascii_letters + string.digits + "_", min_size=1, max_size=8),
+            min_size=width,
+            max_size=width,
+            unique_by=str.casefold,
+        )
+    )
+    row = st.lists(cell_text, min_size=width, max_size=width).filter(any)
+    return header, draw(st.lists(row, max_size=15))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    table=tables(),
+    delimiter=st.sampled_from([",", ";", "\t", "|"]),
+    quoting=st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]),
+    newline=st.sampled_from(["\n", "\r\n"]),
+)
+def test_written_csv_reads_back_identically(
+    tmp_path: Path, table: tuple[list[str], list[list[str]]], delimiter: str, quoting: int, newline: str
+) -> None:
+    """Any text table written as UTF-8 CSV (any delimiter, quoting) is detected and read back cell for cell."""
+    header, rows = table
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter=delimiter, quoting=quoting, lineterminator=newline).writerows([header, *rows])
+    path = files.write_bytes(tmp_path / "prop.csv", buffer.getvalue().encode())
+    read, frame = read_all(path, size=4)
+    assert read.detected.delimiter == delimiter
+    assert read.columns == header
+    assert [list(r) for r in frame.itertuples(index=False)] == rows
+
+
+# --------------------------------------------------------------------------- XLSX: cells
+
+
+def test_typed_cells_read_as_a_person_sees_them(tmp_path: Path) -> None:
+    """Numbers without ".0", text with leading zeros, ISO dates, TRUE/FALSE, blank formatted rows skipped."""
+    table, rows = read_all(files.typed_workbook(tmp_path / "t.xlsx"))
+    assert table.detected.engine == "calamine"
+    assert table.detected.describe() == 'Excel sheet "Data" (1 of 1)'
+    assert table.columns == ["phone", "code", "zip", "date", "when", "at", "took", "ok", "amount", "name"]
+    assert records(rows) == {
+        2: ["380501234567", "01234", "1234", "2024-05-01", "2024-05-01T13:45:10", "08:30:00", "1 day, 6:00:00", "TRUE", "12.5", "Олена"],
+        6: ["5153435776", "x", "7", "2021-01-02", "2021-01-02", "", "", "FALSE", "0.3", " Ivan "],
+        8: ["1e+20", "0", "1234.6", "", "", "", "", "", "", "last"],
+    }
+    assert all(type(v) is str for col in rows for v in rows[col])
+
+
+def test_zero_padded_number_format_is_shown_padded_via_openpyxl(tmp_path: Path) -> None:
+    """A number under the custom format 00000 reads as Excel shows it (01234), through openpyxl."""
+    table, rows = read_all(files.typed_workbook(tmp_path / "t.xlsx", padded=True))
+    assert table.detected.engine == "openpyxl"
+    assert rows["zip"].to_dict() == {2: "01234", 6: "00007", 8: "01235"}
+    assert rows.loc[2, "code"] == "01234" and rows.loc[2, "phone"] == "380501234567"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "shown"),
+    [("0000000000", 501234567, "0501234567"), ('"UA"000000', 1234, "UA001234"), ("000-000-0000", 501234567, "050-123-4567"), ("00000", 1234567, "1234567")],
+)
+def test_zero_padding_formats_with_literals(tmp_path: Path, fmt: str, value: int, shown: str) -> None:
+    """Formats made of 0s and literals render like Excel, extra digits kept."""
+    wb = openpyxl.Workbook()
+    wb.active.append(["phone"])
+    wb.active.append([value])
+    wb.active["A2"].number_format = fmt
+    wb.save(tmp_path / "p.xlsx")
+    table, rows = read_all(tmp_path / "p.xlsx")
+    assert table.detected.engine == "openpyxl"
+    assert records(rows) == {2: [shown]}
+
+
+def test_calamine_and_openpyxl_give_identical_strings(tmp_path: Path) -> None:
+    """The two engines render the same workbook to the same cells, row numbers and columns."""
+    path = files.typed_workbook(tmp_path / "t.xlsx")
+    path = files.patch_zip(
+        path,
+        tmp_path / "f.xlsx",
+        {
+            "xl/worksheets/sheet1.xml": lambda x: files.replace_row(
+                x,
+                9,
+                '<c r="A9"><f>1-539-402-259</f><v>-1199</v></c><c r="B9" t="e"><v>#N/A</v></c>'
+                '<c r="C9" t="str"><f>"a"&amp;"b"</f><v>ab</v></c><c r="D9"><f>1+1</f></c>',
+            )
+        },
+    )
+    results = []
+    for engine in ("calamine", "openpyxl"):
+        with reader._open_xlsx(path, None, engine=engine) as table:
+            assert table.detected.engine == engine
+            results.append((table.columns, records(pd.concat(table.chunks(2)))))
+    assert results[0] == results[1]
+    assert results[0][1][9][:4] == ["-1199", "", "ab", ""]
+
+
+def test_formula_cell_reads_its_cached_value(tmp_path: Path) -> None:
+    """A phone Excel turned into a formula (=1-539-402-259) reads as its cached value -1199."""
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["email", "phone"], ["a@x.com", 1]]})
+    path = files.patch_zip(
+        base,
+        tmp_path / "f.xlsx",
+        {
+            "xl/worksheets/sheet1.xml": lambda x: files.replace_row(
+                x, 2, '<c r="A2" t="inlineStr"><is><t>a@x.com</t></is></c><c r="B2"><f>1-539-402-259</f><v>-1199</v></c>'
+            )
+        },
+    )
+    _, rows = read_all(path)
+    assert records(rows) == {2: ["a@x.com", "-1199"]}
+
+
+def test_data_starting_below_and_right_keeps_row_numbers_and_letters(tmp_path: Path) -> None:
+    """A table starting at C3 has header row 3, and errors name the true column letters."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["C3"], ws["D3"], ws["F3"] = "email", "name", "city"
+    ws["C4"], ws["D4"], ws["F4"] = "a@x.com", "Ann", "Kyiv"
+    ws["C6"], ws["D6"] = "b@x.com", "Bob"
+    wb.save(tmp_path / "o.xlsx")
+    table, rows = read_all(tmp_path / "o.xlsx")
+    assert table.detected.header_row == 3
+    assert table.columns == ["email", "name", "city"]
+    assert records(rows) == {4: ["a@x.com", "Ann", "Kyiv"], 6: ["b@x.com", "Bob", ""]}
+    ws["E6"] = "stray"
+    wb.save(tmp_path / "o.xlsx")
+    with open_table(tmp_path / "o.xlsx") as table, pytest.raises(FileFormatError, match="column E has no header but row 6"):
+        list(table.chunks())
+
+
+def test_xlsx_duplicate_headers_are_refused(tmp_path: Path) -> None:
+    """Duplicate headers in a sheet are refused with their column letters."""
+    path = files.workbook(tmp_path / "d.xlsx", {"Data": [["Email", "Name", "EMAIL"], ["a", "b", "c"]]})
+    with pytest.raises(FileFormatError, match=r'duplicate column "Email" \(columns A and C\)'):
+        open_table(path)
+
+
+# --------------------------------------------------------------------------- XLSX: sheets
+
+
+def three_sheets(path: Path) -> Path:
+    return files.workbook(
+        path,
+        {
+            "Data": [["email"], ["a@x.com"]],
+            "Notes": [["note"], ["n1"], ["n2"]],
+            "2": [["id"], ["7"]],
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("sheet", "chosen", "position"),
+    [(None, "Data", 1), ("Notes", "Notes", 2), ("notes", "Notes", 2), (2, "Notes", 2), ("3", "2", 3), ("2", "2", 3)],
+)
+def test_sheet_is_chosen_by_name_or_tab_position(tmp_path: Path, sheet: object, chosen: str, position: int) -> None:
+    """A sheet is picked by exact name, name ignoring case, or tab position counted from 1."""
+    table, _ = read_all(three_sheets(tmp_path / "m.xlsx"), sheet=sheet)
+    assert table.detected.sheet == chosen
+    assert table.detected.sheets == ("Data", "Notes", "2")
+    assert table.detected.describe() == f'Excel sheet "{chosen}" ({position} of 3)'
+
+
+def test_unknown_sheet_lists_the_sheets(tmp_path: Path) -> None:
+    """An unknown sheet name or position is refused with the list of sheets."""
+    path = files.workbook(tmp_path / "customers.xlsx", {"Data": [["a"]], "Notes": [["b"]]})
+    with pytest.raises(FileFormatError) as err:
+        open_table(path, sheet="X")
+    assert str(err.value) == 'no sheet "X" in customers.xlsx; sheets: "Data", "Notes"'
+    with pytest.raises(FileFormatError, match=r'no sheet number 3 in customers\.xlsx.*"Data", "Notes"'):
+        open_table(path, sheet=3)
+
+
+def test_empty_sheet_is_refused_naming_the_sheets(tmp_path: Path) -> None:
+    """A sheet without header or data is refused, naming the sheets there are."""
+    path = files.workbook(tmp_path / "w.xlsx", {"Data": [["a"], ["1"]], "Empty": []})
+    with pytest.raises(FileFormatError, match=r'^sheet "Empty" in w\.xlsx is empty; sheets: "Data", "Empty"$'):
+        open_table(path, sheet="Empty")
+
+
+def test_default_sheet_is_the_first_visible_one(tmp_path: Path) -> None:
+    """A hidden first sheet is not what a person sees first: the first visible sheet is read."""
+    path = files.workbook(tmp_path / "h.xlsx", {"Lookup": [["x"]], "Data": [["email"], ["a@x.com"]]}, hidden=("Lookup",))
+    table, rows = read_all(path)
+    assert table.detected.sheet == "Data"
+    assert records(rows) == {2: ["a@x.com"]}
+
+
+# --------------------------------------------------------------------------- XLSX: hostile files
+
+
+def test_not_a_zip_with_xlsx_name_is_refused(tmp_path: Path) -> None:
+    """Text named .xlsx is not a workbook."""
+    path = files.write_bytes(tmp_path / "customers.xlsx", b"email,name\n")
+    with pytest.raises(FileFormatError, match=r"^customers\.xlsx is not an Excel workbook \(\.xlsx/\.xlsm\)$"):
+        open_table(path)
+
+
+def test_old_xls_gets_advice_to_save_as_xlsx(tmp_path: Path) -> None:
+    """An Excel 97-2003 file (OLE2) is refused with advice to save it as .xlsx or CSV."""
+    path = files.write_bytes(tmp_path / "old.xls", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600))
+    with pytest.raises(FileFormatError, match=r"\.xls\).*save it as \.xlsx or CSV"):
+        open_table(path)
+
+
+def test_other_zip_is_not_a_workbook(tmp_path: Path) -> None:
+    """A zip that is not a workbook (a .docx, an archive) is refused as not an Excel workbook."""
+    with zipfile.ZipFile(tmp_path / "doc.xlsx", "w") as z:
+        z.writestr("word/document.xml", "<w/>")
+    with pytest.raises(FileFormatError, match="is not an Excel workbook"):
+        open_table(tmp_path / "doc.xlsx")
+
+
+def test_zip_bomb_member_is_refused_quickly_with_bounded_memory(tmp_path: Path) -> None:
+    """A member that unpacks a thousand times larger than it is stored is refused from the directory."""
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["a"], ["1"]]})
+    bomb = files.zeros_member(tmp_path / "bomb.xlsx", base, "xl/media/blob.bin", 64 * 2**20)
+    assert bomb.stat().st_size < 2**20
+    before = rss()
+    with pytest.raises(FileFormatError, match="looks like a zip bomb"):
+        open_table(bomb)
+    assert rss() - before < 50 * 2**20
+
+
+def test_declared_total_over_the_limit_is_refused(tmp_path: Path) -> None:
+    """A workbook whose directory declares more than 1 GiB unpacked is refused before unpacking."""
+    path = files.workbook(tmp_path / "big.xlsx", {"Data": [["a"], ["1"]]})
+    files.set_declared_sizes(path, "xl/worksheets/sheet1.xml", file_size=2**31)
+    with pytest.raises(FileFormatError, match="unpack to 2.0 GiB|zip bomb"):
+        open_table(path)
+
+
+def test_member_larger_than_declared_is_refused_as_damaged(tmp_path: Path) -> None:
+    """A member whose directory under-states its size (a lying bomb) fails its check: damaged."""
+    path = files.workbook(tmp_path / "lie.xlsx", {"Data": [["a"], ["1"]]})
+    files.set_declared_sizes(path, "xl/worksheets/sheet1.xml", file_size=20)
+    before = rss()
+    with pytest.raises(FileFormatError, match=r"is damaged|not an Excel workbook"):
+        open_table(path)
+    assert rss() - before < 50 * 2**20
+
+
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + b"".join(b'<!ENTITY lol%d "%s">' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10))
+    + b']><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="1" uniqueCount="1"><si><t>&lol9;</t></si></sst>'
+)
+EXTERNAL_ENTITY = (
+    b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+    b'<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheets/>&xxe;</workbook>'
+)
+
+
+@pytest.mark.parametrize(
+    ("member", "content"),
+    [
+        ("xl/sharedStrings.xml", BILLION_LAUGHS),
+        ("xl/workbook.xml", EXTERNAL_ENTITY),
+        ("xl/worksheets/sheet1.xml", '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x []><worksheet/>'.encode("utf-16-le")),
+    ],
+    ids=["billion-laughs", "external-entity", "utf16-doctype"],
+)
+def test_xml_entity_declarations_are_refused(tmp_path: Path, member: str, content: bytes) -> None:
+    """Any part declaring a DOCTYPE or entities (billion laughs, XXE) is refused before parsing."""
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["a"], ["1"]]})
+    path = files.patch_zip(base, tmp_path / "evil.xlsx", {member: content})
+    before = rss()
+    with pytest.raises(FileFormatError, match=r"^evil\.xlsx contains XML entity declarations; refusing to read it$"):
+        open_table(path)
+    assert rss() - before < 50 * 2**20
+
+
+def test_corrupt_sheet_xml_is_a_clear_error(tmp_path: Path) -> None:
+    """A sheet whose XML is broken gives a one-line 'damaged' message, not a parser traceback."""
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["a"], ["1"]]})
+    path = files.patch_zip(base, tmp_path / "broken.xlsx", {"xl/worksheets/sheet1.xml": b"<worksheet><sheetData><row"})
+    with pytest.raises(FileFormatError, match="broken.xlsx is damaged"):
+        with open_table(path) as table:
+            list(table.chunks())
+
+
+# --------------------------------------------------------------------------- real-world samples
+
+
+@pytest.mark.skipif(not REALWORLD.is_dir(), reason="shared real-world samples not present")
+@pytest.mark.parametrize("name", ["customers-100.csv", "customers-100.xlsx"])
+def test_realworld_customers_100(name: str) -> None:
+    """The public customers-100 sample opens with its 12 headers and 100 rows, formula phones as cached values."""
+    table, rows = read_all(REALWORLD / name, size=30)
+    assert table.columns == [
+        "Index", "Customer Id", "First Name", "Last Name", "Company", "City", "Country",
+        "Phone 1", "Phone 2", "Email", "Subscription Date", "Website",
+    ]  # fmt: skip
+    assert len(rows) == 100
+    assert list(rows.index) == list(range(2, 102))
+    assert rows.loc[4, "Phone 1"] == "-1199"
+    assert rows.loc[2, "Index"] == "1"
+    assert rows.loc[5, "Company"] == "Dominguez, Mcmillan and Donovan"
+    expected_date = "24/8/20" if name.endswith(".csv") else "2020-08-24"
+    assert rows.loc[2, "Subscription Date"] == expected_date
