@@ -1,0 +1,114 @@
+"""TOML config files for scheduled jobs: everything a run needs, credentials only by reference.
+
+    # nightly.toml
+    input = "/data/exports/customers.csv"
+    event = "registration"
+    report = "/var/log/bulk-events/nightly.csv"
+    state = "/var/lib/bulk-events/nightly.sqlite"
+    rate = 10
+    [types]
+    order_total = "number"
+    [map]
+    "E-mail" = "email"
+    [credentials]
+    client_id_env = "SENDPULSE_CLIENT_ID"          # names of environment variables, never values
+    client_secret_env = "SENDPULSE_CLIENT_SECRET"
+    url_env = "SENDPULSE_EVENT_URL"                # for an event URL target
+
+Relative paths are relative to the config file. Command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+SCALARS: dict[str, type | tuple[type, ...]] = {
+    "input": str,
+    "event": str,
+    "form": bool,
+    "dry_run": bool,
+    "report": str,
+    "state": str,
+    "sheet": (str, int),
+    "encoding": str,
+    "delimiter": str,
+    "automation_id": int,
+    "date_format": str,
+    "default_country": str,
+    "allow_duplicates": bool,
+    "retry_unknown": bool,
+    "wait": bool,
+    "rate": (int, float),
+    "concurrency": int,
+    "max_attempts": int,
+    "connect_timeout": (int, float),
+    "read_timeout": (int, float),
+    "api_url": str,
+}
+TABLES = ("types", "map", "credentials")
+CREDENTIAL_KEYS = ("client_id_env", "client_secret_env", "url_env")
+PATH_KEYS = ("input", "report", "state")
+SECRET_KEYS = ("url", "client_id", "client_secret", "token", "access_token")
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a config file into ImportOptions-shaped values (plus ``input``)."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
+
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECRET_KEYS:
+            raise ConfigError(
+                f'{p.name}: "{key}" is a secret; put it in the environment and name the variable '
+                'under [credentials] (e.g. url_env = "SENDPULSE_EVENT_URL")'
+            )
+        if key in TABLES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{p.name}: [{key}] must be a table")
+            continue
+        if key not in SCALARS:
+            known = ", ".join(sorted([*SCALARS, *TABLES]))
+            raise ConfigError(f'{p.name}: unknown setting "{key}" (known: {known})')
+        expected = SCALARS[key]
+        # bool is an int to Python, but `rate = true` is a mistake, not 1 event per second.
+        if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+            raise ConfigError(f'{p.name}: "{key}" has the wrong type ({type(value).__name__})')
+        if key in PATH_KEYS:
+            value = str((p.parent / value).resolve()) if not os.path.isabs(value) else value
+        values[key] = value
+
+    for key in ("types", "map"):
+        table = data.get(key, {})
+        if not all(isinstance(v, str) for v in table.values()):
+            raise ConfigError(f"{p.name}: every value under [{key}] must be a string")
+        if table:
+            values["types" if key == "types" else "mapping"] = dict(table)
+
+    credentials = data.get("credentials", {})
+    for key, name in credentials.items():
+        if key not in CREDENTIAL_KEYS:
+            raise ConfigError(
+                f"{p.name}: [credentials] takes only {', '.join(CREDENTIAL_KEYS)} (names of environment variables)"
+            )
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{p.name}: [credentials] {key} must name an environment variable")
+        env_value = os.environ.get(name)
+        if not env_value:
+            raise ConfigError(
+                f"{p.name}: the environment variable {name} (from [credentials] {key}) is not set"
+            )
+        values[key.removesuffix("_env")] = env_value
+    return values

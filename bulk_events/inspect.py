@@ -1,0 +1,77 @@
+"""`bulk-events inspect`: what an import would do, before it does it."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .outcome import Outcome, Status
+from .pipeline import Import, ImportOptions
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def inspect_file(path: Path, values: dict[str, Any]) -> str:
+    """A plain-text plan of an import of ``path`` with the given options (nothing is sent)."""
+    values = {k: v for k, v in values.items() if k in ImportOptions.__dataclass_fields__}
+    values.update(dry_run=True, sandbox=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        values["report"] = str(Path(tmp) / "plan.csv")
+        options = ImportOptions(**values)
+        reasons: Counter[str] = Counter()
+
+        def note(outcome: Outcome) -> None:
+            if outcome.status is Status.SKIPPED:
+                reasons[
+                    "duplicate" if outcome.error.startswith("duplicate") else "already sent"
+                ] += 1
+
+        run = Import(path, options, on_outcome=note, samples=3)
+        result = asyncio.run(run.run())
+    counts = result.counts
+    lines = [
+        f"File:    {path.name}: {result.detected}",
+        f"Target:  {options.target_label}",
+        "Columns:",
+    ]
+    width = max((len(c.source.strip()) for c in run.layout.columns), default=0)
+    for c in run.layout.columns:
+        shown = "(--automation-id)" if c.source.startswith("\x00") else c.source.strip()
+        role = c.role if c.role != "variable" else f'variable "{c.name}"'
+        lines.append(
+            f"  {shown:<{width}}  -> {role} ({'integer' if c.role == 'automation_id' else c.type})"
+        )
+    valid = counts.get(Status.VALID.value, 0)
+    lines.append(
+        f"Rows:    {sum(counts.values())}: {valid} to send, {counts.get(Status.INVALID.value, 0)} invalid, "
+        f"{reasons['duplicate']} duplicate, {reasons['already sent']} already sent, "
+        f"{counts.get(Status.UNKNOWN.value, 0)} unknown from an earlier run"
+    )
+    journal = run.journal_path
+    lines.append(f"Journal: {journal}{'' if journal and journal.exists() else ' (no run yet)'}")
+    if run.samples:
+        lines.append("Sample events:")
+        for row, body in run.samples:
+            lines.append(f"  row {row}: {orjson.dumps(body).decode()}")
+    if valid:
+        rate = options.rate
+        eta = (
+            f"about {_duration(valid / rate)} at {rate:g} events/s"
+            if rate
+            else "as fast as the service answers (--rate 0)"
+        )
+        lines.append(f"Sending: {valid} events takes {eta}")
+    return "\n".join(lines)

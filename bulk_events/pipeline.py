@@ -1,0 +1,765 @@
+"""The pipeline: rows in -> validated bodies -> outcomes -> journal and report.
+
+Data flows one way, in chunks, with back-pressure: the reader and validator (in a worker thread,
+so the event loop keeps pacing requests) fill a bounded queue of jobs; a fixed pool of worker tasks
+delivers them; the report takes chunks in input order as soon as every row of a chunk is decided.
+Memory is bounded by a few chunks whatever the size of the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import redact
+from .delivery import Deliverer, Job, JournalWriter, RetryPolicy, utc_now
+from .errors import (
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_ROWS,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    BulkEventsError,
+    CredentialsError,
+    DeliveryError,
+    JournalBusyError,
+    UsageError,
+)
+from .journal import Journal, Mark, SeenKeys, default_journal_path
+from .outcome import OK_STATUSES, Outcome, Status
+from .payload import build_bodies, event_key
+from .ratelimit import RateLimiter
+from .reader import Table, open_table
+from .report import (
+    REPORT_COLUMNS,
+    ReportWriter,
+    input_columns_of_report,
+    is_report,
+    unescape_formula,
+)
+from .schema import Layout, RowValidator, plan_columns
+from .transport import ApiTransport, EventUrlTransport, Timeouts, Transport
+
+DEFAULT_API_URL = "https://api.sendpulse.com"
+CHUNK_ROWS = 20_000
+
+
+@dataclass
+class ImportOptions:
+    """Everything one import needs besides the file. The CLI and config files fill this in."""
+
+    event: str | None = None
+    url: str | None = None
+    form: bool = False
+    dry_run: bool = False
+    sandbox: bool = False
+    report: str | os.PathLike[str] | None = None
+    state: str | os.PathLike[str] | None = None
+    sheet: str | int | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    types: dict[str, str] = field(default_factory=dict)
+    mapping: dict[str, str] = field(default_factory=dict)
+    automation_id: int | None = None
+    date_format: str | None = None
+    default_country: str | None = None
+    allow_duplicates: bool = False
+    retry_unknown: bool = False
+    only_failed: bool = False
+    fresh: bool = False
+    wait: bool = False
+    rate: float = 10.0
+    concurrency: int = 10
+    max_attempts: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    grace: float = 30.0
+    api_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    progress: bool = False
+    chunk_rows: int = CHUNK_ROWS
+
+    def check(self) -> None:
+        """Reject impossible combinations with a one-line reason."""
+        if self.sandbox and self.url:
+            raise UsageError("--sandbox imitates the REST API: use it with --event, not --url")
+        if bool(self.event) == bool(self.url):
+            raise UsageError(
+                "name the target: --event NAME (REST API) or --url EVENT_URL, one of them"
+            )
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise UsageError("--url must be an http(s) event URL")
+        if self.form and not self.url:
+            raise UsageError("--form applies to --url (the event URL's form-data tab)")
+        if self.rate < 0:
+            raise UsageError(
+                "--rate must be 0 (no limit) or a positive number of events per second"
+            )
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise UsageError("--max-attempts must be at least 1")
+        if self.automation_id is not None and self.automation_id < 1:
+            raise UsageError("--automation-id must be a positive whole number")
+        if self.dry_run and self.sandbox:
+            raise UsageError("--dry-run and --sandbox exclude each other")
+
+    @property
+    def api_base(self) -> str:
+        return (self.api_url or os.environ.get("SENDPULSE_API_URL") or DEFAULT_API_URL).rstrip("/")
+
+    @property
+    def identity(self) -> str:
+        """The destination, for keying the journal: a sandbox rehearsal never marks real rows sent."""
+        if self.sandbox:
+            return f"sandbox:events/name/{self.event}"
+        if self.url:
+            return f"url:{self.url}"
+        return f"api:{self.api_base}/events/name/{self.event}"
+
+    @property
+    def target_label(self) -> str:
+        if self.sandbox:
+            return f'the local sandbox, event "{self.event}"'
+        if self.url:
+            return redact.redact_url(self.url)
+        return f'SendPulse API {self.api_base}, event "{self.event}"'
+
+
+@dataclass
+class RunResult:
+    """What a run did; the per-row details are in the report."""
+
+    counts: Counter[str]
+    report_path: Path | None
+    exit_code: int
+    elapsed: float
+    requests: int = 0
+    sent: int = 0
+    rows: int = 0
+    stopped: str = ""  # why the run stopped early, if it did
+    detected: str = ""
+    journal_path: Path | None = None
+    sandbox_record: Path | None = None
+
+    @property
+    def rate(self) -> float:
+        """Events sent per second over the whole run."""
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def default_report_path(input_path: Path, report_format: str = "csv") -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path.cwd() / f"bulk-events-report-{input_path.stem}-{stamp}.{report_format}"
+
+
+class _Chunk:
+    """The rows of one input chunk while their outcomes come in."""
+
+    __slots__ = ("done", "frame", "on_done", "outcomes", "remaining")
+
+    def __init__(self, frame: pd.DataFrame, on_done: Callable[[int], None]) -> None:
+        self.frame = frame
+        self.outcomes: list[Outcome | None] = [None] * len(frame)
+        self.remaining = len(frame)
+        self.done = asyncio.Event()
+        self.on_done = on_done
+        if self.remaining == 0:
+            self.done.set()
+
+    def set(self, index: int, outcome: Outcome) -> None:
+        if self.outcomes[index] is None:
+            self.remaining -= 1
+            self.on_done(1)
+        self.outcomes[index] = outcome
+        if self.remaining == 0:
+            self.done.set()
+
+
+@dataclass
+class _Prepared:
+    frame: pd.DataFrame  # the original cells, for the report
+    rows: list[int]
+    bodies: list[dict[str, Any] | None]
+    errors: dict[int, list[str]]
+
+
+class _Preparer:
+    """Validation and body building for one chunk; runs in a worker thread."""
+
+    def __init__(
+        self, layout: Layout, validator: RowValidator, from_report: bool, columns: list[str]
+    ) -> None:
+        self.layout = layout
+        self.validator = validator
+        self.from_report = from_report
+        self.columns = columns
+
+    def frame(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        if not self.from_report:
+            return chunk
+        original = chunk.iloc[:, len(REPORT_COLUMNS) :].copy()
+        original.columns = self.columns
+        return original.map(lambda v: unescape_formula(v) if isinstance(v, str) else v)
+
+    def __call__(self, chunk: pd.DataFrame) -> _Prepared:
+        frame = self.frame(chunk)
+        validated = self.validator.validate(frame)
+        bodies = build_bodies(validated, self.layout)
+        return _Prepared(frame, frame.index.tolist(), bodies, validated.errors)
+
+
+class Import:
+    """One import run. Most callers want :func:`import_file`; this class lets a caller stop a run."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        options: ImportOptions,
+        *,
+        transport: Transport | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
+        samples: int = 0,
+    ) -> None:
+        options.check()
+        self.samples: list[tuple[int, dict[str, Any]]] = []
+        self._sample_limit = samples
+        self.layout: Layout | None = None
+        self.journal_path: Path | None = None
+        self.path = Path(path)
+        self.options = options
+        self._transport_override = transport
+        self.on_outcome = on_outcome
+        self.stop_signal: int | None = None
+        self.stop_error: DeliveryError | None = None
+        self._hard = False
+        self._deliverer: Deliverer | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._stop_event: asyncio.Event | None = None
+        self._progress: Any = None
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def request_stop(self, signum: int | None = None) -> None:
+        """First call: finish what is in flight, start nothing new. Second call: stop at once."""
+        if self.stop_signal is not None or (
+            signum is None and self._stop_event and self._stop_event.is_set()
+        ):
+            self._hard_stop()
+            return
+        self.stop_signal = signum if signum is not None else 0
+        self._soft_stop()
+        if signum is not None:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(
+                f"bulk-events: {name}: finishing the requests in flight, then writing the report "
+                "(press Ctrl-C again to stop at once)",
+                file=sys.stderr,
+            )
+
+    def _soft_stop(self, error: DeliveryError | None = None) -> None:
+        if self._deliverer is not None:
+            self._deliverer.stop(error)
+        if self._stop_event is not None:
+            self._stop_event.set()
+        if self._workers:
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.options.grace, self._hard_stop)
+
+    def _on_delivery_stop(self, error: DeliveryError) -> None:
+        if self.stop_error is None:
+            self.stop_error = error
+            print(f"bulk-events: {error}", file=sys.stderr)
+        self._soft_stop()
+
+    def _hard_stop(self) -> None:
+        if self._hard:
+            return
+        self._hard = True
+        if self._deliverer is not None:
+            self._deliverer.stop()
+        for task in self._workers:
+            task.cancel()
+
+    # -- the run ----------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        started = time.monotonic()
+        o = self.options
+        table = await asyncio.to_thread(
+            open_table, self.path, sheet=o.sheet, encoding=o.encoding, delimiter=o.delimiter
+        )
+        try:
+            return await self._run_table(table, started)
+        finally:
+            table.close()
+
+    async def _run_table(self, table: Table, started: float) -> RunResult:
+        o = self.options
+        from_report = is_report(table.columns)
+        columns = input_columns_of_report(table.columns) if from_report else list(table.columns)
+        layout = plan_columns(
+            columns,
+            types=o.types,
+            mapping=o.mapping,
+            file_label=self.path.name,
+            default_automation_id=o.automation_id is not None,
+        )
+        validator = RowValidator(
+            layout,
+            date_format=o.date_format,
+            default_automation_id=o.automation_id,
+            default_country=o.default_country,
+        )
+        preparer = _Preparer(layout, validator, from_report, columns)
+        self.layout = layout
+
+        report_path = Path(o.report) if o.report else default_report_path(self.path)
+        self.report_path = report_path
+        report = ReportWriter(report_path, columns)
+        journal_path = Path(o.state) if o.state else default_journal_path(self.path, o.identity)
+        self.journal_path = journal_path
+        self._stop_event = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = self._install_signal_handlers(loop)
+        journal: Any = None
+        transport: Transport | None = None
+        sandbox: Any = None
+        run_id = 0
+        counts: Counter[str] = Counter()
+        result: RunResult | None = None
+        try:
+            limiter = RateLimiter(o.rate)
+            if o.dry_run:
+                journal = await asyncio.to_thread(Journal.open, journal_path, readonly=True)
+            else:
+                journal = await self._open_journal(journal_path)
+                if o.fresh:
+                    journal.reset()
+                if journal.recovered:
+                    print(
+                        f"bulk-events: {journal.recovered} row(s) were in flight when an earlier run stopped; "
+                        "they are unknown and not resent (--retry-unknown resends them)",
+                        file=sys.stderr,
+                    )
+                transport, sandbox = await self._open_transport(limiter)
+                run_id = journal.start_run(input=str(self.path), target=o.target_label)
+            writer = JournalWriter(journal, run_id)
+            if transport is not None:
+                self._deliverer = Deliverer(
+                    transport,
+                    limiter,
+                    writer,
+                    RetryPolicy(max_attempts=o.max_attempts),
+                    on_stop=self._on_delivery_stop,
+                )
+                if self.stop_signal is not None:
+                    self._deliverer.stop()
+            self._progress = _progress_bar(o.progress, table)
+            await self._pump(table, preparer, journal, report, counts)
+            report_path = report.commit()
+            elapsed = time.monotonic() - started
+            result = RunResult(
+                counts=counts,
+                report_path=report_path,
+                exit_code=self._exit_code(counts),
+                elapsed=elapsed,
+                requests=self._deliverer.requests if self._deliverer else 0,
+                sent=counts.get(Status.SENT.value, 0),
+                rows=sum(counts.values()),
+                stopped=str(self.stop_error) if self.stop_error else "",
+                detected=table.detected.describe(),
+                journal_path=None if o.dry_run else journal.path,
+            )
+            if sandbox is not None:
+                result.sandbox_record = sandbox.record_path
+            return result
+        finally:
+            if self._progress is not None:
+                self._progress.close()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            report.__exit__(None, None, None)
+            if transport is not None:
+                await transport.aclose()
+            if sandbox is not None:
+                await sandbox.stop()
+            if journal is not None:
+                if run_id and result is not None:
+                    journal.finish_run(run_id, dict(counts), result.exit_code)
+                journal.close()
+
+    async def _open_journal(self, path: Path) -> Journal:
+        """Take the journal's lock; with --wait, poll for it so that Ctrl-C still works meanwhile."""
+        told = False
+        while True:
+            try:
+                return Journal.open(path)
+            except JournalBusyError as exc:
+                if not self.options.wait:
+                    raise
+                if not told:
+                    print(f"bulk-events: {exc}; waiting", file=sys.stderr)
+                    told = True
+            if self.stop_signal is not None:
+                raise JournalBusyError(f"stopped while waiting for another run to release {path}")
+            await asyncio.sleep(0.5)
+
+    def _exit_code(self, counts: Counter[str]) -> int:
+        if self.stop_signal:
+            return EXIT_SIGTERM if self.stop_signal == signal.SIGTERM else EXIT_SIGINT
+        if self.stop_error is not None:
+            return self.stop_error.exit_code
+        bad = sum(n for s, n in counts.items() if Status(s) not in OK_STATUSES)
+        return EXIT_ROWS if bad else EXIT_OK
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request_stop, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
+                pass
+        return installed
+
+    async def _open_transport(self, limiter: RateLimiter) -> tuple[Transport, Any]:
+        o = self.options
+        timeouts = Timeouts(connect=o.connect_timeout, read=o.read_timeout)
+        if self._transport_override is not None:
+            await self._transport_override.open()
+            return self._transport_override, None
+        sandbox = None
+        if o.sandbox:
+            from .sandbox import Sandbox
+
+            record = self.report_path.with_suffix(".sandbox.jsonl")
+            record.unlink(missing_ok=True)  # what arrived in this rehearsal, not an earlier one
+            sandbox = Sandbox(
+                rate_limit=max(10, int(o.rate) if o.rate else 10),
+                latency=0.02,
+                record=record,
+                history=False,
+            )
+            base = await sandbox.start()
+            transport: Transport = ApiTransport(
+                base,
+                sandbox.client_id,
+                sandbox.client_secret,
+                o.event or "",
+                concurrency=o.concurrency,
+                timeouts=timeouts,
+                before_request=limiter.acquire,
+            )
+        elif o.url:
+            transport = EventUrlTransport(
+                o.url, form=o.form, concurrency=o.concurrency, timeouts=timeouts
+            )
+        else:
+            client_id = o.client_id or os.environ.get("SENDPULSE_CLIENT_ID")
+            client_secret = o.client_secret or os.environ.get("SENDPULSE_CLIENT_SECRET")
+            if not client_id or not client_secret:
+                raise CredentialsError(
+                    "set SENDPULSE_CLIENT_ID and SENDPULSE_CLIENT_SECRET (or use --dry-run / --sandbox)"
+                )
+            transport = ApiTransport(
+                o.api_base,
+                client_id,
+                client_secret,
+                o.event or "",
+                concurrency=o.concurrency,
+                timeouts=timeouts,
+                before_request=limiter.acquire,
+            )
+        try:
+            await transport.open()
+        except BaseException:
+            await transport.aclose()
+            if sandbox is not None:
+                await sandbox.stop()
+            raise
+        return transport, sandbox
+
+    async def _pump(
+        self,
+        table: Table,
+        preparer: _Preparer,
+        journal: Any,
+        report: ReportWriter,
+        counts: Counter[str],
+    ) -> None:
+        o = self.options
+        jobs: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(2 * o.concurrency, 64))
+        chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=2)
+        deliverer = self._deliverer
+        progress = self._progress
+
+        def advance(n: int) -> None:
+            if progress is not None:
+                progress.update(n)
+
+        async def produce() -> None:
+            seen = SeenKeys()
+            iterator: Iterator[pd.DataFrame] = table.chunks(o.chunk_rows)
+            try:
+                while True:
+                    chunk = await asyncio.to_thread(next, iterator, None)
+                    if chunk is None:
+                        break
+                    if self._hard:
+                        frame = preparer.frame(chunk)
+                        work = _Chunk(frame, advance)
+                        for i, row in enumerate(frame.index.tolist()):
+                            work.set(
+                                i,
+                                Outcome(row, Status.PENDING, "not attempted: the run was stopped"),
+                            )
+                        await chunks.put(work)
+                        continue
+                    prepared = await asyncio.to_thread(preparer, chunk)
+                    work = _Chunk(prepared.frame, advance)
+                    await chunks.put(work)
+                    for i, job in self._classify(prepared, work, seen, journal):
+                        if job is None:
+                            continue
+                        if deliverer is None or deliverer.stopping or self._hard:
+                            work.set(
+                                i,
+                                Outcome(
+                                    job.row, Status.PENDING, "not attempted: the run stopped early"
+                                ),
+                            )
+                        else:
+                            await jobs.put(job)
+            finally:
+                seen.close()
+                await chunks.put(None)
+                for _ in self._workers:
+                    await jobs.put(None)
+
+        async def work_loop() -> None:
+            assert deliverer is not None
+            while True:
+                job = await jobs.get()
+                if job is None:
+                    return
+                chunk, index = job.slot
+                try:
+                    outcome = await deliverer.deliver(job)
+                except asyncio.CancelledError:
+                    chunk.set(index, self._cancelled(job, deliverer, journal))
+                    self._drain(jobs, journal, deliverer)
+                    raise
+                chunk.set(index, outcome)
+
+        async def write_report() -> None:
+            while True:
+                work = await chunks.get()
+                if work is None:
+                    return
+                await work.done.wait()
+                outcomes = [o_ for o_ in work.outcomes if o_ is not None]
+                await asyncio.to_thread(report.write, work.frame, outcomes)
+                for outcome in outcomes:
+                    counts[outcome.status.value] += 1
+                    if self.on_outcome is not None:
+                        self.on_outcome(outcome)
+
+        self._workers = (
+            [asyncio.create_task(work_loop()) for _ in range(o.concurrency)] if deliverer else []
+        )
+        producer = asyncio.create_task(produce())
+        reporter = asyncio.create_task(write_report())
+        try:
+            worker_results = await asyncio.gather(*self._workers, return_exceptions=True)
+            for r in worker_results:
+                if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError):
+                    raise r
+            # Workers that were cancelled no longer drain the queue: whatever is left is pending.
+            while not producer.done():
+                try:
+                    job = await asyncio.wait_for(jobs.get(), 0.05)
+                except TimeoutError:
+                    continue
+                if job is not None:
+                    job.slot[0].set(
+                        job.slot[1],
+                        Outcome(job.row, Status.PENDING, "not attempted: the run was stopped"),
+                    )
+            await producer
+            self._drain(jobs, journal, deliverer)
+            await reporter
+        except BaseException:
+            for task in (producer, reporter, *self._workers):
+                task.cancel()
+            raise
+
+    def _cancelled(self, job: Job, deliverer: Deliverer, journal: Any) -> Outcome:
+        attempts = deliverer.attempts.get(job.key, 0)
+        if job.key in deliverer.inflight:
+            deliverer.inflight.pop(job.key, None)
+            message = (
+                "stopped while waiting for the answer: the service may have taken it; not resent"
+            )
+            deliverer.journal.record_now(
+                [Mark(job.key, "unknown", job.row, attempts, error=message)]
+            )
+            return Outcome(job.row, Status.UNKNOWN, message, attempts=attempts)
+        if attempts:
+            return Outcome(job.row, Status.FAILED, "stopped before a retry", attempts=attempts)
+        return Outcome(job.row, Status.PENDING, "not attempted: the run was stopped")
+
+    def _drain(
+        self, jobs: asyncio.Queue[Job | None], journal: Any, deliverer: Deliverer | None
+    ) -> None:
+        while not jobs.empty():
+            job = jobs.get_nowait()
+            if job is not None:
+                job.slot[0].set(
+                    job.slot[1],
+                    Outcome(job.row, Status.PENDING, "not attempted: the run was stopped"),
+                )
+
+    def _classify(
+        self, prepared: _Prepared, work: _Chunk, seen: SeenKeys, journal: Any
+    ) -> Iterator[tuple[int, Job | None]]:
+        """Decide each row's fate before sending: invalid, duplicate, already sent, or a job."""
+        o = self.options
+        identity = o.identity
+        positions = [i for i, b in enumerate(prepared.bodies) if b is not None]
+        for i, row in enumerate(prepared.rows):
+            if prepared.bodies[i] is None:
+                work.set(
+                    i,
+                    Outcome(row, Status.INVALID, "; ".join(prepared.errors.get(row, ["invalid"]))),
+                )
+        if not positions:
+            return
+        rows = [prepared.rows[i] for i in positions]
+        bodies = [prepared.bodies[i] for i in positions]
+        base = [event_key(identity, b) for b in bodies]  # type: ignore[arg-type]
+        firsts = seen.first_rows(base, rows)
+        keys = list(base)
+        if o.allow_duplicates:
+            occurrence = 1
+            todo = [j for j, f in enumerate(firsts) if f is not None]
+            while todo:
+                cand = [event_key(identity, bodies[j], occurrence) for j in todo]  # type: ignore[arg-type]
+                claimed = seen.first_rows(cand, [rows[j] for j in todo])
+                still = []
+                for j, k, f in zip(todo, cand, claimed, strict=True):
+                    keys[j] = k
+                    if f is not None:
+                        still.append(j)
+                todo = still
+                occurrence += 1
+        entries = journal.lookup(keys)
+        for j, i in enumerate(positions):
+            row = rows[j]
+            if firsts[j] is not None and not o.allow_duplicates:
+                work.set(
+                    i,
+                    Outcome(
+                        row,
+                        Status.SKIPPED,
+                        f"duplicate of row {firsts[j]} (same event); --allow-duplicates sends both",
+                    ),
+                )
+                continue
+            entry = entries.get(keys[j])
+            if entry is not None and entry.state == "sent":
+                work.set(
+                    i,
+                    Outcome(
+                        row,
+                        Status.SKIPPED,
+                        f"already sent {entry.sent_at or ''} (row {entry.row} then)".replace(
+                            "  ", " "
+                        ),
+                        entry.http_status,
+                        entry.attempts,
+                        entry.sent_at,
+                    ),
+                )
+                continue
+            if entry is not None and entry.state in ("unknown", "inflight") and not o.retry_unknown:
+                work.set(
+                    i,
+                    Outcome(
+                        row,
+                        Status.UNKNOWN,
+                        "sent by an earlier run with no answer: the service may have taken it; "
+                        "not resent without --retry-unknown",
+                        entry.http_status,
+                        entry.attempts,
+                    ),
+                )
+                continue
+            if o.only_failed and (entry is None or entry.state not in ("failed", "unknown")):
+                work.set(
+                    i,
+                    Outcome(
+                        row,
+                        Status.SKIPPED,
+                        "not selected: --only-failed sends only rows that failed before",
+                    ),
+                )
+                continue
+            if o.dry_run:
+                work.set(i, Outcome(row, Status.VALID))
+                if len(self.samples) < self._sample_limit:
+                    self.samples.append((row, bodies[j]))  # type: ignore[arg-type]
+                continue
+            yield i, Job(row=row, key=keys[j], body=bodies[j], slot=(work, i))  # type: ignore[arg-type]
+
+
+def _progress_bar(enabled: bool, table: Table) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    total = getattr(table, "row_estimate", None)
+    return tqdm(total=total, unit="row", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+
+async def run_import(
+    path: str | os.PathLike[str], options: ImportOptions, **kwargs: Any
+) -> RunResult:
+    """Run one import inside a running event loop."""
+    return await Import(path, options, **kwargs).run()
+
+
+def import_file(path: str | os.PathLike[str], **options: Any) -> RunResult:
+    """Turn a spreadsheet into SendPulse events; returns counts and the report's path.
+
+    >>> result = import_file("customers.xlsx", event="registration", dry_run=True)  # doctest: +SKIP
+    >>> result.counts["valid"], result.report_path
+    """
+    return asyncio.run(run_import(path, ImportOptions(**options)))
+
+
+__all__ = [
+    "EXIT_INPUT",
+    "BulkEventsError",
+    "Import",
+    "ImportOptions",
+    "RunResult",
+    "import_file",
+    "run_import",
+    "utc_now",
+]

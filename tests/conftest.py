@@ -1,0 +1,168 @@
+"""Shared fixtures: spreadsheets built in the test, a live sandbox server, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from click.testing import CliRunner
+
+from bulk_events.cli import main
+from bulk_events.sandbox import Sandbox
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "sample_data"
+
+
+@pytest.fixture(autouse=True)
+def _private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own journal folder and working directory; no real credentials leak in."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for name in (
+        "SENDPULSE_CLIENT_ID",
+        "SENDPULSE_CLIENT_SECRET",
+        "SENDPULSE_API_URL",
+        "SENDPULSE_EVENT_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def write_csv(
+    path: Path, rows: list[list[Any]], *, encoding: str = "utf-8", delimiter: str = ","
+) -> Path:
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    path.write_bytes(buf.getvalue().encode(encoding))
+    return path
+
+
+def write_xlsx(
+    path: Path, sheets: dict[str, list[list[Any]]], formats: dict[str, str] | None = None
+) -> Path:
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for name, rows in sheets.items():
+        ws = wb.create_sheet(name)
+        for row in rows:
+            ws.append(row)
+    for ref, fmt in (formats or {}).items():
+        sheet, _, cell = ref.rpartition("!")
+        wb[sheet or next(iter(sheets))][cell].number_format = fmt
+    wb.save(path)
+    return path
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def contacts(n: int, start: int = 0, **extra: Any) -> list[list[Any]]:
+    """A header and n valid rows with distinct emails."""
+    header = ["email", "name", *extra]
+    return [header] + [
+        [f"user{i}@example.com", f"User {i}", *extra.values()] for i in range(start, start + n)
+    ]
+
+
+class LiveSandbox:
+    """A Sandbox served from its own thread and event loop, so a synchronous test can run the CLI."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.box = Sandbox(**kwargs)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.url: str = self.call(self.box.start())
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def do(self, fn: Callable[[], Any]) -> Any:
+        """Run fn in the server's thread (to change or read state safely)."""
+
+        async def run() -> Any:
+            return fn()
+
+        return self.call(run())
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return self.do(lambda: [a.body for a in self.box.accepted])
+
+    def close(self) -> None:
+        self.call(self.box.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def live() -> Iterator[Callable[..., LiveSandbox]]:
+    started: list[LiveSandbox] = []
+
+    def start(**kwargs: Any) -> LiveSandbox:
+        s = LiveSandbox(**kwargs)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.close()
+
+
+class Cli:
+    """Runs `bulk-events` in-process through click's CliRunner."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = env or {}
+
+    def __call__(
+        self, *args: Any, env: dict[str, str] | None = None, input: str | None = None
+    ) -> Any:
+        runner = CliRunner()
+        merged = {**self.env, **(env or {})}
+        saved = {k: os.environ.get(k) for k in merged}
+        os.environ.update(merged)
+        try:
+            return runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture
+def cli() -> Cli:
+    return Cli()
+
+
+@pytest.fixture
+def api(live: Callable[..., LiveSandbox]) -> Callable[..., tuple[LiveSandbox, Cli]]:
+    """A live sandbox and a CLI whose environment points the REST API at it."""
+
+    def make(**kwargs: Any) -> tuple[LiveSandbox, Cli]:
+        server = live(**kwargs)
+        env = {
+            "SENDPULSE_API_URL": server.url,
+            "SENDPULSE_CLIENT_ID": server.box.client_id,
+            "SENDPULSE_CLIENT_SECRET": server.box.client_secret,
+        }
+        return server, Cli(env)
+
+    return make
+
+
+__all__ = ["REPO", "SAMPLES", "contacts", "dt", "json", "read_report", "write_csv", "write_xlsx"]

@@ -1,0 +1,347 @@
+"""Real sends through the CLI against a live local SendPulse imitation that misbehaves on demand.
+
+Each test checks, row by row, what arrived at the server against what the report says.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from conftest import contacts, read_report, write_csv
+
+FAST = ["--max-attempts", "4"]
+
+
+def statuses(report) -> dict[int, str]:
+    return {int(r["row"]): r["status"] for r in read_report(report)}
+
+
+def arrived_emails(server) -> Counter[str]:
+    return Counter(b.get("email") for b in server.bodies())
+
+
+def test_every_row_arrives_exactly_once_with_exact_bodies(api, tmp_path):
+    """Bodies arrive with the right types (automation_id an integer, phone a string with its +)."""
+    server, cli = api()
+    f = write_csv(
+        tmp_path / "c.csv",
+        [
+            ["Email", "Phone", "Name", "automation_id", "Total"],
+            ["a@b.co", "+38 050 123 45 67", "Олена", "7043663", "12.50"],
+            ["c@d.co", "", "Bob", "", "7"],
+            ["bad", "", "Eve", "", ""],
+        ],
+    )
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "registration",
+        "--report",
+        tmp_path / "r.csv",
+        "--type",
+        "Total=number",
+    )
+    assert result.exit_code == 1, result.output  # one invalid row
+    assert sorted(server.bodies(), key=lambda b: b["email"]) == [
+        {
+            "email": "a@b.co",
+            "phone": "+380501234567",
+            "Name": "Олена",
+            "automation_id": 7043663,
+            "Total": 12.5,
+        },
+        {"email": "c@d.co", "Name": "Bob", "Total": 7},
+    ]
+    rows = read_report(tmp_path / "r.csv")
+    assert [(r["row"], r["status"], r["http_status"], r["attempts"]) for r in rows] == [
+        ("2", "sent", "200", "1"),
+        ("3", "sent", "200", "1"),
+        ("4", "invalid", "", "0"),
+    ]
+    assert rows[0]["sent_at"].endswith("Z")
+    assert server.do(lambda: server.box.token_requests) == 1
+    assert "2 sent" in result.stderr and "events/s" in result.stderr
+
+
+@pytest.mark.parametrize("kind", ["429", "429-retry-after", "500", "503"])
+def test_retryable_failures_are_retried_until_sent(api, tmp_path, kind):
+    """429 (with and without Retry-After), 500 HTML pages and 503 are retried; the row arrives once."""
+    server, cli = api()
+    target = lambda b: b.get("email") == "user1@example.com"  # noqa: E731
+    server.do(lambda: server.box.misbehave(kind, times=2, when=target))
+    f = write_csv(tmp_path / "c.csv", contacts(4))
+    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", *FAST)
+    assert result.exit_code == 0, result.output
+    assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(4)})
+    rows = {r["email"]: r for r in read_report(tmp_path / "r.csv")}
+    assert rows["user1@example.com"]["attempts"] == "3"
+    assert rows["user0@example.com"]["attempts"] == "1"
+
+
+def test_retries_run_out_and_the_row_fails_with_the_reason(api, tmp_path):
+    """A row that keeps getting 500 fails after --max-attempts with the page's gist."""
+    server, cli = api()
+    server.do(
+        lambda: server.box.misbehave(
+            "500", times=10, when=lambda b: b.get("email") == "user0@example.com"
+        )
+    )
+    f = write_csv(tmp_path / "c.csv", contacts(2))
+    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", "--max-attempts", "2")
+    assert result.exit_code == 1
+    row = read_report(tmp_path / "r.csv")[0]
+    assert row["status"] == "failed" and row["attempts"] == "2" and row["http_status"] == "500"
+    assert "Internal Server Error" in row["error"]
+    assert arrived_emails(server) == Counter({"user1@example.com": 1})
+
+
+@pytest.mark.parametrize(
+    ("kind", "expect"), [("400", "Invalid email"), ("result-false", "blacklisted")]
+)
+def test_refusals_fail_at_once_with_the_service_message(api, tmp_path, kind, expect):
+    """4xx and {"result": false} are not retried: the data is wrong; the message is in the report."""
+    server, cli = api()
+    server.do(
+        lambda: server.box.misbehave(kind, when=lambda b: b.get("email") == "user0@example.com")
+    )
+    f = write_csv(tmp_path / "c.csv", contacts(2))
+    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv")
+    assert result.exit_code == 1
+    row = read_report(tmp_path / "r.csv")[0]
+    assert (row["status"], row["attempts"]) == ("failed", "1")
+    assert expect in row["error"]
+
+
+@pytest.mark.parametrize("kind", ["drop-before", "drop-after", "slow-accept"])
+def test_no_answer_after_sending_is_unknown_and_not_resent(api, tmp_path, kind):
+    """Dropped connections and read timeouts are `unknown`, whether or not the service took the event."""
+    server, cli = api()
+    server.do(
+        lambda: server.box.misbehave(
+            kind, when=lambda b: b.get("email") == "user0@example.com", delay=3
+        )
+    )
+    f = write_csv(tmp_path / "c.csv", contacts(3))
+    args = ["import", f, "--event", "e", "--report", tmp_path / "r.csv"]
+    result = cli(*args, "--config", write_timeout(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert statuses(tmp_path / "r.csv") == {2: "unknown", 3: "sent", 4: "sent"}
+    first = read_report(tmp_path / "r.csv")[0]
+    assert first["attempts"] == "1" and "not resent" in first["error"]
+    attempts = server.do(
+        lambda: sum(1 for a in server.box.arrivals if a.body.get("email") == "user0@example.com")
+    )
+    assert attempts == 1
+    # A rerun does not resend it either...
+    result = cli(*args, "--config", write_timeout(tmp_path))
+    assert statuses(tmp_path / "r.csv") == {2: "unknown", 3: "skipped", 4: "skipped"}
+    assert (
+        server.do(
+            lambda: sum(
+                1 for a in server.box.arrivals if a.body.get("email") == "user0@example.com"
+            )
+        )
+        == 1
+    )
+    # ...unless asked to.
+    result = cli(*args, "--retry-unknown")
+    assert result.exit_code == 0
+    assert statuses(tmp_path / "r.csv") == {2: "sent", 3: "skipped", 4: "skipped"}
+
+
+def write_timeout(tmp_path):
+    path = tmp_path / "timeouts.toml"
+    path.write_text("read_timeout = 1.0\n")
+    return path
+
+
+def test_token_expiring_mid_run_is_refreshed_once(api, tmp_path):
+    """Many requests seeing the expired token together cause one token request, and every row arrives."""
+    server, cli = api()
+    server.do(
+        lambda: server.box.misbehave(
+            "expire-token", when=lambda b: b.get("email") == "user5@example.com"
+        )
+    )
+    f = write_csv(tmp_path / "c.csv", contacts(30))
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--report",
+        tmp_path / "r.csv",
+        "--rate",
+        "0",
+        "--concurrency",
+        "10",
+    )
+    assert result.exit_code == 0, result.output
+    assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(30)})
+    assert server.do(lambda: server.box.token_requests) == 2
+
+
+def test_persistent_401_stops_the_run(api, tmp_path):
+    """A 401 that a fresh token does not cure: that row failed, the rest pending, exit 77, no loop."""
+    server, cli = api()
+    server.do(lambda: server.box.misbehave("401", times=1000))
+    f = write_csv(tmp_path / "c.csv", contacts(20))
+    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", "--concurrency", "1")
+    assert result.exit_code == 77, result.output
+    counts = Counter(statuses(tmp_path / "r.csv").values())
+    assert counts["failed"] == 1 and counts["pending"] == 19
+    assert server.do(lambda: server.box.token_requests) == 2
+    assert "credentials" in result.stderr
+
+
+def test_bad_credentials_exit_2_before_any_row(api, tmp_path):
+    """Wrong client secret: exit 2 up front, nothing sent."""
+    server, cli = api()
+    f = write_csv(tmp_path / "c.csv", contacts(3))
+    result = cli("import", f, "--event", "e", env={"SENDPULSE_CLIENT_SECRET": "wrong-secret-123"})
+    assert result.exit_code == 2
+    assert server.bodies() == []
+    assert "wrong-secret-123" not in result.output
+
+
+def test_missing_credentials_exit_2(cli, tmp_path):
+    """No credentials in the environment: a one-line hint, exit 2."""
+    f = write_csv(tmp_path / "c.csv", contacts(1))
+    result = cli("import", f, "--event", "e")
+    assert result.exit_code == 2
+    assert "SENDPULSE_CLIENT_ID" in result.stderr
+
+
+def test_unreachable_service_exits_75(cli, tmp_path):
+    """Nothing listening: "try again later" (75) and nothing recorded as sent."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    f = write_csv(tmp_path / "c.csv", contacts(1))
+    env = {
+        "SENDPULSE_API_URL": f"http://127.0.0.1:{port}",
+        "SENDPULSE_CLIENT_ID": "id",
+        "SENDPULSE_CLIENT_SECRET": "secret-value",
+    }
+    result = cli("import", f, "--event", "e", env=env)
+    assert result.exit_code == 75, result.output
+    assert "try again later" in result.stderr
+
+
+def test_circuit_breaker_stops_early_when_the_service_is_down(api, tmp_path):
+    """When nearly every request fails, the run stops early: the rest pending, exit 75."""
+    server, cli = api()
+    server.do(lambda: server.box.misbehave("503", times=100_000))
+    f = write_csv(tmp_path / "c.csv", contacts(200))
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--report",
+        tmp_path / "r.csv",
+        "--rate",
+        "0",
+        "--max-attempts",
+        "1",
+    )
+    assert result.exit_code == 75, result.output
+    counts = Counter(statuses(tmp_path / "r.csv").values())
+    assert counts["pending"] > 100
+    assert counts["failed"] >= 16
+    assert sum(counts.values()) == 200
+    assert server.bodies() == []
+
+
+def test_rate_limit_holds_at_the_server(api, tmp_path):
+    """No sliding one-second window at the server sees more than --rate requests, and nothing is refused."""
+    server, cli = api(rate_limit=20)
+    f = write_csv(tmp_path / "c.csv", contacts(70))
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--report",
+        tmp_path / "r.csv",
+        "--rate",
+        "20",
+        "--concurrency",
+        "8",
+    )
+    assert result.exit_code == 0, result.output
+    assert server.do(lambda: server.box.max_in_window(1.0)) <= 20
+    assert len(server.bodies()) == 70
+    refused = server.do(lambda: sum(1 for a in server.box.arrivals if not a.accepted))
+    assert refused == 0
+
+
+def test_event_url_json_and_form_keep_plus_and_cyrillic(live, cli, tmp_path):
+    """Through an event URL, JSON and form-data bodies both arrive intact."""
+    server = live()
+    url = server.do(lambda: server.box.event_url())
+    f = write_csv(
+        tmp_path / "c.csv", [["email", "phone", "name"], ["a@b.co", "+380501234567", "Олена Ї"]]
+    )
+    for extra, state in (([], "j"), (["--form"], "f")):
+        result = cli(
+            "import",
+            f,
+            "--url",
+            url,
+            *extra,
+            "--report",
+            tmp_path / "r.csv",
+            "--state",
+            tmp_path / state,
+        )
+        assert result.exit_code == 0, result.output
+    json_body, form_body = server.bodies()
+    assert json_body == {"email": "a@b.co", "phone": "+380501234567", "name": "Олена Ї"}
+    assert form_body == json_body
+    content_types = server.do(lambda: [a.content_type for a in server.box.accepted])
+    assert content_types[0] == "application/json" and content_types[1].startswith(
+        "multipart/form-data"
+    )
+    assert "5a4db0c5e1d2f3a4b5c6d7e8f9a0b1c2" not in result.output
+
+
+def test_sandbox_mode_runs_the_sample_end_to_end(cli, tmp_path):
+    """--sandbox sends for real to a local imitation and writes what arrived beside the report."""
+    from conftest import SAMPLES
+
+    result = cli(
+        "import",
+        SAMPLES / "customers.xlsx",
+        "--event",
+        "registration",
+        "--sandbox",
+        "--report",
+        tmp_path / "r.csv",
+        "--rate",
+        "50",
+    )
+    assert result.exit_code == 0, result.output
+    assert {r["status"] for r in read_report(tmp_path / "r.csv")} == {"sent"}
+    import json
+
+    arrived = [json.loads(x) for x in (tmp_path / "r.sandbox.jsonl").read_text().splitlines()]
+    assert len(arrived) == 14
+    assert all(isinstance(a["body"]["automation_id"], int) for a in arrived)
+    # A second rehearsal remembers: nothing is sent twice.
+    result = cli(
+        "import",
+        SAMPLES / "customers.xlsx",
+        "--event",
+        "registration",
+        "--sandbox",
+        "--report",
+        tmp_path / "r.csv",
+    )
+    assert result.exit_code == 0
+    assert {r["status"] for r in read_report(tmp_path / "r.csv")} == {"skipped"}
