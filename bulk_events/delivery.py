@@ -19,6 +19,7 @@ sent, but no answer (timeout, dropped)         ``unknown``: never resent without
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 from collections import deque
@@ -34,6 +35,9 @@ from .journal import Mark
 from .outcome import Outcome, Status
 from .ratelimit import RateLimiter
 from .transport import MaybeSent, NotSent, Reply, Transport
+
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> str:
@@ -230,6 +234,7 @@ class Deliverer:
                 status = None
             except MaybeSent as exc:
                 self.inflight.pop(job.key, None)
+                log.warning("row %d: no answer after sending (%s): unknown", job.row, exc.reason)
                 message = (
                     f"no answer after sending ({exc.reason}); not resent, to avoid a duplicate"
                 )
@@ -242,6 +247,7 @@ class Deliverer:
             if reply is not None:
                 status = reply.status
                 detail = service_message(reply)
+                log.debug("row %d: attempt %d: HTTP %d %s", job.row, attempts, status, detail)
                 if 200 <= status < 300 and not is_refusal(reply):
                     sent_at = utc_now()
                     await self._mark(job, "sent", attempts, http_status=status, sent_at=sent_at)
@@ -306,6 +312,11 @@ class Deliverer:
                         return last
                     self.limiter.pause(wait)
                     self.limiter.slow_down()
+                    log.info(
+                        "429 from the service: every request waits %.1f s, then %.1f events/s",
+                        wait,
+                        self.limiter.current_rate,
+                    )
                     if attempts >= self.policy.max_attempts + 5:
                         self._finish(False, message)
                         return last
@@ -319,6 +330,7 @@ class Deliverer:
                     return Outcome(job.row, Status.FAILED, message, status, attempts, None, detail)
 
             # Safe to retry: the service did not take the event.
+            log.info("row %d: attempt %d: %s; will retry", job.row, attempts, reason)
             await self._mark(job, "failed", attempts, http_status=status, error=reason)
             last = Outcome(job.row, Status.FAILED, reason, status, attempts)
             if attempts >= self.policy.max_attempts:

@@ -497,7 +497,8 @@ class SeenKeys:
 
     def __init__(self, *, cache_mib: int = 32) -> None:
         """Create the empty temporary store; ``cache_mib`` bounds SQLite's page cache."""
-        conn = sqlite3.connect("", isolation_level=None)
+        # check_same_thread=False: the pipeline calls it from one worker thread at a time.
+        conn = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         # Nothing here must survive a crash: no rollback journal, no fsync.
         conn.execute("PRAGMA journal_mode = OFF")
         conn.execute("PRAGMA synchronous = OFF")

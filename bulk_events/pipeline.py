@@ -9,6 +9,7 @@ Memory is bounded by a few chunks whatever the size of the file.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -51,6 +52,8 @@ from .report import (
 )
 from .schema import Layout, RowValidator, plan_columns
 from .transport import ApiTransport, EventUrlTransport, Timeouts, Transport
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.sendpulse.com"
 CHUNK_ROWS = 20_000
@@ -195,18 +198,34 @@ class _Prepared:
     rows: list[int]
     bodies: list[dict[str, Any] | None]
     errors: dict[int, list[str]]
+    positions: list[int] = field(default_factory=list)  # indexes of rows with a body
+    keys: list[bytes] = field(default_factory=list)  # per position
+    firsts: list[int | None] = field(default_factory=list)  # per position: earlier identical row
+    entries: dict[bytes, Any] = field(default_factory=dict)  # what the journal knows
 
 
 class _Preparer:
-    """Validation and body building for one chunk; runs in a worker thread."""
+    """Everything CPU- or disk-bound about a chunk, run in a worker thread so that the event loop
+    keeps pacing requests: validation, bodies, keys, duplicates, journal look-up."""
 
     def __init__(
-        self, layout: Layout, validator: RowValidator, from_report: bool, columns: list[str]
+        self,
+        layout: Layout,
+        validator: RowValidator,
+        from_report: bool,
+        columns: list[str],
+        *,
+        identity: str,
+        allow_duplicates: bool,
     ) -> None:
         self.layout = layout
         self.validator = validator
         self.from_report = from_report
         self.columns = columns
+        self.identity = identity
+        self.allow_duplicates = allow_duplicates
+        self.seen: SeenKeys | None = None
+        self.journal: Any = None
 
     def frame(self, chunk: pd.DataFrame) -> pd.DataFrame:
         if not self.from_report:
@@ -219,7 +238,35 @@ class _Preparer:
         frame = self.frame(chunk)
         validated = self.validator.validate(frame)
         bodies = build_bodies(validated, self.layout)
-        return _Prepared(frame, frame.index.tolist(), bodies, validated.errors)
+        prepared = _Prepared(frame, frame.index.tolist(), bodies, validated.errors)
+        prepared.positions = [i for i, b in enumerate(bodies) if b is not None]
+        if prepared.positions and self.seen is not None:
+            self._identify(prepared)
+        return prepared
+
+    def _identify(self, prepared: _Prepared) -> None:
+        """Key every body; find in-file duplicates and what earlier runs did with each key."""
+        assert self.seen is not None
+        rows = [prepared.rows[i] for i in prepared.positions]
+        bodies: list[dict[str, Any]] = [prepared.bodies[i] for i in prepared.positions]  # type: ignore[misc]
+        base = [event_key(self.identity, b) for b in bodies]
+        firsts = self.seen.first_rows(base, rows)
+        keys = list(base)
+        if self.allow_duplicates:
+            # The n-th identical body in a file gets occurrence number n in its key, so each
+            # occurrence is sent once, and re-sorting the file does not change which are sent.
+            occurrence = 1
+            todo = [j for j, f in enumerate(firsts) if f is not None]
+            while todo:
+                candidates = [event_key(self.identity, bodies[j], occurrence) for j in todo]
+                claimed = self.seen.first_rows(candidates, [rows[j] for j in todo])
+                for j, key in zip(todo, candidates, strict=True):
+                    keys[j] = key
+                todo = [j for j, f in zip(todo, claimed, strict=True) if f is not None]
+                occurrence += 1
+        prepared.keys = keys
+        prepared.firsts = firsts
+        prepared.entries = self.journal.lookup(keys) if self.journal is not None else {}
 
 
 class Import:
@@ -324,8 +371,25 @@ class Import:
             default_automation_id=o.automation_id,
             default_country=o.default_country,
         )
-        preparer = _Preparer(layout, validator, from_report, columns)
+        preparer = _Preparer(
+            layout,
+            validator,
+            from_report,
+            columns,
+            identity=o.identity,
+            allow_duplicates=o.allow_duplicates,
+        )
         self.layout = layout
+        log.info("reading %s: %s", self.path, table.detected.describe())
+        if from_report:
+            log.info("%s is a bulk-events report: its own columns are ignored", self.path.name)
+        for c in layout.columns:
+            log.info(
+                "column %r -> %s (%s)",
+                c.source.strip(),
+                c.name if c.role == "variable" else c.role,
+                c.type,
+            )
 
         report_path = Path(o.report) if o.report else default_report_path(self.path)
         self.report_path = report_path
@@ -357,6 +421,7 @@ class Import:
                     )
                 transport, sandbox = await self._open_transport(limiter)
                 run_id = journal.start_run(input=str(self.path), target=o.target_label)
+                log.info("run %d: sending to %s; journal %s", run_id, o.target_label, journal.path)
             writer = JournalWriter(journal, run_id)
             if transport is not None:
                 self._deliverer = Deliverer(
@@ -514,7 +579,8 @@ class Import:
                 progress.update(n)
 
         async def produce() -> None:
-            seen = SeenKeys()
+            seen = preparer.seen = SeenKeys()
+            preparer.journal = journal
             iterator: Iterator[pd.DataFrame] = table.chunks(o.chunk_rows)
             try:
                 while True:
@@ -532,9 +598,15 @@ class Import:
                         await chunks.put(work)
                         continue
                     prepared = await asyncio.to_thread(preparer, chunk)
+                    log.debug(
+                        "rows %d-%d read and validated: %d invalid",
+                        prepared.rows[0] if prepared.rows else 0,
+                        prepared.rows[-1] if prepared.rows else 0,
+                        len(prepared.errors),
+                    )
                     work = _Chunk(prepared.frame, advance)
                     await chunks.put(work)
-                    for i, job in self._classify(prepared, work, seen, journal):
+                    for i, job in self._classify(prepared, work):
                         if job is None:
                             continue
                         if deliverer is None or deliverer.stopping or self._hard:
@@ -635,42 +707,17 @@ class Import:
                     Outcome(job.row, Status.PENDING, "not attempted: the run was stopped"),
                 )
 
-    def _classify(
-        self, prepared: _Prepared, work: _Chunk, seen: SeenKeys, journal: Any
-    ) -> Iterator[tuple[int, Job | None]]:
+    def _classify(self, prepared: _Prepared, work: _Chunk) -> Iterator[tuple[int, Job | None]]:
         """Decide each row's fate before sending: invalid, duplicate, already sent, or a job."""
         o = self.options
-        identity = o.identity
-        positions = [i for i, b in enumerate(prepared.bodies) if b is not None]
         for i, row in enumerate(prepared.rows):
             if prepared.bodies[i] is None:
-                work.set(
-                    i,
-                    Outcome(row, Status.INVALID, "; ".join(prepared.errors.get(row, ["invalid"]))),
-                )
-        if not positions:
-            return
-        rows = [prepared.rows[i] for i in positions]
-        bodies = [prepared.bodies[i] for i in positions]
-        base = [event_key(identity, b) for b in bodies]  # type: ignore[arg-type]
-        firsts = seen.first_rows(base, rows)
-        keys = list(base)
-        if o.allow_duplicates:
-            occurrence = 1
-            todo = [j for j, f in enumerate(firsts) if f is not None]
-            while todo:
-                cand = [event_key(identity, bodies[j], occurrence) for j in todo]  # type: ignore[arg-type]
-                claimed = seen.first_rows(cand, [rows[j] for j in todo])
-                still = []
-                for j, k, f in zip(todo, cand, claimed, strict=True):
-                    keys[j] = k
-                    if f is not None:
-                        still.append(j)
-                todo = still
-                occurrence += 1
-        entries = journal.lookup(keys)
-        for j, i in enumerate(positions):
-            row = rows[j]
+                reasons = prepared.errors.get(row, ["invalid"])
+                work.set(i, Outcome(row, Status.INVALID, "; ".join(reasons)))
+        keys, firsts, entries = prepared.keys, prepared.firsts, prepared.entries
+        for j, i in enumerate(prepared.positions):
+            row = prepared.rows[i]
+            body: dict[str, Any] = prepared.bodies[i]  # type: ignore[assignment]
             if firsts[j] is not None and not o.allow_duplicates:
                 work.set(
                     i,
@@ -688,9 +735,7 @@ class Import:
                     Outcome(
                         row,
                         Status.SKIPPED,
-                        f"already sent {entry.sent_at or ''} (row {entry.row} then)".replace(
-                            "  ", " "
-                        ),
+                        f"already sent at {entry.sent_at} (row {entry.row} then)",
                         entry.http_status,
                         entry.attempts,
                         entry.sent_at,
@@ -723,9 +768,9 @@ class Import:
             if o.dry_run:
                 work.set(i, Outcome(row, Status.VALID))
                 if len(self.samples) < self._sample_limit:
-                    self.samples.append((row, bodies[j]))  # type: ignore[arg-type]
+                    self.samples.append((row, body))
                 continue
-            yield i, Job(row=row, key=keys[j], body=bodies[j], slot=(work, i))  # type: ignore[arg-type]
+            yield i, Job(row=row, key=keys[j], body=body, slot=(work, i))
 
 
 def _progress_bar(enabled: bool, table: Table) -> Any:
