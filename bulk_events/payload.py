@@ -29,7 +29,8 @@ def _column_values(validated: ValidatedChunk, layout: Layout) -> list[tuple[str,
             values = to_numbers(s)
         elif c.type == "date":
             dates = validated.dates[c.source]
-            values = dates.dt.strftime("%Y-%m-%d").where(dates.notna(), None).tolist()
+            text = dates.dt.strftime("%Y-%m-%d").tolist()
+            values = [None if pd.isna(d) else t for d, t in zip(dates.tolist(), text, strict=True)]
         elif c.type == "boolean":
             flags = validated.booleans[c.source].astype(object)
             values = [None if v is None or v is pd.NA else bool(v) for v in flags.tolist()]
@@ -54,9 +55,9 @@ def build_bodies(validated: ValidatedChunk, layout: Layout) -> list[Body | None]
         if row in errors:
             bodies.append(None)
         else:
-            bodies.append(
-                {n: v for n, v in zip(names, values, strict=True) if v is not None and v != ""}
-            )
+            # `v == v` drops a NaN that slipped through: an empty cell is never sent as null.
+            body = {n: v for n, v in zip(names, values, strict=True) if v is not None and v == v}
+            bodies.append({n: v for n, v in body.items() if v != ""})
     if not columns:
         bodies = [None if r in errors else {} for r in rows]
     return bodies

@@ -252,12 +252,31 @@ def _assemble(y: pd.Series, m: pd.Series, d: pd.Series) -> pd.Series:
     return out
 
 
-def parse_dates(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series]:
+def slash_evidence(s: pd.Series) -> set[str]:
+    """Which orders a column of slashed dates proves: ``"dmy"`` (24/8/2020), ``"mdy"`` (8/24/2020)."""
+    parts = s.str.extract(_SLASHED_DATE)
+    found = parts["y"].notna()
+    if not found.any():
+        return set()
+    first = pd.to_numeric(parts["a"][found])
+    second = pd.to_numeric(parts["b"][found])
+    evidence = set()
+    if ((first > 12) & (second <= 12)).any():
+        evidence.add("dmy")
+    if ((second > 12) & (first <= 12)).any():
+        evidence.add("mdy")
+    return evidence
+
+
+def parse_dates(
+    s: pd.Series, date_format: str | None = None, order: str | None = None
+) -> tuple[pd.Series, pd.Series]:
     """Parse a text column into dates: ``(dates, ambiguous)``.
 
-    Accepted: ISO ``2021-05-28`` (a time part is dropped), day-first ``28.05.2021``, and ``24/8/2020``
-    where the first number can only be a day. ``05/06/2021`` could be either, so it is marked
-    ambiguous unless ``date_format`` (a strptime format) says how to read it.
+    Accepted: ISO ``2021-05-28`` (a time part is dropped), day-first ``28.05.2021``, and slashed
+    ``24/8/2020`` where the first number can only be a day. ``05/06/2021`` could be either, so it
+    is marked ambiguous unless ``order`` (``"dmy"`` or ``"mdy"``, what the rest of the column
+    proves) or ``date_format`` (a strptime format) says how to read it.
     """
     dates = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
     ambiguous = pd.Series(False, index=s.index)
@@ -285,13 +304,17 @@ def parse_dates(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series
         idx = found[found].index
         first = pd.to_numeric(slashed["a"][idx])
         second = pd.to_numeric(slashed["b"][idx])
-        day_first = first > 12
         unclear = (first <= 12) & (second <= 12) & (first != second)
-        same = first == second
-        pick = day_first | same
-        pidx = pick[pick].index
-        dates[pidx] = _assemble(slashed["y"][pidx], slashed["b"][pidx], slashed["a"][pidx])
-        ambiguous[unclear[unclear].index] = True
+        if order == "mdy":
+            month_first = (second > 12) | (first == second) | unclear
+            pidx = month_first[month_first].index
+            dates[pidx] = _assemble(slashed["y"][pidx], slashed["a"][pidx], slashed["b"][pidx])
+        else:
+            day_first = (first > 12) | (first == second) | (unclear if order == "dmy" else False)
+            pidx = day_first[day_first].index
+            dates[pidx] = _assemble(slashed["y"][pidx], slashed["b"][pidx], slashed["a"][pidx])
+        if order is None:
+            ambiguous[unclear[unclear].index] = True
     return dates, ambiguous
 
 
@@ -366,15 +389,16 @@ class RowValidator:
         self.date_format = date_format
         self.default_automation_id = default_automation_id
         self.default_country = default_country
-        self._messages: dict[tuple[str, str], str] = {}
+        # Per date column, what its slashed dates have proved so far (kept across chunks): a
+        # column with 24/8/2020 in it reads 5/6/2020 day-first too, unless it also has 8/24/2020.
+        self._slash_orders: dict[str, set[str]] = {}
         self.schema = self._build_schema()
 
     def _check(
         self, column: ColumnPlan, fn: Callable[[pd.Series], pd.Series], message: str
     ) -> pa.Check:
-        tag = f"{column.source}\x1f{message}"
-        self._messages[(column.source, tag)] = message
-        return pa.Check(fn, error=tag)
+        # The error text carries the column's source name, so a failure maps back to it.
+        return pa.Check(fn, error=f"{column.source}\x1f{message}")
 
     def _build_schema(self) -> pa.DataFrameSchema:
         columns: dict[str, pa.Column] = {}
@@ -432,18 +456,14 @@ class RowValidator:
                 checks.append(
                     self._check(
                         c,
-                        lambda s: (s == "") | ~parse_dates(s, self.date_format)[1],
+                        lambda s: (s == "") | ~self._dates(s)[1],
                         "is ambiguous (day or month first?); pass --date-format, e.g. --date-format %d/%m/%Y",
                     )
                 )
                 checks.append(
                     self._check(
                         c,
-                        lambda s: (
-                            (s == "")
-                            | parse_dates(s, self.date_format)[0].notna()
-                            | parse_dates(s, self.date_format)[1]
-                        ),
+                        lambda s: (s == "") | self._dates(s)[0].notna() | self._dates(s)[1],
                         "is not a date (use 2021-05-28 or 28.05.2021)",
                     )
                 )
@@ -459,6 +479,11 @@ class RowValidator:
 
         frame_checks = [pa.Check(has_contact, error="\x1fno email or phone")]
         return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, coerce=False)
+
+    def _dates(self, s: pd.Series) -> tuple[pd.Series, pd.Series]:
+        evidence = self._slash_orders.get(str(s.name), set())
+        order = next(iter(evidence)) if len(evidence) == 1 else None
+        return parse_dates(s, self.date_format, order)
 
     def _phone_check(self, s: pd.Series) -> pd.Series:
         return (s == "") | self.international_phones(s).notna()
@@ -511,6 +536,12 @@ class RowValidator:
     def validate(self, chunk: pd.DataFrame) -> ValidatedChunk:
         """Clean a chunk and collect every problem of every row (lazy validation)."""
         frame = self.clean(chunk)
+        if not self.date_format:
+            for c in self.layout.variables:
+                if c.type == "date":
+                    self._slash_orders.setdefault(c.source, set()).update(
+                        slash_evidence(frame[c.source])
+                    )
         errors: dict[int, list[str]] = {}
         try:
             self.schema.validate(frame, lazy=True, inplace=True)
@@ -536,6 +567,8 @@ class RowValidator:
                     continue
                 plan = next((c for c in self.layout.columns if c.source == source), None)
                 label = plan.name if plan else str(column)
+                if source in chunk.columns:  # show the cell as the person typed it
+                    value = str(chunk.at[row, source]).strip()
                 errors.setdefault(row, []).append(f"{label} {_quote(value)} {message}")
         if self.default_country:
             phone = self.layout.by_role("phone")
@@ -544,7 +577,7 @@ class RowValidator:
         result = ValidatedChunk(frame=frame, errors=errors)
         for c in self.layout.variables:
             if c.type == "date":
-                result.dates[c.source] = parse_dates(frame[c.source], self.date_format)[0]
+                result.dates[c.source] = self._dates(frame[c.source])[0]
             elif c.type == "boolean":
                 result.booleans[c.source] = parse_booleans(frame[c.source])
         return result

@@ -92,3 +92,13 @@ def test_event_key_depends_on_destination_body_and_occurrence_not_key_order():
     assert a != event_key("api:x/events/name/reg", {"email": "a@b.co", "n": 2})
     assert a != event_key("api:x/events/name/reg", {"email": "a@b.co", "n": 1}, occurrence=1)
     assert len(a) == 16
+
+
+def test_empty_typed_cells_are_left_out_not_null():
+    """An empty date, number, integer or boolean cell is absent from the body, never null/NaN."""
+    got = bodies(
+        {"email": ["a@b.co"], "d": [""], "n": [""], "i": [""], "b": [""]},
+        types={"d": "date", "n": "number", "i": "integer", "b": "boolean"},
+    )
+    assert got == [{"email": "a@b.co"}]
+    assert b"null" not in orjson.dumps(got[0]) and b"NaN" not in orjson.dumps(got[0])

@@ -258,3 +258,37 @@ def test_declared_types(type_, value, ok):
     """A value that does not fit its declared type makes the row invalid."""
     result = validate({"email": ["a@b.co"], "v": [value]}, types={"v": type_})
     assert (2 not in result.errors) is ok
+
+
+def test_a_column_that_proves_day_first_reads_ambiguous_dates_day_first():
+    """24/8/20 in the column shows the order, so 2/6/20 is 2 June, not flagged."""
+    result = validate(
+        {"email": ["a@b.co", "c@d.co"], "d": ["24/8/20", "2/6/20"]}, types={"d": "date"}
+    )
+    assert result.errors == {}
+    assert result.dates["d"].dt.strftime("%Y-%m-%d").tolist() == ["2020-08-24", "2020-06-02"]
+
+
+def test_a_column_that_proves_month_first_reads_month_first():
+    """8/24/2020 in the column: 2/6/2020 is 6 February."""
+    result = validate(
+        {"email": ["a@b.co", "c@d.co"], "d": ["8/24/2020", "2/6/2020"]}, types={"d": "date"}
+    )
+    assert result.errors == {}
+    assert result.dates["d"].dt.strftime("%Y-%m-%d").tolist() == ["2020-08-24", "2020-02-06"]
+
+
+def test_contradicting_date_orders_stay_ambiguous():
+    """A column with both 24/8/2020 and 8/24/2020 proves nothing: ambiguous rows are flagged."""
+    result = validate(
+        {"email": ["a@b.co", "c@d.co", "e@f.co"], "d": ["24/8/2020", "8/24/2020", "2/6/2020"]},
+        types={"d": "date"},
+    )
+    assert set(result.errors) == {3, 4}
+    assert "--date-format" in result.errors[4][0]
+
+
+def test_errors_show_the_cell_as_typed():
+    """The reason quotes the phone as the person typed it, not the cleaned digits."""
+    result = validate({"email": ["a@b.co"], "phone": ["(496)978-3969x58947"]})
+    assert '"(496)978-3969x58947"' in result.errors[2][0]
