@@ -40,9 +40,10 @@ def _summary(result: Any, dry_run: bool) -> str:
     rows = sum(result.counts.values())
     line = f"bulk-events: {rows} row{'s' if rows != 1 else ''}: {', '.join(parts) or 'none'}"
     if not dry_run:
-        line += (
-            f" in {result.elapsed:.1f} s ({result.rate:.1f} events/s, {result.requests} requests)"
-        )
+        line += f" in {result.elapsed:.1f} s"
+        if result.requests:
+            rate = f"{result.rate:.1f} requests/s, " if result.rate else ""
+            line += f" ({rate}{result.requests} request{'s' if result.requests != 1 else ''})"
     lines = [line]
     if result.stopped:
         lines.append(f"bulk-events: {result.stopped}")
@@ -308,6 +309,7 @@ def import_command(
         )
     options = ImportOptions(**values)
     options.progress = not quiet and sys.stderr.isatty()
+    options.announce = not quiet
     if options.url and cli.get("url"):
         click.echo(
             "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ from .journal import Mark
 from .outcome import Outcome, Status
 from .ratelimit import RateLimiter
 from .transport import MaybeSent, NotSent, Reply, Transport
-
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,8 @@ class Deliverer:
         self._429_in_a_row = 0
         self._last_error = ""
         self.requests = 0
+        self.first_start: float | None = None  # loop time of the first request
+        self.last_start: float | None = None  # loop time of the latest request
 
     def stop(self, error: DeliveryError | None = None) -> None:
         """Start no new request; ``error`` says why the run stops early."""
@@ -220,6 +222,9 @@ class Deliverer:
                 return self._not_attempted(job, attempts, last)
             attempts += 1
             self.requests += 1
+            self.last_start = time.monotonic()
+            if self.first_start is None:
+                self.first_start = self.last_start
             await self._mark(job, "inflight", attempts)
             self.inflight[job.key] = job
             self.attempts[job.key] = attempts

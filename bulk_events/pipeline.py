@@ -93,6 +93,7 @@ class ImportOptions:
     client_id: str | None = None
     client_secret: str | None = None
     progress: bool = False
+    announce: bool = False  # say on stderr what was detected in the file
     chunk_rows: int = CHUNK_ROWS
 
     def check(self) -> None:
@@ -151,6 +152,7 @@ class RunResult:
     exit_code: int
     elapsed: float
     requests: int = 0
+    sending_time: float = 0.0  # from the first request's start to the last one's
     sent: int = 0
     rows: int = 0
     stopped: str = ""  # why the run stopped early, if it did
@@ -160,8 +162,10 @@ class RunResult:
 
     @property
     def rate(self) -> float:
-        """Events sent per second over the whole run."""
-        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+        """Requests started per second while sending: what the rate limit is about."""
+        if self.requests <= 1 or self.sending_time <= 0:
+            return 0.0
+        return (self.requests - 1) / self.sending_time
 
 
 def default_report_path(input_path: Path, report_format: str = "csv") -> Path:
@@ -381,6 +385,11 @@ class Import:
         )
         self.layout = layout
         log.info("reading %s: %s", self.path, table.detected.describe())
+        if self.options.announce:
+            print(
+                f"bulk-events: reading {self.path.name}: {table.detected.describe()}",
+                file=sys.stderr,
+            )
         if from_report:
             log.info("%s is a bulk-events report: its own columns are ignored", self.path.name)
         for c in layout.columns:
@@ -443,6 +452,7 @@ class Import:
                 exit_code=self._exit_code(counts),
                 elapsed=elapsed,
                 requests=self._deliverer.requests if self._deliverer else 0,
+                sending_time=_sending_time(self._deliverer),
                 sent=counts.get(Status.SENT.value, 0),
                 rows=sum(counts.values()),
                 stopped=str(self.stop_error) if self.stop_error else "",
@@ -514,7 +524,7 @@ class Import:
             from .sandbox import Sandbox
 
             record = self.report_path.with_suffix(".sandbox.jsonl")
-            record.unlink(missing_ok=True)  # what arrived in this rehearsal, not an earlier one
+            record.write_bytes(b"")  # what arrived in this rehearsal, not in an earlier one
             sandbox = Sandbox(
                 rate_limit=max(10, int(o.rate) if o.rate else 10),
                 latency=0.02,
@@ -771,6 +781,12 @@ class Import:
                     self.samples.append((row, body))
                 continue
             yield i, Job(row=row, key=keys[j], body=body, slot=(work, i))
+
+
+def _sending_time(deliverer: Deliverer | None) -> float:
+    if deliverer is None or deliverer.first_start is None or deliverer.last_start is None:
+        return 0.0
+    return deliverer.last_start - deliverer.first_start
 
 
 def _progress_bar(enabled: bool, table: Table) -> Any:

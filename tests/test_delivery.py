@@ -62,7 +62,7 @@ def test_every_row_arrives_exactly_once_with_exact_bodies(api, tmp_path):
     ]
     assert rows[0]["sent_at"].endswith("Z")
     assert server.do(lambda: server.box.token_requests) == 1
-    assert "2 sent" in result.stderr and "events/s" in result.stderr
+    assert "2 sent" in result.stderr and "requests/s" in result.stderr
 
 
 @pytest.mark.parametrize("kind", ["429", "429-retry-after", "500", "503"])

@@ -4,9 +4,11 @@ records every event it takes, then running it again: every row arrives exactly o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -88,6 +90,24 @@ def wait_for_arrivals(record: Path, n: int, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def wait_for_in_flight(journal: Path, n: int, timeout: float = 60.0) -> None:
+    """Poll the run's journal (read-only) until n rows are marked in flight."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, "the requests never went out"
+        if journal.exists():
+            try:
+                with contextlib.closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True)) as db:
+                    (count,) = db.execute(
+                        "SELECT count(*) FROM events WHERE state = 'inflight'"
+                    ).fetchone()
+                if count >= n:
+                    return
+            except sqlite3.OperationalError:  # not created yet
+                pass
+        time.sleep(0.05)
+
+
 def report_statuses(tmp_path: Path) -> Counter[str]:
     return Counter(r["status"] for r in read_report(tmp_path / "r.csv"))
 
@@ -120,11 +140,7 @@ def test_second_ctrl_c_stops_at_once_and_in_flight_rows_are_unknown(server, tmp_
     url, _record, _ = server(latency=2.0)
     write_csv(tmp_path / "c.csv", contacts(40))
     proc = start_cli(url, tmp_path, "--rate", "0", "--concurrency", "5")
-    deadline = time.monotonic() + 30
-    journal = tmp_path / "journal.sqlite"
-    while not journal.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.8)  # the first five requests are now waiting for their slow answers
+    wait_for_in_flight(tmp_path / "journal.sqlite", 5)  # five requests wait for slow answers
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
@@ -168,15 +184,16 @@ def test_sigkill_leaves_at_most_concurrency_unknown_and_never_resends_them(serve
 def test_overlapping_runs_never_both_send(server, tmp_path):
     """A second run over the same journal refuses at once (exit 2); with --wait it waits, then skips."""
     url, record, _ = server()
-    write_csv(tmp_path / "c.csv", contacts(60))
-    first = start_cli(url, tmp_path, "--rate", "30")
-    wait_for_arrivals(record, 5)
+    write_csv(tmp_path / "c.csv", contacts(100))
+    first = start_cli(url, tmp_path, "--rate", "10")  # ten seconds: long enough to overlap
+    wait_for_arrivals(record, 3)
     second = subprocess.run(
         [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
          "--report", str(tmp_path / "r2.csv"), "--state", str(tmp_path / "journal.sqlite")],
         env=cli_env(url), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert second.returncode == 2
+    assert first.poll() is None, "the first run ended too soon for the test to mean anything"
+    assert second.returncode == 2, second.stderr
     assert "another bulk-events run" in second.stderr
     third = subprocess.Popen(
         [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
@@ -186,5 +203,6 @@ def test_overlapping_runs_never_both_send(server, tmp_path):
     assert first.wait(60) == 0
     _, err = third.communicate(timeout=60)
     assert third.returncode == 0, err
-    assert arrived(record) == Counter({f"user{i}@example.com": 1 for i in range(60)})
+    assert "waiting" in err
+    assert arrived(record) == Counter({f"user{i}@example.com": 1 for i in range(100)})
     assert {r["status"] for r in read_report(tmp_path / "r3.csv")} == {"skipped"}
