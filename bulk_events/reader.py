@@ -44,8 +44,14 @@ __all__ = ["Detected", "Table", "open_table"]
 
 MAX_CELL_CHARS = 1 << 20  # a cell beyond 1 MiB is not contact data; refuse before it eats memory
 _BLOCK = 1 << 20  # read size of every streaming pass
+# Above this much sheet XML (about 300k rows of 8 columns) calamine would hold ~200 MiB for the
+# whole run: such sheets are streamed by openpyxl instead.
+CALAMINE_MAX_SHEET_XML = 100 * 1000 * 1000
 _SAMPLE_CHARS = 64 << 10  # text looked at to choose the delimiter
 _WIDTH_SAMPLE_RECORDS = 1000  # records after the header looked at to size the row
+# This many bytes of valid multi-byte UTF-8 before the first invalid byte make a file "UTF-8 with
+# a damaged byte" rather than a legacy code page (where valid pairs only happen by accident).
+_DAMAGED_UTF8 = 32
 
 # Zip-bomb limits, checked against the zip directory before anything is decompressed.
 _MAX_UNZIPPED_TOTAL = 1 << 30
@@ -281,7 +287,7 @@ def _open_csv(path: Path, head: bytes, encoding: str | None, delimiter: str | No
     # Many valid multi-byte characters before the bad byte mean a UTF-8 file with a damaged
     # byte: decoding it as cp125x instead would garble every row, so that is reported instead.
     utf8_failed = scan.bad_byte is not None and not encoding_given and enc == "utf-8"
-    if utf8_failed and scan.multibyte_before_error < 32:
+    if utf8_failed and scan.multibyte_before_error < _DAMAGED_UTF8:
         enc = _guess_single_byte_encoding(path)
         scan = _scan_text(path, enc)
 
@@ -546,9 +552,10 @@ def _decode_error(path: Path, encoding: str, row: int, scan: _Scan, given: bool)
     name = path.name
     byte = f"byte 0x{scan.bad_byte:02x}"
     if not given:
+        shown = encoding.removesuffix("-sig")
         return FileFormatError(
-            f"{name} looks like {encoding.removesuffix('-sig')} but has an invalid {byte} at row {row}; "
-            f"fix that row, or pass --encoding if the file is in another encoding"
+            f"{name} looks like {shown} but has an invalid {byte} at row {row}; "
+            "fix that row, or pass --encoding if the file is in another encoding"
         )
     guess = _detect_encoding_quietly(path)
     hint = f"try --encoding {guess}" if guess and guess != encoding else "check the file"
@@ -556,7 +563,7 @@ def _decode_error(path: Path, encoding: str, row: int, scan: _Scan, given: bool)
 
 
 def _detect_encoding_quietly(path: Path) -> str | None:
-    """The encoding detection would pick, for a hint after a forced one failed."""
+    """The encoding detection would pick, for a hint after a forced one failed (None: no idea)."""
     with path.open("rb") as f:
         head = f.read(_SAMPLE_CHARS)
     enc = _encoding_from_bom(head) or _utf16_without_bom(head)
@@ -565,6 +572,8 @@ def _detect_encoding_quietly(path: Path) -> str | None:
     scan = _scan_text(path, "utf-8")
     if scan.bad_byte is None:
         return "utf-8"
+    if scan.multibyte_before_error >= _DAMAGED_UTF8:
+        return None
     return _guess_single_byte_encoding(path)
 
 
@@ -576,7 +585,15 @@ _CYRILLIC_PERCENT = (
     "1.6 1.4 1.2 1 0.9 0.7 0.6 0.5 0.4 0.3 0.3 0.04 0.1 5 0.6 0.4 0.05"
 )
 _CYRILLIC_FREQ = dict(zip(_CYRILLIC_LETTERS, map(float, _CYRILLIC_PERCENT.split()), strict=True))
-_CYRILLIC_CANDIDATES = ("cp1251", "koi8_r", "koi8_u", "mac_cyrillic", "cp866")
+# Code page -> prior (log-likelihood per high byte): Excel on Windows writes cp1251, so the others
+# must fit somewhat better to win (mac-cyrillic differs from cp1251 in capitals only).
+_CYRILLIC_CANDIDATES = {
+    "cp1251": 0.0,
+    "koi8_r": -0.3,
+    "koi8_u": -0.35,
+    "mac_cyrillic": -0.3,
+    "cp866": -0.3,
+}
 _ENOUGH_HIGH_BYTES = 200_000
 
 
@@ -613,10 +630,11 @@ def _guess_single_byte_encoding(path: Path) -> str:
 
     if high_high > high_letter:
         best, best_score = None, -math.inf
-        for enc in _CYRILLIC_CANDIDATES:
+        total = int(sum(int(hist[b]) for b in present))
+        for enc, prior in _CYRILLIC_CANDIDATES.items():
             if not decodes(enc):
                 continue
-            score = 0.0
+            score = prior * total
             for b in present:
                 char = bytes([b]).decode(enc)
                 freq = _CYRILLIC_FREQ.get(char.lower(), 0.001 if not char.isalpha() else 0.05)
@@ -636,13 +654,14 @@ def _open_text(path: Path, encoding: str) -> Any:
 
 @contextlib.contextmanager
 def _csv_field_limit() -> Iterator[None]:
-    """Let the csv module see cells as large as ours (its default stops at 128 KiB)."""
-    old = csv.field_size_limit()
-    csv.field_size_limit(max(old, MAX_CELL_CHARS * 4))
-    try:
-        yield
-    finally:
-        csv.field_size_limit(old)
+    """Let the csv module see cells as large as ours (its default stops at 128 KiB).
+
+    The limit is process-wide; it is only ever raised, never put back, so that two threads
+    reading at once cannot restore it under each other.
+    """
+    if csv.field_size_limit() < MAX_CELL_CHARS * 4:
+        csv.field_size_limit(MAX_CELL_CHARS * 4)
+    yield
 
 
 _SEP_LINE = re.compile(r"sep=(.)\r?\n?$")
@@ -738,6 +757,10 @@ def _row_at(path: Path, encoding: str, delimiter: str, char_offset: int) -> int:
 
 
 _EXPECTED_FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+_PANDAS_ERRORS = (pd.errors.ParserError, UnicodeDecodeError, ValueError)
+_MAX_COLUMNS = 16_384  # Excel's last column, XFD
+
+
 _EOF_IN_STRING = re.compile(r"EOF inside string starting at row (\d+)")
 
 
@@ -794,10 +817,10 @@ class _CsvSource:
         name = self.path.name
         message = str(exc)
         if found := _EXPECTED_FIELDS.search(message):
-            fields, line, saw = (int(g) for g in found.groups())
+            saw, line = int(found.group(3)), int(found.group(2))
             return FileFormatError(
-                f"row {int(line) - self.hidden} has {saw} cells but the rows before it have at "
-                f"most {fields}; check the quotes and delimiters around that row"
+                f"row {line - self.hidden} has {saw} cells, more than a spreadsheet's "
+                f"{_MAX_COLUMNS:,} columns; check the quotes and delimiters around that row"
             )
         if found := _EOF_IN_STRING.search(message):
             return FileFormatError(
@@ -810,56 +833,70 @@ class _CsvSource:
     def read_header(self) -> list[str]:
         try:
             frame = self._reader(nrows=self.header_record + 1)
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        except _PANDAS_ERRORS as exc:
             raise self._translate(exc) from None
         if len(frame) <= self.header_record:
             return []
         return [str(v) for v in frame.iloc[self.header_record].tolist()]
 
     def frames(self, size: int) -> Iterator[pd.DataFrame]:
-        layout = self.layout
-        names = layout.names
-        kept = layout.kept
-        unnamed = [j for j in range(self.width) if j not in set(kept)]
-        try:
+        """Yield chunks; a row wider than any seen so far restarts the parser with more room.
+
+        pandas' C parser needs the row width up front (taken from the first rows). A wider row
+        later, say with trailing empty cells, makes it stop: it is then run again with room for
+        that row, dropping the records already yielded, as Excel would show extra cells too
+        (empty ones are nothing; a value there has no header, which is refused).
+        """
+        done = self.header_record  # records up to here are handled (blank lines, `sep=`, header)
+        while True:
             reader = self._reader(chunksize=size)
-        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
-            raise self._translate(exc) from None
-        self._readers.append(reader)
-        with reader:
-            while True:
-                try:
-                    frame = next(reader)
-                except StopIteration:
-                    return
-                except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            self._readers.append(reader)
+            try:
+                with reader:
+                    for frame in reader:
+                        records = np.asarray(frame.index, dtype=np.int64)
+                        if records[0] <= done:
+                            after = records > done
+                            frame, records = frame[after], records[after]
+                            if not len(frame):
+                                continue
+                        chunk = self._chunk(frame, records)
+                        done = int(records[-1])
+                        if chunk is not None:
+                            yield chunk
+                return
+            except pd.errors.ParserError as exc:
+                found = _EXPECTED_FIELDS.search(str(exc))
+                if not found or int(found.group(3)) > _MAX_COLUMNS:
                     raise self._translate(exc) from None
-                records = np.asarray(frame.index, dtype=np.int64)
-                if records[0] <= self.header_record:  # blank lines, `sep=` and the header
-                    after = records > self.header_record
-                    frame, records = frame[after], records[after]
-                    if not len(frame):
-                        continue
-                rows = records + 1 - self.hidden
-                values = {j: frame[j].to_numpy(dtype=object) for j in range(self.width)}
-                for j in unnamed:
-                    filled = values[j] != ""
-                    if filled.any():
-                        raise _no_header_error(_column_letter(j), int(rows[filled.argmax()]))
-                if self.check_cell_size:
-                    for j in kept:
-                        lengths = np.fromiter(map(len, values[j]), dtype=np.int64, count=len(rows))
-                        if len(lengths) and lengths.max() > MAX_CELL_CHARS:
-                            row = int(rows[lengths.argmax()])
-                            raise _cell_too_big_error(row, _column_letter(j))
-                keep = np.zeros(len(rows), dtype=bool)
-                for j in kept:
-                    keep |= values[j] != ""
-                if not keep.any():
-                    continue
-                out = frame if kept == list(range(self.width)) else frame[kept]
-                out = out.set_axis(names, axis=1).set_axis(_row_index(rows), axis=0)
-                yield out if keep.all() else out[keep]
+                self.width = min(max(int(found.group(3)), 2 * self.width), _MAX_COLUMNS)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise self._translate(exc) from None
+
+    def _chunk(self, frame: pd.DataFrame, records: Any) -> pd.DataFrame | None:
+        """Records -> the rows a person sees (blank ones dropped); None if none is left."""
+        kept, names = self.layout.kept, self.layout.names
+        named = set(kept)
+        rows = records + 1 - self.hidden
+        values = {j: frame[j].to_numpy(dtype=object) for j in range(self.width)}
+        for j in range(self.width):
+            if j not in named:
+                filled = values[j] != ""
+                if filled.any():
+                    raise _no_header_error(_column_letter(j), int(rows[filled.argmax()]))
+        if self.check_cell_size:
+            for j in kept:
+                lengths = np.fromiter(map(len, values[j]), dtype=np.int64, count=len(rows))
+                if lengths.max() > MAX_CELL_CHARS:
+                    raise _cell_too_big_error(int(rows[lengths.argmax()]), _column_letter(j))
+        keep = np.zeros(len(rows), dtype=bool)
+        for j in kept:
+            keep |= values[j] != ""
+        if not keep.any():
+            return None
+        out = frame if kept == list(range(self.width)) else frame[kept]
+        out = out.set_axis(names, axis=1).set_axis(_row_index(rows), axis=0)
+        return out if keep.all() else out[keep]
 
     def close(self) -> None:
         for reader in self._readers:
@@ -874,9 +911,6 @@ def _row_index(rows: Any) -> pd.Index:
 
 # --------------------------------------------------------------------------- XLSX: safety checks
 
-_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-_PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 _ENTITY_NEEDLES = tuple(
     needle.encode(enc)
     for needle in ("<!DOCTYPE", "<!ENTITY")
@@ -888,6 +922,7 @@ _ENTITY_NEEDLES = tuple(
 class _Workbook:
     sheets: list[tuple[str, bool]]  # (name, visible) of every worksheet, in tab order
     pad_formats: dict[str, list[tuple[str, str]]]  # format code -> tokens, for formats in use
+    xml_sizes: dict[str, int]  # sheet name -> unpacked size of its XML part
 
 
 def _inspect_xlsx(path: Path) -> _Workbook:
@@ -970,6 +1005,16 @@ def _parse_xml(archive: zipfile.ZipFile, part: str) -> Any:
         return SafeET.parse(f, forbid_dtd=True).getroot()
 
 
+def _named(root: Any, local: str) -> Iterator[Any]:
+    """Elements by local name whatever the namespace (transitional and strict OOXML differ)."""
+    return (el for el in root.iter() if el.tag.rpartition("}")[2] == local)
+
+
+def _relationship_id(el: Any) -> str:
+    """The ``r:id`` attribute, whatever its namespace."""
+    return next((v for k, v in el.attrib.items() if k.endswith("}id")), "")
+
+
 def _rels(archive: zipfile.ZipFile, names: set[str], part: str) -> dict[str, tuple[str, str]]:
     """Relationship id -> (type, absolute target part) for a part."""
     folder = PurePosixPath(part).parent
@@ -979,7 +1024,7 @@ def _rels(archive: zipfile.ZipFile, names: set[str], part: str) -> dict[str, tup
     if rels_part not in names:
         return {}
     out = {}
-    for rel in _parse_xml(archive, rels_part).iter(f"{{{_PKG_REL_NS}}}Relationship"):
+    for rel in _named(_parse_xml(archive, rels_part), "Relationship"):
         target = rel.get("Target", "")
         absolute = target.lstrip("/") if target.startswith("/") else _normpath(folder / target)
         out[rel.get("Id", "")] = (rel.get("Type", ""), absolute)
@@ -1010,14 +1055,17 @@ def _read_workbook_parts(
     rels = _rels(archive, names, workbook_part)
     root = _parse_xml(archive, workbook_part)
     sheets = []
-    for el in root.iter(f"{{{_MAIN_NS}}}sheet"):
-        rel_type, _ = rels.get(el.get(f"{{{_REL_NS}}}id", ""), ("", ""))
+    sizes = {}
+    for el in _named(root, "sheet"):
+        rel_type, part = rels.get(_relationship_id(el), ("", ""))
         if rel_type and not rel_type.endswith("/worksheet"):
             continue  # chart sheets and macro sheets have no cells to read
-        sheets.append((el.get("name", ""), el.get("state", "visible") == "visible"))
+        name = el.get("name", "")
+        sheets.append((name, el.get("state", "visible") == "visible"))
+        sizes[name] = archive.getinfo(part).file_size if part in names else 0
     styles = next((t for rt, t in rels.values() if rt.endswith("/styles")), None)
     pads = _pad_formats(archive, styles) if styles in names else {}
-    return _Workbook(sheets, pads)
+    return _Workbook(sheets, pads, sizes)
 
 
 _PAD_TOKEN = re.compile(r'"[^"]*"|\\.|0+|[-+() ]')
@@ -1052,11 +1100,8 @@ def _pad_tokens(code: str) -> list[tuple[str, str]] | None:
 def _pad_formats(archive: zipfile.ZipFile, styles_part: str) -> dict[str, list[tuple[str, str]]]:
     """Zero-padding custom number formats that some cell style actually uses."""
     root = _parse_xml(archive, styles_part)
-    custom = {
-        el.get("numFmtId"): el.get("formatCode", "") for el in root.iter(f"{{{_MAIN_NS}}}numFmt")
-    }
-    cell_xfs = root.find(f"{{{_MAIN_NS}}}cellXfs")
-    used = {xf.get("numFmtId") for xf in cell_xfs} if cell_xfs is not None else set()
+    custom = {el.get("numFmtId"): el.get("formatCode", "") for el in _named(root, "numFmt")}
+    used = {xf.get("numFmtId") for xfs in _named(root, "cellXfs") for xf in xfs}
     pads = {}
     for fmt_id, code in custom.items():
         if fmt_id in used and (tokens := _pad_tokens(code)) is not None:
@@ -1083,13 +1128,13 @@ def _render(value: Any) -> str:
     if kind is dt.datetime:
         value = _round_to_second(value)
         if value.hour == value.minute == value.second == 0:
-            return value.strftime("%Y-%m-%d")
-        return value.strftime("%Y-%m-%dT%H:%M:%S")
+            return value.date().isoformat()
+        return value.isoformat(timespec="seconds")
     if kind is dt.date:
-        return value.strftime("%Y-%m-%d")
+        return value.isoformat()
     if kind is dt.time:
         moment = _round_to_second(dt.datetime.combine(dt.date(2000, 1, 1), value))
-        return moment.strftime("%H:%M:%S")
+        return moment.time().isoformat(timespec="seconds")
     if kind is dt.timedelta:
         return str(dt.timedelta(seconds=round(value.total_seconds())))
     return str(value)
@@ -1100,6 +1145,9 @@ def _render_float(value: float) -> str:
         return ""
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))
+    text = repr(value)
+    if len(text) <= 15:  # at most 15 digits already: the common case, and the cheap one
+        return text
     # Excel keeps and shows 15 significant digits: 0.1+0.2 reads 0.3, not 0.30000000000000004.
     shown = float(f"{value:.15g}")
     if shown.is_integer() and abs(shown) < 1e16:
@@ -1137,14 +1185,21 @@ def _render_padded(value: float | int, tokens: list[tuple[str, str]]) -> str:
 
 
 def _open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) -> Table:
-    """Open a checked workbook; ``engine`` (tests only) overrides the choice by number formats."""
+    """Open a checked workbook with the engine that fits it (``engine``, for tests, forces one).
+
+    calamine is about five times faster but holds the whole sheet in memory (about twice the
+    sheet's XML) for as long as the table is open, and it cannot see number formats. So openpyxl
+    (streaming, bounded memory) reads workbooks with zero-padding formats, and sheets too big to
+    hold. Both render cells the same way.
+    """
     name = path.name
     workbook = _inspect_xlsx(path)
     all_names = tuple(n for n, _ in workbook.sheets)
     if not all_names:
         raise FileFormatError(f"{name} has no worksheets")
     chosen = _choose_sheet(name, workbook.sheets, sheet)
-    engine = engine or ("openpyxl" if workbook.pad_formats else "calamine")
+    too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
+    engine = engine or ("openpyxl" if workbook.pad_formats or too_big else "calamine")
     source: _XlsxSource
     if engine == "calamine":
         source = _CalamineSource(path, chosen)
@@ -1152,14 +1207,15 @@ def _open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) -
         source = _OpenpyxlSource(path, chosen, workbook.pad_formats)
     try:
         header_row, header = source.header()
+        listing = ", ".join(f'"{n}"' for n in all_names)
+        if header_row is None:
+            raise FileFormatError(f'sheet "{chosen}" in {name} is empty; sheets: {listing}')
+        layout = _Layout.from_header(header)
+        if not layout.kept:
+            raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
     except BaseException:
         source.close()
         raise
-    listing = ", ".join(f'"{n}"' for n in all_names)
-    if header_row is None:
-        source.close()
-        raise FileFormatError(f'sheet "{chosen}" in {name} is empty; sheets: {listing}')
-    layout = _Layout.from_header(header)
     source.layout = layout
     source.header_row = header_row
     detected = Detected(
@@ -1263,14 +1319,12 @@ class _CalamineSource(_XlsxSource):
 
     def __init__(self, path: Path, sheet: str):
         super().__init__(path, sheet)
-        from python_calamine import CalamineError, CalamineWorkbook
+        from python_calamine import CalamineWorkbook
 
-        # Exception, not only CalamineError: a damaged file can surface as other kinds.
-        self._errors: tuple[type[BaseException], ...] = (CalamineError, Exception)
         try:
             self._book = CalamineWorkbook.from_path(str(path))
             self._sheet = self._book.get_sheet_by_name(sheet)
-        except self._errors:
+        except Exception:  # CalamineError and its kin: whatever a damaged file brings
             raise self._damaged() from None
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
@@ -1284,7 +1338,7 @@ class _CalamineSource(_XlsxSource):
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
                 cells = [v if type(v) is str else _render(v) for v in values]
                 yield number, pad + cells if pad else cells
-        except self._errors:
+        except Exception:
             raise self._damaged() from None
 
     def close(self) -> None:
@@ -1315,23 +1369,22 @@ class _OpenpyxlSource(_XlsxSource):
         sheet = self._sheet
         sheet.reset_dimensions()  # the stored dimension can be wrong; read what is there
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for number, cells in enumerate(sheet.iter_rows(min_row=1, min_col=1), start=1):
-                    out = []
-                    for cell in cells:
-                        value = cell.value
-                        kind = type(value)
-                        if kind is str:
-                            out.append("" if cell.data_type == "e" else value)
-                        elif (kind is int or kind is float) and cell.number_format in pads:
-                            out.append(_render_padded(value, pads[cell.number_format]))
-                        else:
-                            out.append(_render(value))
-                    while out and not out[-1]:
-                        out.pop()
-                    yield number, out
-        except Exception:
+            for number, cells in enumerate(sheet.iter_rows(min_row=1, min_col=1), start=1):
+                out = []
+                for cell in cells:
+                    value = cell.value
+                    kind = type(value)
+                    if kind is str:
+                        # Error cells (#N/A) read as empty, as calamine gives them.
+                        out.append("" if cell.data_type == "e" else value)
+                    elif (kind is int or kind is float) and cell.number_format in pads:
+                        out.append(_render_padded(value, pads[cell.number_format]))
+                    else:
+                        out.append(_render(value))
+                while out and not out[-1]:
+                    out.pop()
+                yield number, out
+        except Exception:  # openpyxl raises many kinds on a broken sheet
             raise self._damaged() from None
 
     def close(self) -> None:

@@ -22,7 +22,9 @@ def write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def workbook(path: Path, sheets: dict[str, list[list[Any]]], *, hidden: tuple[str, ...] = ()) -> Path:
+def workbook(
+    path: Path, sheets: dict[str, list[list[Any]]], *, hidden: tuple[str, ...] = ()
+) -> Path:
     """A plain workbook: one sheet per item, rows appended from A1."""
     wb = openpyxl.Workbook()
     wb.remove(wb.active)
@@ -62,7 +64,20 @@ def typed_workbook(path: Path, *, padded: bool = False) -> Path:
     for col in "ABCDEFGHIJ":  # row 4: formatted but empty, as when a person colours a band
         ws[f"{col}4"].fill = YELLOW
     ws.append([])
-    ws.append([5153435776, "x", 7, dt.datetime(2021, 1, 2), dt.datetime(2021, 1, 2, 0, 0), None, None, False, 0.1 + 0.2, " Ivan "])
+    ws.append(
+        [
+            5153435776,
+            "x",
+            7,
+            dt.datetime(2021, 1, 2),
+            dt.datetime(2021, 1, 2, 0, 0),
+            None,
+            None,
+            False,
+            0.1 + 0.2,
+            " Ivan ",
+        ]
+    )
     ws.merge_cells("A7:D7")  # row 7: merged, blank
     ws["A7"].fill = YELLOW
     ws["A8"] = 1e20
@@ -78,7 +93,9 @@ def typed_workbook(path: Path, *, padded: bool = False) -> Path:
     return path
 
 
-def patch_zip(src: Path, dst: Path, changes: dict[str, bytes | Callable[[bytes], bytes] | None]) -> Path:
+def patch_zip(
+    src: Path, dst: Path, changes: dict[str, bytes | Callable[[bytes], bytes] | None]
+) -> Path:
     """Copy a zip, replacing (bytes), rewriting (callable) or removing (None) members; a name not in
     the source is added."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as zout:
@@ -108,8 +125,10 @@ def replace_row(sheet_xml: bytes, row: int, cells_xml: str) -> bytes:
     return text.encode()
 
 
-def set_declared_sizes(path: Path, member: str, *, file_size: int) -> None:
-    """Rewrite the uncompressed size a zip's central directory declares for one member (a lie)."""
+def set_declared_sizes(
+    path: Path, member: str, *, file_size: int, compress_size: int | None = None
+) -> None:
+    """Rewrite the sizes a zip's headers declare for one member (a lie)."""
     data = bytearray(path.read_bytes())
     name = member.encode()
     pos = 0
@@ -117,6 +136,8 @@ def set_declared_sizes(path: Path, member: str, *, file_size: int) -> None:
         name_len = struct.unpack_from("<H", data, pos + 28)[0]
         if data[pos + 46 : pos + 46 + name_len] == name:
             struct.pack_into("<I", data, pos + 24, file_size)
+            if compress_size is not None:
+                struct.pack_into("<I", data, pos + 20, compress_size)
         pos += 4
     pos = 0
     while (pos := data.find(b"PK\x03\x04", pos)) >= 0:
@@ -131,7 +152,10 @@ def zeros_member(path: Path, base: Path, member: str, size: int) -> Path:
     """A workbook with an extra member of ``size`` zero bytes, written in pieces (small memory);
     deflate packs it about a thousand times smaller."""
     patch_zip(base, path, {})
-    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as z, z.open(member, "w", force_zip64=True) as out:
+    with (
+        zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as z,
+        z.open(member, "w", force_zip64=True) as out,
+    ):
         piece = bytes(1 << 20)
         for _ in range(size // len(piece)):
             out.write(piece)
