@@ -374,6 +374,7 @@ class Import:
             date_format=o.date_format,
             default_automation_id=o.automation_id,
             default_country=o.default_country,
+            decimal_comma=table.detected.delimiter == ";",
         )
         preparer = _Preparer(
             layout,

@@ -384,14 +384,19 @@ class RowValidator:
         date_format: str | None = None,
         default_automation_id: int | None = None,
         default_country: str | None = None,
+        decimal_comma: bool = False,
     ) -> None:
         self.layout = layout
+        # In a ";"-separated CSV (what Excel writes where the comma is the decimal separator),
+        # 12,50 in a number column means 12.5.
+        self.decimal_comma = decimal_comma
         self.date_format = date_format
         self.default_automation_id = default_automation_id
         self.default_country = default_country
         # Per date column, what its slashed dates have proved so far (kept across chunks): a
         # column with 24/8/2020 in it reads 5/6/2020 day-first too, unless it also has 8/24/2020.
         self._slash_orders: dict[str, set[str]] = {}
+        self._parsed: dict[str, tuple[pd.Series, pd.Series]] = {}
         self.schema = self._build_schema()
 
     def _check(
@@ -481,6 +486,10 @@ class RowValidator:
         return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, coerce=False)
 
     def _dates(self, s: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """A date column's parse, computed once per chunk for all checks and the body."""
+        parsed = self._parsed.get(str(s.name))
+        if parsed is not None and parsed[0].index.equals(s.index):
+            return parsed
         evidence = self._slash_orders.get(str(s.name), set())
         order = next(iter(evidence)) if len(evidence) == 1 else None
         return parse_dates(s, self.date_format, order)
@@ -524,6 +533,8 @@ class RowValidator:
                 s = normalise_email(s)
             elif c.role == "phone" and not self.default_country:
                 s = normalise_phone(s)
+            elif c.type == "number" and self.decimal_comma:
+                s = s.str.replace(r"^([+-]?\d*),(\d+)$", r"\1.\2", regex=True)
             frame[c.source] = s
         if self.default_automation_id is not None:
             aid = self.layout.by_role("automation_id")
@@ -542,6 +553,10 @@ class RowValidator:
                     self._slash_orders.setdefault(c.source, set()).update(
                         slash_evidence(frame[c.source])
                     )
+        self._parsed = {}
+        for c in self.layout.variables:
+            if c.type == "date":
+                self._parsed[c.source] = self._dates(frame[c.source])
         errors: dict[int, list[str]] = {}
         try:
             self.schema.validate(frame, lazy=True, inplace=True)
@@ -580,4 +595,5 @@ class RowValidator:
                 result.dates[c.source] = self._dates(frame[c.source])[0]
             elif c.type == "boolean":
                 result.booleans[c.source] = parse_booleans(frame[c.source])
+        self._parsed = {}
         return result

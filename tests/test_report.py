@@ -127,3 +127,11 @@ def test_report_is_recognised_as_input():
     assert is_report(header)
     assert not is_report(["Email", "status"])
     assert input_columns_of_report(header) == ["Email", "status"]
+
+
+@given(st.lists(st.text(max_size=12), max_size=20))
+def test_column_escaping_matches_cell_escaping(values):
+    """The vectorised column escape gives exactly what the per-cell escape gives."""
+    from bulk_events.report import escape_column
+
+    assert escape_column(pd.Series(values, dtype=object)) == [escape_formula(v) for v in values]

@@ -292,3 +292,11 @@ def test_errors_show_the_cell_as_typed():
     """The reason quotes the phone as the person typed it, not the cleaned digits."""
     result = validate({"email": ["a@b.co"], "phone": ["(496)978-3969x58947"]})
     assert '"(496)978-3969x58947"' in result.errors[2][0]
+
+
+def test_decimal_comma_only_where_the_file_uses_semicolons():
+    """12,50 is 12.5 in a ;-separated file (European Excel); elsewhere it is refused, not guessed."""
+    data = {"email": ["a@b.co", "c@d.co"], "n": ["12,50", "-0,5"]}
+    assert validate(dict(data), types={"n": "number"}, decimal_comma=True).errors == {}
+    refused = validate(dict(data), types={"n": "number"})
+    assert set(refused.errors) == {2, 3}
