@@ -116,7 +116,9 @@ def minimal_app(stats: Stats) -> web.Application:
     return app
 
 
-def sandbox_app(stats: Stats, *, latency: float, rate_limit: int | None) -> tuple[web.Application, Any]:
+def sandbox_app(
+    stats: Stats, *, latency: float, rate_limit: int | None
+) -> tuple[web.Application, Any]:
     """bulk-events' Sandbox, with a middleware that counts what it refused."""
     from bulk_events.sandbox import Sandbox
 
@@ -168,10 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=["minimal", "sandbox"], default="minimal")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="sandbox: seconds before answering")
-    parser.add_argument("--rate-limit", type=int, default=None, help="sandbox: requests per sliding second")
-    parser.add_argument("--max-seconds", type=float, default=1800.0, help="stop by itself after this long")
-    parser.add_argument("--no-uvloop", action="store_true", help="plain asyncio even if uvloop is installed")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="sandbox: seconds before answering"
+    )
+    parser.add_argument(
+        "--rate-limit", type=int, default=None, help="sandbox: requests per sliding second"
+    )
+    parser.add_argument(
+        "--max-seconds", type=float, default=1800.0, help="stop by itself after this long"
+    )
+    parser.add_argument(
+        "--no-uvloop", action="store_true", help="plain asyncio even if uvloop is installed"
+    )
     args = parser.parse_args(argv)
     if uvloop is not None and not args.no_uvloop:
         uvloop.run(serve(args))
