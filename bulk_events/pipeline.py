@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -315,8 +315,9 @@ class Import:
         self._soft_stop()
         if signum is not None:
             name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            doing = "finishing the requests in flight, then " if self._workers else ""
             print(
-                f"bulk-events: {name}: finishing the requests in flight, then writing the report "
+                f"bulk-events: {name}: {doing}writing the report; rows not attempted are pending "
                 "(press Ctrl-C again to stop at once)",
                 file=sys.stderr,
             )
@@ -344,6 +345,10 @@ class Import:
             self._deliverer.stop()
         for task in self._workers:
             task.cancel()
+
+    @property
+    def _stopping(self) -> bool:
+        return self._hard or self.stop_signal is not None or self.stop_error is not None
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -598,14 +603,17 @@ class Import:
                     chunk = await asyncio.to_thread(next, iterator, None)
                     if chunk is None:
                         break
-                    if self._hard:
+                    if self._stopping:
+                        # The rest of the file after a stop: listed as pending without being
+                        # validated, so Ctrl-C on a million-row file ends in seconds. The next
+                        # run checks and sends them.
                         frame = preparer.frame(chunk)
                         work = _Chunk(frame, advance)
+                        pending = Outcome(
+                            0, Status.PENDING, "not attempted: the run stopped before this row"
+                        )
                         for i, row in enumerate(frame.index.tolist()):
-                            work.set(
-                                i,
-                                Outcome(row, Status.PENDING, "not attempted: the run was stopped"),
-                            )
+                            work.set(i, replace(pending, row=row))
                         await chunks.put(work)
                         continue
                     prepared = await asyncio.to_thread(preparer, chunk)

@@ -110,6 +110,8 @@ class Table:
         self.detected = detected
         self.columns = columns
         self._source = source
+        # About how many rows follow the header (blank ones included), for a progress bar.
+        self.row_estimate: int | None = None
 
     def chunks(self, size: int = 50_000) -> Iterator[pd.DataFrame]:
         """Yield DataFrames of at most ``size`` non-blank rows, in file order.
@@ -336,7 +338,11 @@ def _open_csv(path: Path, head: bytes, encoding: str | None, delimiter: str | No
         encoding_given=encoding_given,
         delimiter_given=forced_delim is not None,
     )
-    return Table(path, detected, list(layout.names), source)
+    table = Table(path, detected, list(layout.names), source)
+    table.row_estimate = max(
+        0, scan.line_ends - detected.header_row
+    )  # one short without a final newline
+    return table
 
 
 def _normalise_delimiter(delimiter: str) -> str:
@@ -385,6 +391,7 @@ class _Scan:
     """What one pass over the whole file found (the first problem only)."""
 
     chars: int = 0
+    line_ends: int = 0  # LF count (CR where a file has no LF): about the number of lines
     quote_spans_lines: bool = False  # a quoted cell may hold a line break
     binary: bool = False
     problem: str | None = None  # "decode" | "nul" | "long"
@@ -438,6 +445,7 @@ def _scan_text(path: Path, encoding: str) -> _Scan:
                 scan.problem, scan.problem_at = "long", long_line
                 return scan
             scan.chars += len(text)
+            scan.line_ends += text.count("\n") or text.count("\r")
             bytes_done += len(block)
             if final:
                 scan.quote_spans_lines = lines.quote_spans_lines()
@@ -1225,7 +1233,10 @@ def _open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) -
         engine=engine,
         header_row=header_row,
     )
-    return Table(path, detected, list(layout.names), source)
+    table = Table(path, detected, list(layout.names), source)
+    last_row = source.last_row()
+    table.row_estimate = None if last_row is None else max(0, last_row - header_row)
+    return table
 
 
 def _choose_sheet(name: str, sheets: list[tuple[str, bool]], wanted: str | int | None) -> str:
@@ -1260,6 +1271,10 @@ class _XlsxSource:
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def last_row(self) -> int | None:
+        """The sheet's last used row number as the workbook states it, if it does."""
+        return None
 
     def header(self) -> tuple[int | None, list[str]]:
         for number, cells in self.rows():
@@ -1341,6 +1356,9 @@ class _CalamineSource(_XlsxSource):
         except Exception:
             raise self._damaged() from None
 
+    def last_row(self) -> int | None:
+        return self._sheet.height or None
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._book.close()
@@ -1363,6 +1381,12 @@ class _OpenpyxlSource(_XlsxSource):
             self._sheet = self._book[sheet]
         except Exception:  # openpyxl raises many kinds on a broken file
             raise self._damaged() from None
+
+    def last_row(self) -> int | None:
+        try:
+            return self._sheet.max_row  # from the sheet's <dimension>, when it has one
+        except Exception:
+            return None
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
         pads = self._pads

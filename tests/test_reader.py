@@ -895,3 +895,23 @@ def test_realworld_customers_100(name: str) -> None:
     assert rows.loc[5, "Company"] == "Dominguez, Mcmillan and Donovan"
     expected_date = "24/8/20" if name.endswith(".csv") else "2020-08-24"
     assert rows.loc[2, "Subscription Date"] == expected_date
+
+
+def test_row_estimate_for_a_progress_bar(tmp_path):
+    """Both CSV and Excel tables say about how many rows follow the header."""
+    from bulk_events.reader import open_table
+
+    csv_path = tmp_path / "c.csv"
+    csv_path.write_text("email\n" + "".join(f"u{i}@x.co\n" for i in range(250)), encoding="utf-8")
+    with open_table(csv_path) as table:
+        assert table.row_estimate == 250
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["email"])
+    for i in range(40):
+        ws.append([f"u{i}@x.co"])
+    wb.save(tmp_path / "c.xlsx")
+    with open_table(tmp_path / "c.xlsx") as table:
+        assert table.row_estimate == 40
