@@ -47,14 +47,17 @@ def escape_formula(value: str) -> str:
     return value
 
 
+_FIRST = frozenset("=+-@\t\r'")
+
+
 def escape_column(values: pd.Series) -> list[str]:
-    """:func:`escape_formula` over a whole column at once."""
-    s = values.astype(object).fillna("").astype(str)
-    risky = s.str.match(_TRIGGER.pattern)
-    if risky.any():
-        risky &= ~s.str.match(_PLAIN_NUMBER.pattern)
-        s = s.where(~risky, "'" + s)
-    return s.tolist()
+    """:func:`escape_formula` over a whole column: a cheap first-character test per cell, the
+    regular expressions only for the few cells that start like a formula."""
+    if values.hasnans:
+        values = values.astype(object).fillna("")
+    if not pd.api.types.is_string_dtype(values) or values.dtype == object:
+        values = values.astype(str)
+    return [escape_formula(v) if v[:1] in _FIRST else v for v in values.tolist()]
 
 
 def unescape_formula(value: str) -> str:
@@ -86,7 +89,7 @@ def input_columns_of_report(columns: Sequence[str]) -> list[str]:
 def _outcome_cells(o: Outcome) -> list[Any]:
     return [
         o.row,
-        o.status.value,
+        o.status,  # a StrEnum: written as its value
         o.error,
         "" if o.http_status is None else o.http_status,
         o.attempts,

@@ -254,6 +254,9 @@ def _assemble(y: pd.Series, m: pd.Series, d: pd.Series) -> pd.Series:
 
 def slash_evidence(s: pd.Series) -> set[str]:
     """Which orders a column of slashed dates proves: ``"dmy"`` (24/8/2020), ``"mdy"`` (8/24/2020)."""
+    s = s[s.str.contains("/", regex=False)]  # cheap filter before the costly extract
+    if s.empty:
+        return set()
     parts = s.str.extract(_SLASHED_DATE)
     found = parts["y"].notna()
     if not found.any():
@@ -282,11 +285,20 @@ def parse_dates(
     ambiguous = pd.Series(False, index=s.index)
     if s.empty:
         return dates, ambiguous
-    iso = s.str.extract(_ISO_DATE)
+    # Fast path for plain ISO dates (what Excel date cells become): parsed in C.
+    plain = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+    found = plain.notna()
+    if found.any():
+        dates[found] = plain[found].astype("datetime64[s]")
+    rest = ~found & (s != "")
+    if not rest.any():
+        return dates, ambiguous
+    iso = s[rest].str.extract(_ISO_DATE)
     found = iso["y"].notna()
     if found.any():
-        dates[found] = _assemble(iso["y"][found], iso["m"][found], iso["d"][found])
-    rest = ~found
+        idx = found[found].index
+        dates[idx] = _assemble(iso["y"][idx], iso["m"][idx], iso["d"][idx])
+    rest = rest & dates.isna()
     if date_format:
         if rest.any():
             parsed = pd.to_datetime(s[rest], format=date_format, errors="coerce")
@@ -327,10 +339,17 @@ def parse_booleans(s: pd.Series) -> pd.Series:
     return out
 
 
+_WHOLE = re.compile(r"([+-]?\d{1,18})(?:\.0*)?")
+
+
 def to_integers(s: pd.Series) -> list[int | None]:
     """Whole numbers (``123``, Excel's ``123.0``) as Python ints; other cells None."""
-    whole = s.str.extract(r"^([+-]?\d{1,18})(?:\.0*)?$")[0]
-    return [None if v is None or v != v else int(v) for v in whole.tolist()]
+    match = _WHOLE.fullmatch
+    out: list[int | None] = []
+    for v in s.tolist():
+        m = match(v) if isinstance(v, str) else None
+        out.append(int(m.group(1)) if m else None)
+    return out
 
 
 def to_numbers(s: pd.Series) -> list[int | float | None]:
@@ -528,7 +547,10 @@ class RowValidator:
             if c.source not in chunk.columns:  # the --automation-id stand-in column
                 frame[c.source] = pd.Series("", index=chunk.index, dtype=object)
                 continue
-            s = chunk[c.source].astype(object).fillna("").astype(str).str.strip()
+            s = chunk[c.source]
+            if s.hasnans:  # the reader gives "" for an empty cell; other callers may not
+                s = s.astype(object).fillna("")
+            s = s.astype(str).str.strip()
             if c.role == "email":
                 s = normalise_email(s)
             elif c.role == "phone" and not self.default_country:
