@@ -45,6 +45,8 @@ def _summary(result: Any, dry_run: bool) -> str:
             rate = f"{result.rate:.1f} requests/s, " if result.rate else ""
             line += f" ({rate}{result.requests} request{'s' if result.requests != 1 else ''})"
     lines = [line]
+    if result.detected and not result.announced:
+        lines.insert(0, f"bulk-events: read {result.input_name}: {result.detected}")
     if result.stopped:
         lines.append(f"bulk-events: {result.stopped}")
     lines.append(f"report: {result.report_path}")
@@ -309,7 +311,8 @@ def import_command(
         )
     options = ImportOptions(**values)
     options.progress = not quiet and sys.stderr.isatty()
-    options.announce = not quiet
+    # On a terminal, say what was detected before the progress bar; in cron, in the summary.
+    options.announce = options.progress
     if options.url and cli.get("url"):
         click.echo(
             "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",

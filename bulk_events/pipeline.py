@@ -156,7 +156,9 @@ class RunResult:
     sent: int = 0
     rows: int = 0
     stopped: str = ""  # why the run stopped early, if it did
-    detected: str = ""
+    detected: str = ""  # what the reader found: format, encoding, delimiter, sheet
+    input_name: str = ""
+    announced: bool = False  # the detection was already shown at the start
     journal_path: Path | None = None
     sandbox_record: Path | None = None
 
@@ -463,6 +465,8 @@ class Import:
                 rows=sum(counts.values()),
                 stopped=str(self.stop_error) if self.stop_error else "",
                 detected=table.detected.describe(),
+                input_name=self.path.name,
+                announced=o.announce,
                 journal_path=None if o.dry_run else journal.path,
             )
             if sandbox is not None:

@@ -206,3 +206,18 @@ def test_help_has_examples(cli):
         result = cli(command, "--help")
         assert result.exit_code == 0
         assert "bulk-events " + command in result.output
+
+
+def test_what_was_detected_is_said(cli, tmp_path):
+    """A cp1251 file with ; and Russian headers runs with no flags, and the summary says what was detected."""
+    f = tmp_path / "export.csv"
+    f.write_bytes(
+        "Эл. почта;Телефон;Имя\r\nivan@example.com;+7 912 345-67-89;Иван\r\n".encode("cp1251")
+    )
+    result = cli("import", f, "--event", "e", "--dry-run", "--report", tmp_path / "r.jsonl")
+    assert result.exit_code == 0, result.output
+    assert 'cp1251 (detected), delimiter ";" (detected)' in result.stderr
+    import json
+
+    [line] = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert line["input"]["Имя"] == "Иван"
