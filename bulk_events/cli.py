@@ -60,7 +60,7 @@ def _summary(result: Any, dry_run: bool) -> str:
 class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # one-line errors for everything we raise
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.exceptions.Abort:
             click.echo("bulk-events: aborted", err=True)
             sys.exit(130)

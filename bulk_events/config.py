@@ -87,7 +87,10 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
             raise ConfigError(f'{p.name}: "{key}" has the wrong type ({type(value).__name__})')
         if key in PATH_KEYS:
-            value = str((p.parent / value).resolve()) if not os.path.isabs(value) else value
+            path_value = str(value)
+            value = (
+                path_value if os.path.isabs(path_value) else str((p.parent / path_value).resolve())
+            )
         values[key] = value
 
     for key in ("types", "map"):

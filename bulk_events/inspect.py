@@ -47,6 +47,7 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
         f"Target:  {options.target_label}",
         "Columns:",
     ]
+    assert run.layout is not None  # set once the file is open
     width = max((len(c.source.strip()) for c in run.layout.columns), default=0)
     for c in run.layout.columns:
         shown = "(--automation-id)" if c.source.startswith("\x00") else c.source.strip()

@@ -520,8 +520,8 @@ class RowValidator:
         """Phones turned into E.164 (``+380501234567``) with --default-country; invalid ones NA."""
         import phonenumbers  # only needed with --default-country
 
-        cache: dict[str, object] = {}
-        out = []
+        cache: dict[str, str | None] = {}
+        out: list[str | None] = []
         for raw in s.tolist():
             if raw == "":
                 out.append("")
