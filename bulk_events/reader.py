@@ -285,7 +285,12 @@ def _open_csv(path: Path, head: bytes, encoding: str | None, delimiter: str | No
     else:
         enc = _encoding_from_bom(head) or _utf16_without_bom(head) or "utf-8"
 
-    scan = _scan_text(path, enc)
+    try:
+        scan = _scan_text(path, enc)
+    except UnicodeError as exc:  # e.g. utf-16 forced on a file without a byte-order mark
+        raise FileFormatError(
+            f"cannot decode {name} as {enc} ({exc}); try another --encoding"
+        ) from None
     # Many valid multi-byte characters before the bad byte mean a UTF-8 file with a damaged
     # byte: decoding it as cp125x instead would garble every row, so that is reported instead.
     utf8_failed = scan.bad_byte is not None and not encoding_given and enc == "utf-8"

@@ -915,3 +915,14 @@ def test_row_estimate_for_a_progress_bar(tmp_path):
     wb.save(tmp_path / "c.xlsx")
     with open_table(tmp_path / "c.xlsx") as table:
         assert table.row_estimate == 40
+
+
+def test_forcing_utf16_on_a_file_without_bom_is_a_clear_error(tmp_path):
+    """--encoding utf-16 on a UTF-8 file: a one-line reason and a hint, not an internal error."""
+    from bulk_events.errors import FileFormatError
+    from bulk_events.reader import open_table
+
+    path = tmp_path / "c.csv"
+    path.write_text("email\na@b.co\n", encoding="utf-8")
+    with pytest.raises(FileFormatError, match="try another --encoding"):
+        open_table(path, encoding="utf-16")
