@@ -15,7 +15,7 @@ error texts and timestamps. It is private all the same (directory 0700, files 06
 
 Example::
 
-    with Journal.open(default_journal_path("contacts.csv", target)) as journal:
+    with Journal.open(default_journal_path(target, "signup")) as journal:
         run_id = journal.start_run(input="contacts.csv", target="event order_paid")
         known = journal.lookup(keys)
         journal.write([Mark(key, "inflight", row=2, attempts=1)], run_id)
@@ -151,25 +151,25 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def default_journal_path(input_path: str | os.PathLike[str], target_identity: str) -> Path:
-    """The per-user journal for one input file sent to one target.
+def default_journal_path(target_identity: str, label: str = "events") -> Path:
+    """The per-user journal for one destination (an API event, or an event URL).
 
-    ``$XDG_STATE_HOME/bulk-events/<input stem>-<12 hex>.sqlite`` (``~/.local/state`` when unset),
-    where the hex is from sha256 of the absolute input path, a NUL and ``target_identity``. The
-    identity may contain a secret, so only its hash goes into the name::
+    ``$XDG_STATE_HOME/bulk-events/<label>-<12 hex>.sqlite`` (``~/.local/state`` when unset), the
+    hex from sha256 of ``target_identity``, which may contain a secret: only its hash is in the name.
 
-        >>> default_journal_path("/data/contacts.csv", "event:https://...")  # doctest: +SKIP
-        PosixPath('/home/me/.local/state/bulk-events/contacts-3f9a0c1d2e4b.sqlite')
+    One journal per destination, not per input file: a row is recognised by what it sends and
+    where, so a renamed file, a dated nightly export (``customers-2026-11-27.csv``) or a report
+    fed back in is still checked against every row already sent to that event::
+
+        >>> default_journal_path("api:https://api.sendpulse.com/events/name/signup", "signup")  # doctest: +SKIP
+        PosixPath('/home/me/.local/state/bulk-events/signup-3f9a0c1d2e4b.sqlite')
     """
     state_home = os.environ.get("XDG_STATE_HOME", "")
     # The XDG spec says a relative value is invalid and must be ignored.
     base = Path(state_home) if os.path.isabs(state_home) else Path.home() / ".local" / "state"
-    absolute = os.path.abspath(os.fspath(input_path))
-    digest = hashlib.sha256(
-        os.fsencode(absolute) + b"\0" + target_identity.encode("utf-8", "surrogatepass")
-    ).hexdigest()[:12]
-    # The stem is the user's own file name: keep letters (any script), digits, '.', '_', '-'.
-    stem = re.sub(r"[^\w.-]+", "_", Path(absolute).stem).strip("._")[:64] or "input"
+    digest = hashlib.sha256(target_identity.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    # The label is the user's own event name: keep letters (any script), digits, '.', '_', '-'.
+    stem = re.sub(r"[^\w.-]+", "_", label).strip("._")[:64] or "events"
     return base / "bulk-events" / f"{stem}-{digest}.sqlite"
 
 

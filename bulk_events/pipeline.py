@@ -135,6 +135,15 @@ class ImportOptions:
         return f"api:{self.api_base}/events/name/{self.event}"
 
     @property
+    def journal_label(self) -> str:
+        """A readable start for the default journal's file name (never a secret)."""
+        if self.sandbox:
+            return f"sandbox-{self.event}"
+        if self.url:
+            return "event-url-" + self.url.rstrip("/").rsplit("/", 1)[-1]
+        return self.event or "events"
+
+    @property
     def target_label(self) -> str:
         if self.sandbox:
             return f'the local sandbox, event "{self.event}"'
@@ -411,7 +420,9 @@ class Import:
         report_path = Path(o.report) if o.report else default_report_path(self.path)
         self.report_path = report_path
         report = ReportWriter(report_path, columns)
-        journal_path = Path(o.state) if o.state else default_journal_path(self.path, o.identity)
+        journal_path = (
+            Path(o.state) if o.state else default_journal_path(o.identity, o.journal_label)
+        )
         self.journal_path = journal_path
         self._stop_event = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -265,20 +265,19 @@ def test_existing_directory_mode_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_default_journal_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default path is per user and per input+target, and hides the target identity."""
+    """The default path is per user and per destination, and hides the destination identity."""
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    secret = "https://events.sendpulse.com/events/id/0123456789abcdef0123456789abcdef/99"
-    path = default_journal_path("data/Контакты июль.csv", secret)
+    secret = "url:https://events.sendpulse.com/events/id/0123456789abcdef0123456789abcdef/99"
+    path = default_journal_path(secret, "Реєстрація липень")
     assert path.parent == tmp_path / "xdg" / "bulk-events"
-    assert re.fullmatch(r"Контакты_июль-[0-9a-f]{12}\.sqlite", path.name)
+    assert re.fullmatch(r"Реєстрація_липень-[0-9a-f]{12}\.sqlite", path.name)
     assert "0123456789abcdef" not in str(path)
-    assert default_journal_path("data/Контакты июль.csv", secret) == path
-    assert default_journal_path("data/Контакты июль.csv", secret + "0") != path
-    assert default_journal_path("other/Контакты июль.csv", secret) != path
+    assert default_journal_path(secret, "Реєстрація липень") == path
+    assert default_journal_path(secret + "0", "Реєстрація липень") != path
 
     monkeypatch.setenv("XDG_STATE_HOME", "relative/dir")  # invalid per the XDG spec
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    fallback = default_journal_path("in.csv", "t")
+    fallback = default_journal_path("t")
     assert fallback.parent == tmp_path / "home" / ".local" / "state" / "bulk-events"
 
 

@@ -150,3 +150,27 @@ def test_inspect_shows_the_plan(api, tmp_path):
     )
     assert 'row 5: {"email":"user3@example.com"' in out
     assert "about 1 s at 2 events/s" in out
+
+
+def test_renamed_file_and_fed_back_report_are_checked_against_the_same_journal(api, tmp_path):
+    """The default journal belongs to the destination: a renamed export or the report itself sends nothing twice."""
+    server, cli = api()
+    f = write_csv(tmp_path / "customers-2026-11-26.csv", contacts(4))
+    assert cli("import", f, "--event", "e", "--report", tmp_path / "r1.csv").exit_code == 0
+    renamed = write_csv(tmp_path / "customers-2026-11-27.csv", contacts(5))
+    assert cli("import", renamed, "--event", "e", "--report", tmp_path / "r2.csv").exit_code == 0
+    assert statuses(tmp_path / "r2.csv") == [
+        (2, "skipped"),
+        (3, "skipped"),
+        (4, "skipped"),
+        (5, "skipped"),
+        (6, "sent"),
+    ]
+    assert (
+        cli(
+            "import", tmp_path / "r2.csv", "--event", "e", "--report", tmp_path / "r3.csv"
+        ).exit_code
+        == 0
+    )
+    assert {s for _, s in statuses(tmp_path / "r3.csv")} == {"skipped"}
+    assert len(server.bodies()) == 5
