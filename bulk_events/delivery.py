@@ -184,6 +184,7 @@ class Deliverer:
         self.stopping = True
 
     def _finish(self, ok: bool, error: str = "") -> None:
+        """Feed the circuit breaker: ``ok`` is whether the service itself worked."""
         self._recent.append(ok)
         if ok:
             self._429_in_a_row = 0
@@ -263,7 +264,7 @@ class Deliverer:
                 if 200 <= status < 300:
                     message = f"refused: {detail or 'result false'}"
                     await self._mark(job, "failed", attempts, http_status=status, error=message)
-                    self._finish(False, message)
+                    self._finish(True)  # the service works; it refused this row's data
                     return Outcome(job.row, Status.FAILED, message, status, attempts, None, detail)
                 if status == 401:
                     renewed = False
@@ -331,7 +332,10 @@ class Deliverer:
                 else:
                     message = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
                     await self._mark(job, "failed", attempts, http_status=status, error=message)
-                    self._finish(False, message)
+                    # A 4xx is about this row's data, and must not stop the run: a file whose first
+                    # rows are refused contacts would otherwise never get past them. 403 is about
+                    # the account (blocked, no access), so it counts towards stopping.
+                    self._finish(status != 403, message)
                     return Outcome(job.row, Status.FAILED, message, status, attempts, None, detail)
 
             # Safe to retry: the service did not take the event.

@@ -307,6 +307,7 @@ class Import:
         self.on_outcome = on_outcome
         self.stop_signal: int | None = None
         self.stop_error: DeliveryError | None = None
+        self.read_error: BulkEventsError | None = None
         self._hard = False
         self._deliverer: Deliverer | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -359,7 +360,20 @@ class Import:
 
     @property
     def _stopping(self) -> bool:
-        return self._hard or self.stop_signal is not None or self.stop_error is not None
+        return (
+            self._hard
+            or self.stop_signal is not None
+            or self.stop_error is not None
+            or self.read_error is not None
+        )
+
+    def _stop_reason(self) -> str:
+        if self.read_error is not None:
+            return (
+                f"error: {self.read_error}; the report has the rows read before it, "
+                "nothing after it was read or sent"
+            )
+        return str(self.stop_error) if self.stop_error else ""
 
     # -- the run ----------------------------------------------------------------------------
 
@@ -474,7 +488,7 @@ class Import:
                 sending_time=_sending_time(self._deliverer),
                 sent=counts.get(Status.SENT.value, 0),
                 rows=sum(counts.values()),
-                stopped=str(self.stop_error) if self.stop_error else "",
+                stopped=self._stop_reason(),
                 detected=table.detected.describe(),
                 input_name=self.path.name,
                 announced=o.announce,
@@ -515,6 +529,8 @@ class Import:
             await asyncio.sleep(0.5)
 
     def _exit_code(self, counts: Counter[str]) -> int:
+        if self.read_error is not None:
+            return self.read_error.exit_code
         if self.stop_signal:
             return EXIT_SIGTERM if self.stop_signal == signal.SIGTERM else EXIT_SIGINT
         if self.stop_error is not None:
@@ -615,7 +631,15 @@ class Import:
             iterator: Iterator[pd.DataFrame] = table.chunks(o.chunk_rows)
             try:
                 while True:
-                    chunk = await asyncio.to_thread(next, iterator, None)
+                    try:
+                        chunk = await asyncio.to_thread(next, iterator, None)
+                    except BulkEventsError as exc:
+                        # A flaw found only while streaming (a stray value under no header, an
+                        # unterminated quote): stop sending, finish what is in flight, and
+                        # still write the report of every row read so far.
+                        self.read_error = exc
+                        self._soft_stop()
+                        break
                     if chunk is None:
                         break
                     if self._stopping:

@@ -54,6 +54,7 @@ EVENT_KINDS = frozenset(
         "drop-after",  # accept, then close the connection without answering
         "result-false",  # 200 with {"result": false}
         "400",  # a validation refusal
+        "403",  # the account is blocked
         "401",  # 401 even with a valid token (revoked credentials)
         "expire-token",  # the request's token expires now: 401 until a new token is fetched
     }
@@ -312,6 +313,9 @@ class Sandbox:
         if kind == "400":
             await self._sleep(self.latency)
             return _json(400, {"message": "Invalid email", "error_code": 400})
+        if kind == "403":
+            await self._sleep(self.latency)
+            return _json(403, {"message": "Account is blocked", "error_code": 403})
         if kind == "result-false":
             await self._sleep(self.latency)
             return _json(200, {"result": False, "message": "Contact is blacklisted"})

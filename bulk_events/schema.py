@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
@@ -229,6 +230,9 @@ def normalise_email(s: pd.Series) -> pd.Series:
 
 
 def normalise_phone(s: pd.Series) -> pd.Series:
+    # "380501234567.0" is a number that went through a float (an Excel export): drop the
+    # fraction first, or removing the dot as formatting would add a digit.
+    s = s.str.replace(r"^(\+?\d+)\.0+$", r"\1", regex=True)
     return s.str.replace(_PHONE_FORMATTING, "", regex=True)
 
 
@@ -376,6 +380,13 @@ def _blank_or(pattern: str) -> Callable[[pd.Series], pd.Series]:
     return check
 
 
+def _finite_number(s: pd.Series) -> pd.Series:
+    """A number JSON can carry: 1e400 is infinite and would go out as null."""
+    shaped = _blank_or(NUMBER_PATTERN)(s)
+    values = pd.to_numeric(s.where(shaped & (s != "")), errors="coerce")
+    return (s == "") | (shaped & np.isfinite(values.astype(float)))
+
+
 @dataclass
 class ValidatedChunk:
     """A chunk after validation: the cleaned cells and every row's problems."""
@@ -464,9 +475,7 @@ class RowValidator:
                 checks.append(self._check(c, _blank_or(INTEGER_PATTERN), "is not a whole number"))
             elif c.type == "number":
                 checks.append(
-                    self._check(
-                        c, _blank_or(NUMBER_PATTERN), "is not a number (use a dot for decimals)"
-                    )
+                    self._check(c, _finite_number, "is not a number (use a dot for decimals)")
                 )
             elif c.type == "boolean":
                 checks.append(

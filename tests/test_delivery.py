@@ -345,3 +345,77 @@ def test_sandbox_mode_runs_the_sample_end_to_end(cli, tmp_path):
     )
     assert result.exit_code == 0
     assert {r["status"] for r in read_report(tmp_path / "r.csv")} == {"skipped"}
+
+
+def test_a_flaw_found_mid_file_stops_cleanly_with_a_full_report(api, tmp_path):
+    """A stray value under no header near the end: rows before it are sent and reported, exit 2."""
+    import bulk_events
+
+    server, _ = api()
+    rows = contacts(30)
+    rows.append(["late@example.com", "Late", "stray value"])
+    f = write_csv(tmp_path / "c.csv", rows)
+    result = bulk_events.import_file(
+        f,
+        event="e",
+        report=tmp_path / "r.csv",
+        rate=0,
+        chunk_rows=10,
+        api_url=server.url,
+        client_id=server.box.client_id,
+        client_secret=server.box.client_secret,
+    )
+    assert result.exit_code == 2
+    assert "no header" in result.stopped and "nothing after it" in result.stopped
+    reported = read_report(tmp_path / "r.csv")
+    assert 20 <= len(reported) <= 30  # the rows read before the flaw (the reader reads ahead)
+    assert [int(r["row"]) for r in reported] == list(range(2, 2 + len(reported)))
+    sent = [r for r in reported if r["status"] == "sent"]
+    assert len(sent) >= 10
+    assert len(server.bodies()) == len(sent)
+    assert {r["status"] for r in reported} <= {"sent", "pending"}
+
+
+@pytest.mark.parametrize("kind", ["400", "result-false"])
+def test_refused_rows_do_not_trip_the_breaker(api, tmp_path, kind):
+    """Thirty refused contacts at the top of a file: the run goes on to send the rest."""
+    server, cli = api()
+    server.do(lambda: server.box.misbehave(kind, times=30))
+    f = write_csv(tmp_path / "c.csv", contacts(60))
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--report",
+        tmp_path / "r.csv",
+        "--rate",
+        "0",
+        "--concurrency",
+        "1",
+    )
+    assert result.exit_code == 1, result.output
+    counts = Counter(statuses(tmp_path / "r.csv").values())
+    assert counts == Counter({"failed": 30, "sent": 30})
+
+
+def test_403_for_every_row_trips_the_breaker(api, tmp_path):
+    """A blocked account (403 for everything) stops the run early instead of burning the file."""
+    server, cli = api()
+    server.do(lambda: server.box.misbehave("403", times=1000))
+    f = write_csv(tmp_path / "c.csv", contacts(100))
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--report",
+        tmp_path / "r.csv",
+        "--rate",
+        "0",
+        "--concurrency",
+        "1",
+    )
+    assert result.exit_code == 75, result.output
+    counts = Counter(statuses(tmp_path / "r.csv").values())
+    assert counts["failed"] == 20 and counts["pending"] == 80  # the breaker looks at 20 rows

@@ -300,3 +300,18 @@ def test_decimal_comma_only_where_the_file_uses_semicolons():
     assert validate(dict(data), types={"n": "number"}, decimal_comma=True).errors == {}
     refused = validate(dict(data), types={"n": "number"})
     assert set(refused.errors) == {2, 3}
+
+
+def test_phone_that_went_through_a_float_keeps_its_digits():
+    """380501234567.0 (an Excel float artefact) is 380501234567, not 3805012345670."""
+    result = validate({"phone": ["380501234567.0", "+380501234567.00"]})
+    assert result.frame["phone"].tolist() == ["380501234567", "+380501234567"]
+    assert result.errors == {}
+
+
+def test_infinite_numbers_are_invalid():
+    """1e400 does not fit a JSON number: the row is invalid instead of sending null."""
+    result = validate(
+        {"email": ["a@b.co", "c@d.co"], "n": ["1e400", "1e300"]}, types={"n": "number"}
+    )
+    assert set(result.errors) == {2}
