@@ -37,6 +37,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         min_fraction: float = 0.25,
+        fallback_rate: float = 10.0,
     ) -> None:
         if rate < 0:
             raise ValueError("rate must be 0 (no limit) or positive")
@@ -46,6 +47,7 @@ class RateLimiter:
         self._sleep = sleep
         self._fraction = 1.0
         self._min_fraction = min_fraction
+        self.fallback_rate = fallback_rate
         self._next = 0.0
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
@@ -86,7 +88,14 @@ class RateLimiter:
         self._paused_until = max(self._paused_until, until)
 
     def slow_down(self, factor: float = 0.8) -> None:
-        """Lower the pace for the rest of the run, never below ``min_fraction`` of the rate."""
+        """Lower the pace for the rest of the run, never below ``min_fraction`` of the rate.
+
+        Without a limit (rate 0) there is no pace to lower: the service's 429 says we need one, so
+        the limiter takes ``fallback_rate`` (SendPulse's documented 10 per second) from then on.
+        """
+        if self.rate == 0:
+            self.rate = self.fallback_rate
+            return
         self._fraction = max(self._min_fraction, self._fraction * factor)
 
     def recover(self, step: float = 0.05) -> None:

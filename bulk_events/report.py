@@ -82,7 +82,7 @@ def is_report(columns: Sequence[str]) -> bool:
 
 def input_columns_of_report(columns: Sequence[str]) -> list[str]:
     """The original input columns inside a report's header, with their own names back."""
-    names = list(columns[len(REPORT_COLUMNS) :])
+    names = [unescape_formula(n) for n in columns[len(REPORT_COLUMNS) :]]
     return [n[: -len(INPUT_SUFFIX)] if n.endswith(INPUT_SUFFIX) else n for n in names]
 
 
@@ -137,7 +137,7 @@ class ReportWriter:
             # utf-8-sig: Excel opens a UTF-8 CSV with Cyrillic correctly only with a BOM.
             self._file = open(self._tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - streamed, closed in _close
             self._csv = csv.writer(self._file)
-            self._csv.writerow(self.header)
+            self._csv.writerow([escape_formula(h) for h in self.header])
         elif self.format == "jsonl":
             self._file = open(self._tmp, "wb")  # noqa: SIM115 - streamed, closed in _close
         else:
@@ -145,7 +145,7 @@ class ReportWriter:
 
             self._book = Workbook(write_only=True)
             self._sheet = self._book.create_sheet("report")
-            self._sheet.append(self.header)
+            self._sheet.append([escape_formula(h) for h in self.header])
 
     def write(self, chunk: pd.DataFrame, outcomes: Sequence[Outcome]) -> None:
         """Append the rows of one chunk with their outcomes (same order, same length)."""

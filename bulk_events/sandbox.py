@@ -46,6 +46,7 @@ EVENT_KINDS = frozenset(
     {
         "429",  # rate-limit answer, no header
         "429-retry-after",  # rate-limit answer with Retry-After: 1
+        "429-long",  # a quota answer: Retry-After: 3600
         "500",  # an HTML error page
         "503",  # service unavailable
         "slow",  # answer after `delay` seconds; not accepted if the client has gone by then
@@ -292,6 +293,8 @@ class Sandbox:
             return self._rate_limited()
         if kind == "429-retry-after":
             return self._rate_limited(retry_after="1")
+        if kind == "429-long":
+            return self._rate_limited(retry_after="3600")
         if kind == "500":
             return web.Response(status=500, text=_HTML_500, content_type="text/html")
         if kind == "503":

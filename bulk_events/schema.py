@@ -256,34 +256,13 @@ def _assemble(y: pd.Series, m: pd.Series, d: pd.Series) -> pd.Series:
     return out
 
 
-def slash_evidence(s: pd.Series) -> set[str]:
-    """Which orders a column of slashed dates proves: ``"dmy"`` (24/8/2020), ``"mdy"`` (8/24/2020)."""
-    s = s[s.str.contains("/", regex=False)]  # cheap filter before the costly extract
-    if s.empty:
-        return set()
-    parts = s.str.extract(_SLASHED_DATE)
-    found = parts["y"].notna()
-    if not found.any():
-        return set()
-    first = pd.to_numeric(parts["a"][found])
-    second = pd.to_numeric(parts["b"][found])
-    evidence = set()
-    if ((first > 12) & (second <= 12)).any():
-        evidence.add("dmy")
-    if ((second > 12) & (first <= 12)).any():
-        evidence.add("mdy")
-    return evidence
-
-
-def parse_dates(
-    s: pd.Series, date_format: str | None = None, order: str | None = None
-) -> tuple[pd.Series, pd.Series]:
+def parse_dates(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series]:
     """Parse a text column into dates: ``(dates, ambiguous)``.
 
     Accepted: ISO ``2021-05-28`` (a time part is dropped), day-first ``28.05.2021``, and slashed
     ``24/8/2020`` where the first number can only be a day. ``05/06/2021`` could be either, so it
-    is marked ambiguous unless ``order`` (``"dmy"`` or ``"mdy"``, what the rest of the column
-    proves) or ``date_format`` (a strptime format) says how to read it.
+    is marked ambiguous unless ``date_format`` (a strptime format) says how to read it. Each value
+    is judged on its own, never by its neighbours, so a row means the same wherever it stands.
     """
     dates = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
     ambiguous = pd.Series(False, index=s.index)
@@ -303,34 +282,31 @@ def parse_dates(
         idx = found[found].index
         dates[idx] = _assemble(iso["y"][idx], iso["m"][idx], iso["d"][idx])
     rest = rest & dates.isna()
-    if date_format:
-        if rest.any():
-            parsed = pd.to_datetime(s[rest], format=date_format, errors="coerce")
-            dates[rest] = parsed.dt.normalize().astype("datetime64[s]")
+    if date_format and rest.any():
+        parsed = pd.to_datetime(s[rest], format=date_format, errors="coerce")
+        dates[rest] = parsed.dt.normalize().astype("datetime64[s]")
+        rest = rest & dates.isna()
+    if not rest.any():
         return dates, ambiguous
-    dotted = s[rest].str.extract(_DOTTED_DATE)
+    dotted = s[rest].str.extract(_DOTTED_DATE)  # 28.05.2021 is day-first everywhere it is used
     found = dotted["y"].notna()
     if found.any():
         idx = found[found].index
         dates[idx] = _assemble(dotted["y"][idx], dotted["m"][idx], dotted["d"][idx])
     rest = rest & dates.isna()
+    if date_format or not rest.any():
+        return dates, ambiguous  # slashed dates follow the format the user gave, or are invalid
     slashed = s[rest].str.extract(_SLASHED_DATE)
     found = slashed["y"].notna()
     if found.any():
         idx = found[found].index
         first = pd.to_numeric(slashed["a"][idx])
         second = pd.to_numeric(slashed["b"][idx])
+        day_first = (first > 12) | (first == second)
+        pidx = day_first[day_first].index
+        dates[pidx] = _assemble(slashed["y"][pidx], slashed["b"][pidx], slashed["a"][pidx])
         unclear = (first <= 12) & (second <= 12) & (first != second)
-        if order == "mdy":
-            month_first = (second > 12) | (first == second) | unclear
-            pidx = month_first[month_first].index
-            dates[pidx] = _assemble(slashed["y"][pidx], slashed["a"][pidx], slashed["b"][pidx])
-        else:
-            day_first = (first > 12) | (first == second) | (unclear if order == "dmy" else False)
-            pidx = day_first[day_first].index
-            dates[pidx] = _assemble(slashed["y"][pidx], slashed["b"][pidx], slashed["a"][pidx])
-        if order is None:
-            ambiguous[unclear[unclear].index] = True
+        ambiguous[unclear[unclear].index] = True
     return dates, ambiguous
 
 
@@ -423,9 +399,6 @@ class RowValidator:
         self.date_format = date_format
         self.default_automation_id = default_automation_id
         self.default_country = default_country
-        # Per date column, what its slashed dates have proved so far (kept across chunks): a
-        # column with 24/8/2020 in it reads 5/6/2020 day-first too, unless it also has 8/24/2020.
-        self._slash_orders: dict[str, set[str]] = {}
         self._parsed: dict[str, tuple[pd.Series, pd.Series]] = {}
         self.schema = self._build_schema()
 
@@ -518,9 +491,7 @@ class RowValidator:
         parsed = self._parsed.get(str(s.name))
         if parsed is not None and parsed[0].index.equals(s.index):
             return parsed
-        evidence = self._slash_orders.get(str(s.name), set())
-        order = next(iter(evidence)) if len(evidence) == 1 else None
-        return parse_dates(s, self.date_format, order)
+        return parse_dates(s, self.date_format)
 
     def _phone_check(self, s: pd.Series) -> pd.Series:
         return (s == "") | self.international_phones(s).notna()
@@ -578,12 +549,6 @@ class RowValidator:
     def validate(self, chunk: pd.DataFrame) -> ValidatedChunk:
         """Clean a chunk and collect every problem of every row (lazy validation)."""
         frame = self.clean(chunk)
-        if not self.date_format:
-            for c in self.layout.variables:
-                if c.type == "date":
-                    self._slash_orders.setdefault(c.source, set()).update(
-                        slash_evidence(frame[c.source])
-                    )
         self._parsed = {}
         for c in self.layout.variables:
             if c.type == "date":

@@ -419,3 +419,37 @@ def test_403_for_every_row_trips_the_breaker(api, tmp_path):
     assert result.exit_code == 75, result.output
     counts = Counter(statuses(tmp_path / "r.csv").values())
     assert counts["failed"] == 20 and counts["pending"] == 80  # the breaker looks at 20 rows
+
+
+def test_unlimited_run_against_a_limited_service_finishes_without_losing_rows(api, tmp_path):
+    """--rate 0 against a service that allows 10/s: the 429s slow the run to 10/s and every row arrives once."""
+    server, cli = api(rate_limit=10)
+    f = write_csv(tmp_path / "c.csv", contacts(30))
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--report",
+        tmp_path / "r.csv",
+        "--rate",
+        "0",
+        "--concurrency",
+        "5",
+    )
+    assert result.exit_code == 0, result.output
+    assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(30)})
+    refused = server.do(lambda: sum(1 for a in server.box.arrivals if not a.accepted))
+    assert refused >= 1  # the service did push back, and the run adapted
+
+
+def test_quota_exhausted_stops_with_75(api, tmp_path):
+    """A 429 with a Retry-After beyond two minutes: the quota is spent; rest pending, exit 75."""
+    server, cli = api()
+    server.do(lambda: server.box.misbehave("429-long", times=1000))
+    f = write_csv(tmp_path / "c.csv", contacts(10))
+    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", "--concurrency", "1")
+    assert result.exit_code == 75, result.output
+    assert "quota" in result.stderr
+    counts = Counter(statuses(tmp_path / "r.csv").values())
+    assert counts["pending"] == 9 and counts["failed"] == 1

@@ -121,3 +121,13 @@ async def test_waiters_are_served_in_arrival_order():
     await asyncio.gather(*(one(i) for i in range(10)))
     assert [i for i, _ in order] == list(range(10))
     assert max_in_window([t for _, t in order]) <= 5
+
+
+async def test_unlimited_falls_back_to_a_limit_when_the_service_says_429():
+    """--rate 0 plus a 429: from then on the limiter paces at the fallback rate."""
+    clock = FakeClock()
+    limiter = RateLimiter(0, clock=clock, sleep=clock.sleep, fallback_rate=10)
+    limiter.slow_down()
+    assert limiter.current_rate == 10
+    times = await starts(limiter, clock, 30)
+    assert max_in_window(times) <= 10

@@ -135,3 +135,22 @@ def test_column_escaping_matches_cell_escaping(values):
     from bulk_events.report import escape_column
 
     assert escape_column(pd.Series(values, dtype=object)) == [escape_formula(v) for v in values]
+
+
+def test_header_cells_are_escaped_too(tmp_path):
+    """A header that looks like a formula is neutralised in CSV and XLSX, and recovered on the way back."""
+    columns = ["email", '=HYPERLINK("http://evil/","x")', "@SUM(1)"]
+    chunk = pd.DataFrame({c: ["v"] for c in columns}, index=[2], dtype=object)
+    for name in ("r.csv", "r.xlsx"):
+        path = tmp_path / name
+        with ReportWriter(path, columns) as report:
+            report.write(chunk, [Outcome(2, Status.VALID)])
+            report.commit()
+        if name.endswith(".csv"):
+            header = next(csv.reader(path.open(encoding="utf-8-sig")))
+        else:
+            ws = openpyxl.load_workbook(path).active
+            assert not any(c.data_type == "f" for c in ws[1])
+            header = [c.value for c in ws[1]]
+        assert header[len(REPORT_COLUMNS) + 1].startswith("'=")
+        assert input_columns_of_report(header) == columns

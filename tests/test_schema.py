@@ -260,32 +260,28 @@ def test_declared_types(type_, value, ok):
     assert (2 not in result.errors) is ok
 
 
-def test_a_column_that_proves_day_first_reads_ambiguous_dates_day_first():
-    """24/8/20 in the column shows the order, so 2/6/20 is 2 June, not flagged."""
+def test_each_date_is_judged_on_its_own():
+    """24/8/20 in the same column does not make 2/6/20 day-first: a row means the same anywhere."""
     result = validate(
         {"email": ["a@b.co", "c@d.co"], "d": ["24/8/20", "2/6/20"]}, types={"d": "date"}
     )
-    assert result.errors == {}
-    assert result.dates["d"].dt.strftime("%Y-%m-%d").tolist() == ["2020-08-24", "2020-06-02"]
+    assert set(result.errors) == {3}
+    assert "--date-format" in result.errors[3][0]
 
 
-def test_a_column_that_proves_month_first_reads_month_first():
-    """8/24/2020 in the column: 2/6/2020 is 6 February."""
+def test_date_format_still_accepts_iso_and_dotted_dates():
+    """With --date-format %d/%m/%Y, 2021-05-28 and 28.05.2021 remain dates; 8/24/2020 does not fit."""
     result = validate(
-        {"email": ["a@b.co", "c@d.co"], "d": ["8/24/2020", "2/6/2020"]}, types={"d": "date"}
-    )
-    assert result.errors == {}
-    assert result.dates["d"].dt.strftime("%Y-%m-%d").tolist() == ["2020-08-24", "2020-02-06"]
-
-
-def test_contradicting_date_orders_stay_ambiguous():
-    """A column with both 24/8/2020 and 8/24/2020 proves nothing: ambiguous rows are flagged."""
-    result = validate(
-        {"email": ["a@b.co", "c@d.co", "e@f.co"], "d": ["24/8/2020", "8/24/2020", "2/6/2020"]},
+        {"email": ["a@b.co"] * 4, "d": ["05/06/2021", "2021-05-28", "28.05.2021", "8/24/2020"]},
         types={"d": "date"},
+        date_format="%d/%m/%Y",
     )
-    assert set(result.errors) == {3, 4}
-    assert "--date-format" in result.errors[4][0]
+    assert set(result.errors) == {5}
+    assert result.dates["d"].dt.strftime("%Y-%m-%d").tolist()[:3] == [
+        "2021-06-05",
+        "2021-05-28",
+        "2021-05-28",
+    ]
 
 
 def test_errors_show_the_cell_as_typed():
