@@ -77,7 +77,7 @@ class _Group(click.Group):
         except Exception as exc:  # a bug: one line, and the traceback only when asked for
             logging.getLogger("bulk_events").debug("internal error", exc_info=True)
             _fail(
-                f"internal error: {type(exc).__name__}: {exc} (run with -v for details)",
+                f"internal error: {type(exc).__name__}: {exc} (run with -vv for details)",
                 EXIT_INTERNAL,
             )
 
@@ -152,15 +152,14 @@ def _common_input_options(f: Any) -> Any:
             help="Turn national phone numbers into international ones (e.g. UA).",
         ),
         click.option(
-            "--allow-duplicates",
-            is_flag=True,
+            "--allow-duplicates/--no-allow-duplicates",
             default=None,
             help="Send rows with identical events each time they occur.",
         ),
         click.option(
             "--state",
             metavar="PATH",
-            help="The run journal (default: per user, keyed by file and target).",
+            help="The run journal (default: per user, one per destination).",
         ),
         click.option(
             "--rate",
@@ -175,8 +174,7 @@ def _common_input_options(f: Any) -> Any:
             help="A TOML file with any of these options (for cron).",
         ),
         click.option(
-            "--form",
-            is_flag=True,
+            "--form/--no-form",
             default=None,
             help="With --url: send form fields instead of JSON.",
         ),
@@ -232,8 +230,7 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
 @click.argument("file", required=False)
 @_common_input_options
 @click.option(
-    "--dry-run",
-    is_flag=True,
+    "--dry-run/--no-dry-run",
     default=None,
     help="Read, validate and report; send nothing (no account needed).",
 )
@@ -254,8 +251,7 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
     help="Attempts per row for what is safe to retry (default 5).",
 )
 @click.option(
-    "--retry-unknown",
-    is_flag=True,
+    "--retry-unknown/--no-retry-unknown",
     default=None,
     help="Resend rows that were sent before with no answer (risks a duplicate).",
 )
@@ -273,8 +269,7 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
 )
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (with --fresh).")
 @click.option(
-    "--wait",
-    is_flag=True,
+    "--wait/--no-wait",
     default=None,
     help="If another run holds the journal, wait for it instead of refusing.",
 )
@@ -297,7 +292,7 @@ def import_command(
     """
     from .pipeline import ImportOptions, run_import
 
-    setup_logging(verbose, log_format)
+    setup_logging(verbose, log_format, quiet)
     path, values = _gather(file, cli.pop("config_path"), **cli)
     if values.get("fresh") and not yes:
         if not sys.stdin.isatty():

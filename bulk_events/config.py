@@ -108,10 +108,14 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             )
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{p.name}: [credentials] {key} must name an environment variable")
+        if key != "url_env":
+            values[key] = name  # where the pipeline looks when it needs them
         env_value = os.environ.get(name)
-        if not env_value:
+        if env_value:
+            values[key.removesuffix("_env")] = env_value
+        elif key == "url_env":  # the target itself: needed even for a dry run
             raise ConfigError(
                 f"{p.name}: the environment variable {name} (from [credentials] {key}) is not set"
             )
-        values[key.removesuffix("_env")] = env_value
+        # Client credentials are looked up only when sending: a dry run needs none.
     return values

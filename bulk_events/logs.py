@@ -25,9 +25,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data).decode()
 
 
-def setup_logging(verbose: int = 0, log_format: str = "text") -> None:
-    """-v: what the run is doing; -vv: every request. Quiet by default (warnings only)."""
-    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+def setup_logging(verbose: int = 0, log_format: str = "text", quiet: bool = False) -> None:
+    """-v: what the run is doing; -vv: every request. By default warnings only; -q: errors only."""
+    if verbose > 0:
+        level = logging.INFO if verbose == 1 else logging.DEBUG
+    else:
+        level = logging.ERROR if quiet else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     if log_format == "json":

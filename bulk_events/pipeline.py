@@ -33,6 +33,7 @@ from .errors import (
     EXIT_SIGINT,
     EXIT_SIGTERM,
     BulkEventsError,
+    ColumnError,
     CredentialsError,
     DeliveryError,
     JournalBusyError,
@@ -92,6 +93,8 @@ class ImportOptions:
     api_url: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    client_id_env: str = "SENDPULSE_CLIENT_ID"  # where to find them when not given
+    client_secret_env: str = "SENDPULSE_CLIENT_SECRET"
     progress: bool = False
     announce: bool = False  # say on stderr what was detected in the file
     chunk_rows: int = CHUNK_ROWS
@@ -120,6 +123,10 @@ class ImportOptions:
             raise UsageError("--automation-id must be a positive whole number")
         if self.dry_run and self.sandbox:
             raise UsageError("--dry-run and --sandbox exclude each other")
+        if self.date_format:
+            _check_date_format(self.date_format)
+        if self.default_country:
+            self.default_country = _check_country(self.default_country)
 
     @property
     def api_base(self) -> str:
@@ -392,13 +399,22 @@ class Import:
         o = self.options
         from_report = is_report(table.columns)
         columns = input_columns_of_report(table.columns) if from_report else list(table.columns)
-        layout = plan_columns(
-            columns,
-            types=o.types,
-            mapping=o.mapping,
-            file_label=self.path.name,
-            default_automation_id=o.automation_id is not None,
-        )
+        try:
+            layout = plan_columns(
+                columns,
+                types=o.types,
+                mapping=o.mapping,
+                file_label=self.path.name,
+                default_automation_id=o.automation_id is not None,
+            )
+        except ColumnError as exc:
+            sheets = table.detected.sheets
+            if len(sheets) > 1 and o.sheet is None:
+                listing = ", ".join(f'"{s}"' for s in sheets)
+                raise ColumnError(
+                    f"{exc}; that is the first sheet, pick another with --sheet (sheets: {listing})"
+                ) from None
+            raise
         validator = RowValidator(
             layout,
             date_format=o.date_format,
@@ -499,6 +515,7 @@ class Import:
             return result
         finally:
             if self._progress is not None:
+                self._progress.total = self._progress.n  # the estimate counted blank rows too
                 self._progress.close()
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -583,11 +600,11 @@ class Import:
                 o.url, form=o.form, concurrency=o.concurrency, timeouts=timeouts
             )
         else:
-            client_id = o.client_id or os.environ.get("SENDPULSE_CLIENT_ID")
-            client_secret = o.client_secret or os.environ.get("SENDPULSE_CLIENT_SECRET")
+            client_id = o.client_id or os.environ.get(o.client_id_env)
+            client_secret = o.client_secret or os.environ.get(o.client_secret_env)
             if not client_id or not client_secret:
                 raise CredentialsError(
-                    "set SENDPULSE_CLIENT_ID and SENDPULSE_CLIENT_SECRET (or use --dry-run / --sandbox)"
+                    f"set {o.client_id_env} and {o.client_secret_env} (or use --dry-run / --sandbox)"
                 )
             transport = ApiTransport(
                 o.api_base,
@@ -829,6 +846,30 @@ class Import:
                     self.samples.append((row, body))
                 continue
             yield i, Job(row=row, key=keys[j], body=body, slot=(work, i))
+
+
+def _check_date_format(fmt: str) -> None:
+    """A --date-format must read back a date it wrote: %d/%m/%Y yes, %Q or "dd.mm" no."""
+    sample = datetime(2021, 5, 28)
+    try:
+        ok = "%" in fmt and datetime.strptime(sample.strftime(fmt), fmt).date() == sample.date()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(
+            f'--date-format "{fmt}" cannot read a whole date; use strptime codes such as %d/%m/%Y'
+        )
+
+
+def _check_country(code: str) -> str:
+    import phonenumbers
+
+    region = code.strip().upper()
+    if phonenumbers.country_code_for_region(region) == 0:
+        raise UsageError(
+            f'--default-country "{code}" is not a two-letter country code such as UA, PL or US'
+        )
+    return region
 
 
 def _sending_time(deliverer: Deliverer | None) -> float:

@@ -12,6 +12,7 @@ leading apostrophe, unless they are plain numbers such as ``-5`` or ``+380501234
 from __future__ import annotations
 
 import csv
+import glob
 import os
 import re
 from collections.abc import Sequence
@@ -98,6 +99,20 @@ def _outcome_cells(o: Outcome) -> list[Any]:
     ]
 
 
+def _remove_orphans(directory: Path, name: str) -> None:
+    """Delete half-written reports left by runs that were killed (they hold personal data)."""
+    for tmp in directory.glob(f".{glob.escape(name)}.*.tmp"):
+        pid = tmp.name[len(name) + 2 : -len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # alive, someone else's
+            pass
+
+
 class ReportWriter:
     """Write a report row by row, in input order; :meth:`commit` makes it appear at ``path``.
 
@@ -124,6 +139,7 @@ class ReportWriter:
                 f"cannot create the report folder {directory}: {exc.strerror}"
             ) from None
         self._tmp = directory / f".{self.path.name}.{os.getpid()}.tmp"
+        _remove_orphans(directory, self.path.name)
         self._file: IO[Any] | None = None
         self._book: Any = None
         self._sheet: Any = None

@@ -221,3 +221,46 @@ def test_what_was_detected_is_said(cli, tmp_path):
 
     [line] = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert line["input"]["Имя"] == "Иван"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--type", "name=date", "--date-format", "%Q"], "--date-format"),
+        (["--type", "name=date", "--date-format", "dd/mm/yyyy"], "--date-format"),
+        (["--default-country", "XX"], "--default-country"),
+        (["--default-country", "ukraine"], "--default-country"),
+    ],
+)
+def test_unusable_date_format_or_country_is_a_usage_error(cli, tmp_path, option, message):
+    """Options that could never work are refused up front (exit 2), not per row or as a crash."""
+    f = write_csv(tmp_path / "c.csv", contacts(2))
+    result = cli("import", f, "--event", "e", "--dry-run", *option)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "internal error" not in result.stderr
+
+
+def test_config_flags_can_be_turned_off_on_the_command_line(cli, tmp_path):
+    """dry_run = true in a config file; --no-dry-run wins (and then credentials are needed)."""
+    write_csv(tmp_path / "c.csv", contacts(1))
+    cfg = tmp_path / "job.toml"
+    cfg.write_text(
+        'input = "c.csv"\nevent = "e"\ndry_run = true\n[credentials]\nclient_id_env = "UNSET_ID"\nclient_secret_env = "UNSET_SECRET"\n'
+    )
+    assert (
+        cli("import", "--config", cfg, "--report", tmp_path / "r.csv").exit_code == 0
+    )  # dry run needs no credentials
+    result = cli("import", "--config", cfg, "--no-dry-run")
+    assert result.exit_code == 2
+    assert "UNSET_ID" in result.stderr
+
+
+def test_a_first_sheet_that_is_not_data_points_to_the_others(cli, tmp_path):
+    """A workbook whose first tab is notes: the error names the sheets and --sheet."""
+    path = write_xlsx(
+        tmp_path / "c.xlsx",
+        {"Read me": [["This workbook has data on sheet 2"]], "Data": [["email"], ["a@b.co"]]},
+    )
+    result = cli("import", path, "--event", "e", "--dry-run")
+    assert result.exit_code == 2
+    assert "--sheet" in result.stderr and '"Data"' in result.stderr

@@ -64,7 +64,7 @@ def test_bad_config_files_exit_2_with_one_line(cli, tmp_path):
         'input = "c.csv"\nevent = "e"\nrate = "fast"\n': '"rate" has the wrong type',
         'input = "c.csv"\nevent = "e"\nrate = true\n': '"rate" has the wrong type',
         "input = [\n": "not valid TOML",
-        'input = "c.csv"\nevent = "e"\n[credentials]\nclient_id_env = "NOT_SET_ANYWHERE"\n': "NOT_SET_ANYWHERE",
+        'input = "c.csv"\n[credentials]\nurl_env = "NOT_SET_ANYWHERE"\n': "NOT_SET_ANYWHERE",
     }
     for text, message in cases.items():
         cfg = tmp_path / "job.toml"

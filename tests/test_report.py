@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import openpyxl
 import pandas as pd
@@ -154,3 +155,20 @@ def test_header_cells_are_escaped_too(tmp_path):
             header = [c.value for c in ws[1]]
         assert header[len(REPORT_COLUMNS) + 1].startswith("'=")
         assert input_columns_of_report(header) == columns
+
+
+def test_half_written_reports_of_dead_runs_are_removed(tmp_path):
+    """A temporary report left by a killed run (pid gone) is deleted; a live run's is kept."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    orphan = tmp_path / f".r.csv.{dead.stdout.strip()}.tmp"
+    orphan.write_text("personal data")
+    live = tmp_path / f".r.csv.{os.getppid()}.tmp"
+    live.write_text("in progress")
+    ReportWriter(tmp_path / "r.csv", ["email"]).abort()
+    assert not orphan.exists()
+    assert live.exists()
