@@ -11,7 +11,6 @@ Exit codes (also in the README):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -290,7 +289,7 @@ def import_command(
     Re-running the same command continues where the last run stopped: rows already sent are
     skipped, failed and pending rows are sent.
     """
-    from .pipeline import ImportOptions, run_import
+    from .pipeline import ImportOptions, run_import, run_sync
 
     setup_logging(verbose, log_format, quiet)
     path, values = _gather(file, cli.pop("config_path"), **cli)
@@ -313,7 +312,7 @@ def import_command(
             "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",
             err=True,
         )
-    result = asyncio.run(run_import(path, options))
+    result = run_sync(run_import(path, options))
     click.echo(_summary(result, options.dry_run), err=True)
     sys.exit(result.exit_code)
 

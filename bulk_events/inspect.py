@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 import orjson
 
 from .outcome import Outcome, Status
-from .pipeline import Import, ImportOptions
+from .pipeline import Import, ImportOptions, run_sync
 
 
 def _duration(seconds: float) -> str:
@@ -40,7 +39,7 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
                 ] += 1
 
         run = Import(path, options, on_outcome=note, samples=3)
-        result = asyncio.run(run.run())
+        result = run_sync(run.run())
     counts = result.counts
     lines = [
         f"File:    {path.name}: {result.detected}",

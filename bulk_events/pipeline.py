@@ -16,11 +16,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -55,6 +55,7 @@ from .schema import Layout, RowValidator, plan_columns
 from .transport import ApiTransport, EventUrlTransport, Timeouts, Transport
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_API_URL = "https://api.sendpulse.com"
 CHUNK_ROWS = 20_000
@@ -894,13 +895,24 @@ async def run_import(
     return await Import(path, options, **kwargs).run()
 
 
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh event loop: uvloop's where it is installed (about
+    a third more requests per CPU-second than asyncio's own loop), asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
 def import_file(path: str | os.PathLike[str], **options: Any) -> RunResult:
     """Turn a spreadsheet into SendPulse events; returns counts and the report's path.
 
     >>> result = import_file("customers.xlsx", event="registration", dry_run=True)  # doctest: +SKIP
     >>> result.counts["valid"], result.report_path
     """
-    return asyncio.run(run_import(path, ImportOptions(**options)))
+    return run_sync(run_import(path, ImportOptions(**options)))
 
 
 __all__ = [

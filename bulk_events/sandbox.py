@@ -557,6 +557,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # a bad --misbehave kind
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the port is taken, or the address is not ours
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
     return 0
 
 
