@@ -264,3 +264,22 @@ def test_a_first_sheet_that_is_not_data_points_to_the_others(cli, tmp_path):
     result = cli("import", path, "--event", "e", "--dry-run")
     assert result.exit_code == 2
     assert "--sheet" in result.stderr and '"Data"' in result.stderr
+
+
+def test_headers_in_another_language_with_map(cli, tmp_path):
+    """--map names a Ukrainian header as the email and renames a variable; the body uses the new names."""
+    f = write_csv(
+        tmp_path / "c.csv", [["Адреса ел. пошти", "Ім'я клієнта"], ["olena@example.com", "Олена"]]
+    )
+    result = cli(
+        "inspect",
+        f,
+        "--event",
+        "e",
+        "--map",
+        "Адреса ел. пошти=email",
+        "--map",
+        "Ім'я клієнта=name",
+    )
+    assert result.exit_code == 0, result.output
+    assert 'row 2: {"email":"olena@example.com","name":"Олена"}' in result.stdout
