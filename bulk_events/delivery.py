@@ -212,6 +212,13 @@ class Deliverer:
 
     async def deliver(self, job: Job) -> Outcome:
         """Deliver one job; the returned outcome is already in the journal."""
+        outcome = await self._deliver(job)
+        # Kept only while a job is under way (a cancelled one is read by the pipeline): a
+        # million-row run must not keep a million entries.
+        self.attempts.pop(job.key, None)
+        return outcome
+
+    async def _deliver(self, job: Job) -> Outcome:
         attempts = 0
         last: Outcome | None = None
         reauthenticated_from: int | None = None

@@ -453,3 +453,30 @@ def test_quota_exhausted_stops_with_75(api, tmp_path):
     assert "quota" in result.stderr
     counts = Counter(statuses(tmp_path / "r.csv").values())
     assert counts["pending"] == 9 and counts["failed"] == 1
+
+
+async def test_deliverer_keeps_no_per_row_state_after_a_row_is_done(tmp_path):
+    """Memory stays flat over a long run: nothing per row is left in the deliverer once it is done."""
+    from bulk_events.delivery import Deliverer, Job, JournalWriter
+    from bulk_events.journal import Journal
+    from bulk_events.payload import event_key
+    from bulk_events.ratelimit import RateLimiter
+    from bulk_events.sandbox import Sandbox
+    from bulk_events.transport import ApiTransport
+
+    box = Sandbox()
+    url = await box.start()
+    transport = ApiTransport(url, box.client_id, box.client_secret, "e")
+    await transport.open()
+    try:
+        with Journal.open(tmp_path / "j.sqlite") as journal:
+            writer = JournalWriter(journal, journal.start_run(input="x", target="y"))
+            deliverer = Deliverer(transport, RateLimiter(0), writer)
+            for i in range(20):
+                body = {"email": f"u{i}@example.com"}
+                job = Job(row=i + 2, key=event_key("t", body), body=body, slot=None)
+                assert (await deliverer.deliver(job)).status.value == "sent"
+            assert deliverer.attempts == {} and deliverer.inflight == {}
+    finally:
+        await transport.aclose()
+        await box.stop()
