@@ -21,6 +21,11 @@ def arrived_emails(server) -> Counter[str]:
     return Counter(b.get("email") for b in server.bodies())
 
 
+def send(cli, f, tmp_path, *extra, **kwargs):
+    """`bulk-events import F --event e --report r.csv ...`, the form most tests here use."""
+    return cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", *extra, **kwargs)
+
+
 def test_every_row_arrives_exactly_once_with_exact_bodies(api, tmp_path):
     """Bodies arrive with the right types (automation_id an integer, phone a string with its +)."""
     server, cli = api()
@@ -72,7 +77,7 @@ def test_retryable_failures_are_retried_until_sent(api, tmp_path, kind):
     target = lambda b: b.get("email") == "user1@example.com"  # noqa: E731
     server.do(lambda: server.box.misbehave(kind, times=2, when=target))
     f = write_csv(tmp_path / "c.csv", contacts(4))
-    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", *FAST)
+    result = send(cli, f, tmp_path, *FAST)
     assert result.exit_code == 0, result.output
     assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(4)})
     rows = {r["email"]: r for r in read_report(tmp_path / "r.csv")}
@@ -89,7 +94,7 @@ def test_retries_run_out_and_the_row_fails_with_the_reason(api, tmp_path):
         )
     )
     f = write_csv(tmp_path / "c.csv", contacts(2))
-    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", "--max-attempts", "2")
+    result = send(cli, f, tmp_path, "--max-attempts", "2")
     assert result.exit_code == 1
     row = read_report(tmp_path / "r.csv")[0]
     assert row["status"] == "failed" and row["attempts"] == "2" and row["http_status"] == "500"
@@ -107,7 +112,7 @@ def test_refusals_fail_at_once_with_the_service_message(api, tmp_path, kind, exp
         lambda: server.box.misbehave(kind, when=lambda b: b.get("email") == "user0@example.com")
     )
     f = write_csv(tmp_path / "c.csv", contacts(2))
-    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv")
+    result = send(cli, f, tmp_path)
     assert result.exit_code == 1
     row = read_report(tmp_path / "r.csv")[0]
     assert (row["status"], row["attempts"]) == ("failed", "1")
@@ -166,18 +171,7 @@ def test_token_expiring_mid_run_is_refreshed_once(api, tmp_path):
         )
     )
     f = write_csv(tmp_path / "c.csv", contacts(30))
-    result = cli(
-        "import",
-        f,
-        "--event",
-        "e",
-        "--report",
-        tmp_path / "r.csv",
-        "--rate",
-        "0",
-        "--concurrency",
-        "10",
-    )
+    result = send(cli, f, tmp_path, "--rate", "0", "--concurrency", "10")
     assert result.exit_code == 0, result.output
     assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(30)})
     assert server.do(lambda: server.box.token_requests) == 2
@@ -188,7 +182,7 @@ def test_persistent_401_stops_the_run(api, tmp_path):
     server, cli = api()
     server.do(lambda: server.box.misbehave("401", times=1000))
     f = write_csv(tmp_path / "c.csv", contacts(20))
-    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", "--concurrency", "1")
+    result = send(cli, f, tmp_path, "--concurrency", "1")
     assert result.exit_code == 77, result.output
     counts = Counter(statuses(tmp_path / "r.csv").values())
     assert counts["failed"] == 1 and counts["pending"] == 19
@@ -238,18 +232,7 @@ def test_circuit_breaker_stops_early_when_the_service_is_down(api, tmp_path):
     server, cli = api()
     server.do(lambda: server.box.misbehave("503", times=100_000))
     f = write_csv(tmp_path / "c.csv", contacts(200))
-    result = cli(
-        "import",
-        f,
-        "--event",
-        "e",
-        "--report",
-        tmp_path / "r.csv",
-        "--rate",
-        "0",
-        "--max-attempts",
-        "1",
-    )
+    result = send(cli, f, tmp_path, "--rate", "0", "--max-attempts", "1")
     assert result.exit_code == 75, result.output
     counts = Counter(statuses(tmp_path / "r.csv").values())
     assert counts["pending"] > 100
@@ -262,18 +245,7 @@ def test_rate_limit_holds_at_the_server(api, tmp_path):
     """No sliding one-second window at the server sees more than --rate requests, and nothing is refused."""
     server, cli = api(rate_limit=20)
     f = write_csv(tmp_path / "c.csv", contacts(70))
-    result = cli(
-        "import",
-        f,
-        "--event",
-        "e",
-        "--report",
-        tmp_path / "r.csv",
-        "--rate",
-        "20",
-        "--concurrency",
-        "8",
-    )
+    result = send(cli, f, tmp_path, "--rate", "20", "--concurrency", "8")
     assert result.exit_code == 0, result.output
     assert server.do(lambda: server.box.max_in_window(1.0)) <= 20
     assert len(server.bodies()) == 70
@@ -382,18 +354,7 @@ def test_refused_rows_do_not_trip_the_breaker(api, tmp_path, kind):
     server, cli = api()
     server.do(lambda: server.box.misbehave(kind, times=30))
     f = write_csv(tmp_path / "c.csv", contacts(60))
-    result = cli(
-        "import",
-        f,
-        "--event",
-        "e",
-        "--report",
-        tmp_path / "r.csv",
-        "--rate",
-        "0",
-        "--concurrency",
-        "1",
-    )
+    result = send(cli, f, tmp_path, "--rate", "0", "--concurrency", "1")
     assert result.exit_code == 1, result.output
     counts = Counter(statuses(tmp_path / "r.csv").values())
     assert counts == Counter({"failed": 30, "sent": 30})
@@ -404,18 +365,7 @@ def test_403_for_every_row_trips_the_breaker(api, tmp_path):
     server, cli = api()
     server.do(lambda: server.box.misbehave("403", times=1000))
     f = write_csv(tmp_path / "c.csv", contacts(100))
-    result = cli(
-        "import",
-        f,
-        "--event",
-        "e",
-        "--report",
-        tmp_path / "r.csv",
-        "--rate",
-        "0",
-        "--concurrency",
-        "1",
-    )
+    result = send(cli, f, tmp_path, "--rate", "0", "--concurrency", "1")
     assert result.exit_code == 75, result.output
     counts = Counter(statuses(tmp_path / "r.csv").values())
     assert counts["failed"] == 20 and counts["pending"] == 80  # the breaker looks at 20 rows
@@ -425,18 +375,7 @@ def test_unlimited_run_against_a_limited_service_finishes_without_losing_rows(ap
     """--rate 0 against a service that allows 10/s: the 429s slow the run to 10/s and every row arrives once."""
     server, cli = api(rate_limit=10)
     f = write_csv(tmp_path / "c.csv", contacts(30))
-    result = cli(
-        "import",
-        f,
-        "--event",
-        "e",
-        "--report",
-        tmp_path / "r.csv",
-        "--rate",
-        "0",
-        "--concurrency",
-        "5",
-    )
+    result = send(cli, f, tmp_path, "--rate", "0", "--concurrency", "5")
     assert result.exit_code == 0, result.output
     assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(30)})
     refused = server.do(lambda: sum(1 for a in server.box.arrivals if not a.accepted))
@@ -448,7 +387,7 @@ def test_quota_exhausted_stops_with_75(api, tmp_path):
     server, cli = api()
     server.do(lambda: server.box.misbehave("429-long", times=1000))
     f = write_csv(tmp_path / "c.csv", contacts(10))
-    result = cli("import", f, "--event", "e", "--report", tmp_path / "r.csv", "--concurrency", "1")
+    result = send(cli, f, tmp_path, "--concurrency", "1")
     assert result.exit_code == 75, result.output
     assert "quota" in result.stderr
     counts = Counter(statuses(tmp_path / "r.csv").values())
