@@ -419,3 +419,22 @@ async def test_deliverer_keeps_no_per_row_state_after_a_row_is_done(tmp_path):
     finally:
         await transport.aclose()
         await box.stop()
+
+
+def test_a_429_pauses_the_whole_run_not_just_its_row(api, tmp_path):
+    """After a 429 with Retry-After: 1, no request at all starts for that second, then every row arrives."""
+    server, cli = api()
+    server.do(
+        lambda: server.box.misbehave(
+            "429-retry-after", when=lambda b: b["email"] == "user5@example.com"
+        )
+    )
+    f = write_csv(tmp_path / "c.csv", contacts(40))
+    result = send(cli, f, tmp_path, "--rate", "20", "--concurrency", "4")
+    assert result.exit_code == 0, result.output
+    arrivals = server.do(lambda: [(a.at, a.accepted) for a in server.box.arrivals])
+    refused_at = next(at for at, accepted in arrivals if not accepted)
+    later = [at for at, _ in arrivals if at > refused_at]
+    # Requests already on their way may land just after; none may *start* well inside the pause.
+    assert not [at for at in later if refused_at + 0.15 < at < refused_at + 0.95]
+    assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(40)})
