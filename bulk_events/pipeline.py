@@ -260,6 +260,13 @@ class _Preparer:
     def __call__(self, chunk: pd.DataFrame) -> _Prepared:
         frame = self.frame(chunk)
         validated = self.validator.validate(frame)
+        # A row of cells holding only spaces looks blank in a spreadsheet program: treat it as
+        # one (not reported), like the truly empty rows the reader already leaves out.
+        present = [c for c in validated.frame.columns if c in frame.columns]
+        blank = (validated.frame[present] == "").all(axis=1) if present else None
+        if blank is not None and blank.any():
+            frame = frame[~blank]
+            validated = validated.without(blank[blank].index)
         bodies = build_bodies(validated, self.layout)
         prepared = _Prepared(frame, frame.index.tolist(), bodies, validated.errors)
         prepared.positions = [i for i, b in enumerate(bodies) if b is not None]

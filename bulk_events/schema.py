@@ -372,6 +372,16 @@ class ValidatedChunk:
     dates: dict[str, pd.Series] = field(default_factory=dict)  # parsed date columns
     booleans: dict[str, pd.Series] = field(default_factory=dict)
 
+    def without(self, rows: pd.Index) -> ValidatedChunk:
+        """The same chunk minus ``rows`` (by row number)."""
+        drop = set(rows.tolist())
+        return ValidatedChunk(
+            frame=self.frame.drop(index=rows),
+            errors={r: e for r, e in self.errors.items() if r not in drop},
+            dates={k: v.drop(index=rows) for k, v in self.dates.items()},
+            booleans={k: v.drop(index=rows) for k, v in self.booleans.items()},
+        )
+
 
 def _quote(value: object, limit: int = 60) -> str:
     text = str(value)

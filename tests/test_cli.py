@@ -283,3 +283,16 @@ def test_headers_in_another_language_with_map(cli, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert 'row 2: {"email":"olena@example.com","name":"Олена"}' in result.stdout
+
+
+def test_rows_of_spaces_count_as_blank(cli, tmp_path):
+    """A row whose cells hold only spaces looks blank in a spreadsheet: it is not reported, but counted."""
+    f = write_csv(
+        tmp_path / "c.csv", [["email", "name"], ["a@b.co", "A"], ["  ", " "], ["c@d.co", "C"]]
+    )
+    result = cli("import", f, "--event", "e", "--dry-run", "--report", tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    assert [(r["row"], r["status"]) for r in read_report(tmp_path / "r.csv")] == [
+        ("2", "valid"),
+        ("4", "valid"),
+    ]
