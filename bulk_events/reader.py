@@ -89,6 +89,8 @@ class Detected:
 
     def describe(self) -> str:
         """One line for a person, e.g. ``CSV, cp1251 (detected), delimiter ";" (detected)``."""
+        if self.format == "jsonl":
+            return "a bulk-events JSONL report (its input cells, under their original row numbers)"
         if self.format == "xlsx":
             position = self.sheets.index(self.sheet) + 1 if self.sheet in self.sheets else 1
             return f'Excel sheet "{self.sheet}" ({position} of {len(self.sheets)})'
@@ -169,6 +171,10 @@ def open_table(
     if not head:
         raise FileFormatError(f"{name} is empty")
 
+    if path.suffix.lower() == ".jsonl":
+        if sheet is not None or encoding is not None or delimiter is not None:
+            raise UsageError("--sheet, --encoding and --delimiter do not apply to a .jsonl report")
+        return _open_jsonl_report(path)
     kind = _sniff_kind(head, path)
     if kind == "xlsx":
         if encoding is not None or delimiter is not None:
@@ -177,6 +183,64 @@ def open_table(
     if sheet is not None:
         raise UsageError(f"{name} is a CSV file, which has no sheets")
     return _open_csv(path, head, encoding, delimiter)
+
+
+# --------------------------------------------------------------------------- a JSONL report
+
+
+class _JsonlReportSource:
+    """A ``.jsonl`` report read back: each line's ``input`` cells, under the line's ``row`` (the
+    row number in the original file). JSONL is never formula-escaped, so the cells are as read."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = path
+        self.columns = columns
+
+    def _records(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        import orjson
+
+        with self.path.open("rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    raise FileFormatError(f"{self.path.name}: line {number} is not JSON") from None
+                cells = record.get("input") if isinstance(record, dict) else None
+                if not isinstance(cells, dict):
+                    raise FileFormatError(
+                        f"{self.path.name}: line {number} is not a bulk-events report line "
+                        '(no "input" object); only bulk-events reports can be read as JSONL'
+                    )
+                row = record.get("row")
+                yield (row if isinstance(row, int) and row > 0 else number + 1), cells
+
+    def frames(self, size: int) -> Iterator[pd.DataFrame]:
+        columns = self.columns
+        numbers: list[int] = []
+        batch: list[list[str]] = []
+        for number, cells in self._records():
+            numbers.append(number)
+            batch.append(["" if cells.get(c) is None else str(cells[c]) for c in columns])
+            if len(batch) >= size:
+                yield pd.DataFrame(batch, columns=columns, index=_row_index(numbers), dtype=object)
+                numbers, batch = [], []
+        if batch:
+            yield pd.DataFrame(batch, columns=columns, index=_row_index(numbers), dtype=object)
+
+    def close(self) -> None:
+        pass
+
+
+def _open_jsonl_report(path: Path) -> Table:
+    source = _JsonlReportSource(path, [])
+    first = next(source._records(), None)
+    if first is None:
+        raise FileFormatError(f"{path.name} is empty")
+    source.columns = [str(c) for c in first[1]]
+    detected = Detected(format="jsonl", engine="json")
+    return Table(path, detected, list(source.columns), source)
 
 
 # --------------------------------------------------------------------------- what kind of file
@@ -1421,4 +1485,4 @@ class _OpenpyxlSource(_XlsxSource):
             self._book.close()
 
 
-_Source = _CsvSource | _XlsxSource
+_Source = _CsvSource | _XlsxSource | _JsonlReportSource

@@ -296,3 +296,36 @@ def test_rows_of_spaces_count_as_blank(cli, tmp_path):
         ("2", "valid"),
         ("4", "valid"),
     ]
+
+
+def test_jsonl_report_fed_back_keeps_original_row_numbers(cli, tmp_path):
+    """A .jsonl report is read back from its input cells, under the original file's row numbers."""
+    f = write_csv(tmp_path / "c.csv", [["email", "note"], ["a@b.co", "=1+1"], [], ["bad", "x"]])
+    assert (
+        cli("import", f, "--event", "e", "--dry-run", "--report", tmp_path / "r1.jsonl").exit_code
+        == 1
+    )
+    result = cli(
+        "import",
+        tmp_path / "r1.jsonl",
+        "--event",
+        "e",
+        "--dry-run",
+        "--report",
+        tmp_path / "r2.csv",
+    )
+    assert result.exit_code == 1, result.output
+    assert "JSONL report" in result.stderr
+    rows = read_report(tmp_path / "r2.csv")
+    assert [(r["row"], r["status"], r["email"], r["note"]) for r in rows] == [
+        ("2", "valid", "a@b.co", "'=1+1"),
+        ("4", "invalid", "bad", "x"),
+    ]
+
+
+def test_jsonl_that_is_not_a_report_is_refused(cli, tmp_path):
+    """Arbitrary JSON lines are not guessed at: a one-line reason, exit 2."""
+    (tmp_path / "x.jsonl").write_text('{"email": "a@b.co"}\n')
+    result = cli("import", tmp_path / "x.jsonl", "--event", "e", "--dry-run")
+    assert result.exit_code == 2
+    assert "bulk-events report" in result.stderr
