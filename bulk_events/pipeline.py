@@ -262,8 +262,7 @@ class _Preparer:
         validated = self.validator.validate(frame)
         # A row of cells holding only spaces looks blank in a spreadsheet program: treat it as
         # one (not reported), like the truly empty rows the reader already leaves out.
-        present = [c for c in validated.frame.columns if c in frame.columns]
-        blank = (validated.frame[present] == "").all(axis=1) if present else None
+        blank = validated.blank
         if blank is not None and blank.any():
             frame = frame[~blank]
             validated = validated.without(blank[blank].index)

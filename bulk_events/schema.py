@@ -229,11 +229,14 @@ def normalise_email(s: pd.Series) -> pd.Series:
     return s.str.strip().str.lower()
 
 
+def drop_float_fraction(s: pd.Series) -> pd.Series:
+    """ "380501234567.0" is a number that went through a float (an Excel export): the digits."""
+    return s.str.replace(r"^(\+?\d+)\.0+$", r"\1", regex=True)
+
+
 def normalise_phone(s: pd.Series) -> pd.Series:
-    # "380501234567.0" is a number that went through a float (an Excel export): drop the
-    # fraction first, or removing the dot as formatting would add a digit.
-    s = s.str.replace(r"^(\+?\d+)\.0+$", r"\1", regex=True)
-    return s.str.replace(_PHONE_FORMATTING, "", regex=True)
+    # The fraction goes first, or removing the dot as formatting would add a digit.
+    return drop_float_fraction(s).str.replace(_PHONE_FORMATTING, "", regex=True)
 
 
 def _years(y: pd.Series) -> pd.Series:
@@ -371,6 +374,7 @@ class ValidatedChunk:
     errors: dict[int, list[str]] = field(default_factory=dict)
     dates: dict[str, pd.Series] = field(default_factory=dict)  # parsed date columns
     booleans: dict[str, pd.Series] = field(default_factory=dict)
+    blank: pd.Series | None = None  # rows whose every cell is empty or spaces
 
     def without(self, rows: pd.Index) -> ValidatedChunk:
         """The same chunk minus ``rows`` (by row number)."""
@@ -410,6 +414,7 @@ class RowValidator:
         self.default_automation_id = default_automation_id
         self.default_country = default_country
         self._parsed: dict[str, tuple[pd.Series, pd.Series]] = {}
+        self._blank: pd.Series | None = None
         self.schema = self._build_schema()
 
     def _check(
@@ -543,11 +548,16 @@ class RowValidator:
             s = s.astype(str).str.strip()
             if c.role == "email":
                 s = normalise_email(s)
-            elif c.role == "phone" and not self.default_country:
-                s = normalise_phone(s)
+            elif c.role == "phone":
+                # With --default-country, phonenumbers reads the formatting itself.
+                s = drop_float_fraction(s) if self.default_country else normalise_phone(s)
             elif c.type == "number" and self.decimal_comma:
                 s = s.str.replace(r"^([+-]?\d*),(\d+)$", r"\1.\2", regex=True)
             frame[c.source] = s
+        # Rows of nothing but spaces look blank in a spreadsheet program: noted here, before any
+        # default fills a cell or an invalid phone is emptied, so the pipeline can leave them out.
+        present = [c.source for c in self.layout.columns if c.source in chunk.columns]
+        self._blank = (frame[present] == "").all(axis=1) if present else None
         if self.default_automation_id is not None:
             aid = self.layout.by_role("automation_id")
             if aid is not None:
@@ -595,7 +605,7 @@ class RowValidator:
             phone = self.layout.by_role("phone")
             if phone is not None:
                 frame[phone.source] = self.international_phones(frame[phone.source]).fillna("")
-        result = ValidatedChunk(frame=frame, errors=errors)
+        result = ValidatedChunk(frame=frame, errors=errors, blank=self._blank)
         for c in self.layout.variables:
             if c.type == "date":
                 result.dates[c.source] = self._dates(frame[c.source])[0]

@@ -329,3 +329,54 @@ def test_jsonl_that_is_not_a_report_is_refused(cli, tmp_path):
     result = cli("import", tmp_path / "x.jsonl", "--event", "e", "--dry-run")
     assert result.exit_code == 2
     assert "bulk-events report" in result.stderr
+
+
+def test_default_country_never_drops_a_row_with_a_bad_phone(cli, tmp_path):
+    """A phone-only file with --default-country: bad numbers are reported invalid, float artefacts read right."""
+    f = write_csv(
+        tmp_path / "p.csv",
+        [
+            ["Phone", "Name"],
+            ["050 123 45 67", "Olena"],
+            ["050 123 45", ""],
+            ["380501234568.0", ""],
+            ["12345", ""],
+            ["  ", " "],
+        ],
+    )
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--dry-run",
+        "--default-country",
+        "UA",
+        "--report",
+        tmp_path / "r.csv",
+    )
+    assert result.exit_code == 1, result.output
+    assert [(r["row"], r["status"]) for r in read_report(tmp_path / "r.csv")] == [
+        ("2", "valid"),
+        ("3", "invalid"),
+        ("4", "valid"),
+        ("5", "invalid"),
+    ]
+
+
+def test_rows_of_spaces_are_blank_even_with_a_default_automation_id(cli, tmp_path):
+    """--automation-id fills empty cells of real rows only; a row of spaces stays a blank row."""
+    f = write_csv(tmp_path / "c.csv", [["email", "automation_id"], ["a@b.co", ""], ["  ", " "]])
+    result = cli(
+        "import",
+        f,
+        "--event",
+        "e",
+        "--dry-run",
+        "--automation-id",
+        "7",
+        "--report",
+        tmp_path / "r.csv",
+    )
+    assert result.exit_code == 0, result.output
+    assert [(r["row"], r["status"]) for r in read_report(tmp_path / "r.csv")] == [("2", "valid")]
