@@ -172,6 +172,7 @@ class Deliverer:
         self.attempts: dict[bytes, int] = {}
         self._recent: deque[bool] = deque(maxlen=self.policy.breaker_window)
         self._429_in_a_row = 0
+        self._last_pause = 0.0  # when the run last paused for a 429
         self._last_error = ""
         self.requests = 0
         self.first_start: float | None = None  # loop time of the first request
@@ -238,6 +239,7 @@ class Deliverer:
             self.attempts[job.key] = attempts
             # A job stays in `inflight` if the run is torn down (cancelled) during the request:
             # the pipeline then records it as unknown.
+            sent_at_clock = time.monotonic()
             try:
                 reply = await self.transport.send(job.body)
             except NotSent as exc:
@@ -303,15 +305,23 @@ class Deliverer:
                     )
                     return Outcome(job.row, Status.FAILED, message, status, attempts, None, detail)
                 if status == 429:
+                    message = f"HTTP 429: {detail or 'too many requests'}"
+                    await self._mark(job, "failed", attempts, http_status=status, error=message)
+                    last = Outcome(job.row, Status.FAILED, message, status, attempts, None, detail)
+                    if attempts >= self.policy.max_attempts + 5:
+                        self._finish(False, message)
+                        return last
+                    if sent_at_clock < self._last_pause:
+                        # An echo of a 429 the run already reacted to: this request left before
+                        # that pause. Counting it again would slow down (or stop) the run once per
+                        # request in flight, not once per refusal episode.
+                        continue
                     self._429_in_a_row += 1
                     wait = (
                         reply.retry_after
                         if reply.retry_after is not None
                         else self.policy.backoff(self._429_in_a_row) + 1.0
                     )
-                    message = f"HTTP 429: {detail or 'too many requests'}"
-                    await self._mark(job, "failed", attempts, http_status=status, error=message)
-                    last = Outcome(job.row, Status.FAILED, message, status, attempts, None, detail)
                     if (
                         wait > self.policy.quota_wait
                         or self._429_in_a_row >= self.policy.max_429_in_a_row
@@ -325,14 +335,12 @@ class Deliverer:
                         return last
                     self.limiter.pause(wait)
                     self.limiter.slow_down()
+                    self._last_pause = time.monotonic()
                     log.info(
                         "429 from the service: every request waits %.1f s, then %.1f events/s",
                         wait,
                         self.limiter.current_rate,
                     )
-                    if attempts >= self.policy.max_attempts + 5:
-                        self._finish(False, message)
-                        return last
                     continue
                 if status >= 500 or status == 408:
                     reason = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"

@@ -371,13 +371,17 @@ def test_403_for_every_row_trips_the_breaker(api, tmp_path):
     assert counts["failed"] == 20 and counts["pending"] == 80  # the breaker looks at 20 rows
 
 
-def test_unlimited_run_against_a_limited_service_finishes_without_losing_rows(api, tmp_path):
-    """--rate 0 against a service that allows 10/s: the 429s slow the run to 10/s and every row arrives once."""
+@pytest.mark.parametrize("concurrency", ["5", "50"])
+def test_unlimited_run_against_a_limited_service_finishes_without_losing_rows(
+    api, tmp_path, concurrency
+):
+    """--rate 0 against a service that allows 10/s: the 429s slow the run to 10/s and every row arrives
+    once, also when a burst of 50 requests in flight all come back 429 together."""
     server, cli = api(rate_limit=10)
-    f = write_csv(tmp_path / "c.csv", contacts(30))
-    result = send(cli, f, tmp_path, "--rate", "0", "--concurrency", "5")
+    f = write_csv(tmp_path / "c.csv", contacts(60))
+    result = send(cli, f, tmp_path, "--rate", "0", "--concurrency", concurrency)
     assert result.exit_code == 0, result.output
-    assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(30)})
+    assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(60)})
     refused = server.do(lambda: sum(1 for a in server.box.arrivals if not a.accepted))
     assert refused >= 1  # the service did push back, and the run adapted
 
