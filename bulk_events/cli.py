@@ -313,7 +313,7 @@ def import_command(
             err=True,
         )
     result = run_sync(run_import(path, options))
-    click.echo(_summary(result, options.dry_run), err=True)
+    click.echo(redact.redact(_summary(result, options.dry_run)), err=True)
     sys.exit(result.exit_code)
 
 

@@ -354,7 +354,8 @@ class Deliverer:
                     return Outcome(job.row, Status.FAILED, message, status, attempts, None, detail)
 
             # Safe to retry: the service did not take the event.
-            log.info("row %d: attempt %d: %s; will retry", job.row, attempts, reason)
+            if attempts < self.policy.max_attempts:
+                log.info("row %d: attempt %d: %s; will retry", job.row, attempts, reason)
             await self._mark(job, "failed", attempts, http_status=status, error=reason)
             last = Outcome(job.row, Status.FAILED, reason, status, attempts)
             if attempts >= self.policy.max_attempts:

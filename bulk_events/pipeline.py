@@ -66,7 +66,7 @@ class ImportOptions:
     """Everything one import needs besides the file. The CLI and config files fill this in."""
 
     event: str | None = None
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # an event URL is a credential
     form: bool = False
     dry_run: bool = False
     sandbox: bool = False
@@ -92,8 +92,8 @@ class ImportOptions:
     read_timeout: float = 30.0
     grace: float = 30.0
     api_url: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = None
+    client_id: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
     client_id_env: str = "SENDPULSE_CLIENT_ID"  # where to find them when not given
     client_secret_env: str = "SENDPULSE_CLIENT_SECRET"
     progress: bool = False
@@ -139,7 +139,8 @@ class ImportOptions:
         if self.sandbox:
             return f"sandbox:events/name/{self.event}"
         if self.url:
-            return f"url:{self.url}"
+            # The same event URL with or without a trailing slash is the same destination.
+            return f"url:{self.url.strip().rstrip('/')}"
         return f"api:{self.api_base}/events/name/{self.event}"
 
     @property
@@ -148,7 +149,9 @@ class ImportOptions:
         if self.sandbox:
             return f"sandbox-{self.event}"
         if self.url:
-            return "event-url-" + self.url.rstrip("/").rsplit("/", 1)[-1]
+            last = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+            # The event's number, never the secret hash before it.
+            return "event-url-" + last if last.isdigit() and len(last) < 16 else "event-url"
         return self.event or "events"
 
     @property
@@ -182,8 +185,8 @@ class RunResult:
     @property
     def rate(self) -> float:
         """Requests started per second while sending: what the rate limit is about."""
-        if self.requests <= 1 or self.sending_time <= 0:
-            return 0.0
+        if self.requests < 10 or self.sending_time < 0.5:
+            return 0.0  # too few to mean anything
         return (self.requests - 1) / self.sending_time
 
 
@@ -322,6 +325,7 @@ class Import:
         self.stop_signal: int | None = None
         self.stop_error: DeliveryError | None = None
         self.read_error: BulkEventsError | None = None
+        self._last_row_read = 0
         self._hard = False
         self._deliverer: Deliverer | None = None
         self._workers: list[asyncio.Task[None]] = []
@@ -360,7 +364,7 @@ class Import:
     def _on_delivery_stop(self, error: DeliveryError) -> None:
         if self.stop_error is None:
             self.stop_error = error
-            print(f"bulk-events: {error}", file=sys.stderr)
+            log.warning("stopping: %s", error)  # the summary says it again at the end
         self._soft_stop()
 
     def _hard_stop(self) -> None:
@@ -383,9 +387,12 @@ class Import:
 
     def _stop_reason(self) -> str:
         if self.read_error is not None:
+            if not self._last_row_read:
+                return f"error: {self.read_error}; no row was read or sent"
+            last = self._last_row_read
             return (
-                f"error: {self.read_error}; the report has the rows read before it, "
-                "nothing after it was read or sent"
+                f"error: {self.read_error}; rows up to {last} are in the report, nothing after "
+                f"row {last} was read or sent: fix the file and run the same command again"
             )
         return str(self.stop_error) if self.stop_error else ""
 
@@ -666,6 +673,8 @@ class Import:
                         break
                     if chunk is None:
                         break
+                    if len(chunk):
+                        self._last_row_read = int(chunk.index[-1])
                     if self._stopping:
                         # The rest of the file after a stop: listed as pending without being
                         # validated, so Ctrl-C on a million-row file ends in seconds. The next

@@ -218,9 +218,22 @@ class _JsonlReportSource:
 
     def frames(self, size: int) -> Iterator[pd.DataFrame]:
         columns = self.columns
+        known = set(columns)
         numbers: list[int] = []
         batch: list[list[str]] = []
+        previous = 0
         for number, cells in self._records():
+            if number <= previous:
+                raise FileFormatError(
+                    f"{self.path.name}: row {number} comes after row {previous}; "
+                    "is this several reports joined together? Feed them in one at a time"
+                )
+            if not known.issuperset(cells):
+                extra = ", ".join(f'"{c}"' for c in cells if c not in known)
+                raise FileFormatError(
+                    f"{self.path.name}: row {number} has columns the first line lacks ({extra})"
+                )
+            previous = number
             numbers.append(number)
             batch.append(["" if cells.get(c) is None else str(cells[c]) for c in columns])
             if len(batch) >= size:

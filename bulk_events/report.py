@@ -100,9 +100,11 @@ def _outcome_cells(o: Outcome) -> list[Any]:
 
 
 def _remove_orphans(directory: Path, name: str) -> None:
-    """Delete half-written reports left by runs that were killed (they hold personal data)."""
-    for tmp in directory.glob(f".{glob.escape(name)}.*.tmp"):
-        pid = tmp.name[len(name) + 2 : -len(".tmp")]
+    """Delete half-written reports left by runs that were killed (they hold personal data):
+    this report's, and the default-named ones (whose names carry a time, so differ per run)."""
+    patterns = {f".{glob.escape(name)}.*.tmp", ".bulk-events-report-*.*.tmp"}
+    for tmp in {p for pattern in patterns for p in directory.glob(pattern)}:
+        pid = tmp.name[: -len(".tmp")].rsplit(".", 1)[-1]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
@@ -123,6 +125,10 @@ class ReportWriter:
 
     def __init__(self, path: str | os.PathLike[str], input_columns: Sequence[str]) -> None:
         self.path = Path(path)
+        if self.path.is_symlink():
+            self.path = self.path.resolve()  # write where the link points, not over the link
+        if self.path.exists() and not self.path.is_file():
+            raise UsageError(f"--report {path}: exists and is not a regular file")
         self.format = report_format(self.path)
         ours = {c.casefold() for c in REPORT_COLUMNS}
         self.input_columns = list(input_columns)

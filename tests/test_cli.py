@@ -380,3 +380,24 @@ def test_rows_of_spaces_are_blank_even_with_a_default_automation_id(cli, tmp_pat
     )
     assert result.exit_code == 0, result.output
     assert [(r["row"], r["status"]) for r in read_report(tmp_path / "r.csv")] == [("2", "valid")]
+
+
+def test_joined_jsonl_reports_are_refused_clearly(cli, tmp_path):
+    """Two reports concatenated repeat row numbers: a one-line reason, not a crash or a silent mix-up."""
+    f = write_csv(tmp_path / "c.csv", [["email"], ["a@b.co"], ["c@d.co"]])
+    cli("import", f, "--event", "e", "--dry-run", "--report", tmp_path / "r.jsonl")
+    joined = tmp_path / "joined.jsonl"
+    joined.write_bytes((tmp_path / "r.jsonl").read_bytes() * 2)
+    result = cli("import", joined, "--event", "e", "--dry-run")
+    assert result.exit_code == 2
+    assert "joined together" in result.stderr
+
+
+def test_report_path_must_be_a_regular_file(cli, tmp_path):
+    """--report pointing at a folder (or a device) is refused rather than replaced."""
+    f = write_csv(tmp_path / "c.csv", contacts(1))
+    (tmp_path / "out").mkdir()
+    result = cli("import", f, "--event", "e", "--dry-run", "--report", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "not a regular file" in result.stderr
+    assert (tmp_path / "out").is_dir()

@@ -5,6 +5,7 @@ Each test checks, row by row, what arrived at the server against what the report
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -67,7 +68,7 @@ def test_every_row_arrives_exactly_once_with_exact_bodies(api, tmp_path):
     ]
     assert rows[0]["sent_at"].endswith("Z")
     assert server.do(lambda: server.box.token_requests) == 1
-    assert "2 sent" in result.stderr and "requests/s" in result.stderr
+    assert "2 sent" in result.stderr and "(2 requests)" in result.stderr  # too few for a rate
 
 
 @pytest.mark.parametrize("kind", ["429", "429-retry-after", "500", "503"])
@@ -248,6 +249,8 @@ def test_rate_limit_holds_at_the_server(api, tmp_path):
     result = send(cli, f, tmp_path, "--rate", "20", "--concurrency", "8")
     assert result.exit_code == 0, result.output
     assert server.do(lambda: server.box.max_in_window(1.0)) <= 20
+    rate = float(re.search(r"\(([\d.]+) requests/s", result.stderr).group(1))
+    assert 15 <= rate <= 20  # the achieved pace, as the summary reports it
     assert len(server.bodies()) == 70
     refused = server.do(lambda: sum(1 for a in server.box.arrivals if not a.accepted))
     assert refused == 0
@@ -338,8 +341,10 @@ def test_a_flaw_found_mid_file_stops_cleanly_with_a_full_report(api, tmp_path):
         client_secret=server.box.client_secret,
     )
     assert result.exit_code == 2
-    assert "no header" in result.stopped and "nothing after it" in result.stopped
+    assert "no header" in result.stopped
     reported = read_report(tmp_path / "r.csv")
+    last = int(reported[-1]["row"])
+    assert f"rows up to {last} are in the report, nothing after row {last}" in result.stopped
     assert 20 <= len(reported) <= 30  # the rows read before the flaw (the reader reads ahead)
     assert [int(r["row"]) for r in reported] == list(range(2, 2 + len(reported)))
     sent = [r for r in reported if r["status"] == "sent"]

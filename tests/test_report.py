@@ -172,3 +172,32 @@ def test_half_written_reports_of_dead_runs_are_removed(tmp_path):
     ReportWriter(tmp_path / "r.csv", ["email"]).abort()
     assert not orphan.exists()
     assert live.exists()
+
+
+def test_a_symlinked_report_path_is_written_through(tmp_path):
+    """The report lands where a symlink points; the link itself stays."""
+    target = tmp_path / "real.csv"
+    target.write_text("old")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    with ReportWriter(link, ["email"]) as report:
+        report.write(
+            pd.DataFrame({"email": ["a@b.co"]}, index=[2], dtype=object), [Outcome(2, Status.VALID)]
+        )
+        report.commit()
+    assert link.is_symlink()
+    assert "a@b.co" in target.read_text(encoding="utf-8-sig")
+
+
+def test_orphans_of_default_named_reports_are_removed(tmp_path):
+    """A killed run's default-named temporary report is cleaned up by the next run's report, whatever its time stamp."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    orphan = tmp_path / f".bulk-events-report-c-20261127-120045.csv.{dead.stdout.strip()}.tmp"
+    orphan.write_text("personal data")
+    ReportWriter(tmp_path / "bulk-events-report-c-20261127-130000.csv", ["email"]).abort()
+    assert not orphan.exists()

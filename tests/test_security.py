@@ -104,3 +104,28 @@ def test_journal_is_private(api, tmp_path):
     [db] = (tmp_path / "state" / "bulk-events").glob("*.sqlite")
     assert db.stat().st_mode & 0o777 == 0o600
     assert db.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_options_repr_hides_credentials():
+    """Printing the options (a library user's debug line) shows no secret and no event URL."""
+    from bulk_events import ImportOptions
+
+    text = repr(
+        ImportOptions(
+            url=f"https://events.sendpulse.com/events/id/{'b' * 32}/7", client_secret=SECRET
+        )
+    )
+    assert SECRET not in text and "b" * 32 not in text
+
+
+def test_event_url_without_a_number_keeps_its_hash_out_of_the_journal_name(cli, tmp_path, live):
+    """The default journal is named from the event's number, never from the URL's secret hash."""
+    server = live()
+    url = server.do(lambda: server.box.event_url()).rsplit("/", 1)[0]  # no trailing number
+    secret_hash = url.rsplit("/", 1)[-1]
+    f = write_csv(tmp_path / "c.csv", contacts(1))
+    result = cli("import", f, "--report", tmp_path / "r.csv", env={"SENDPULSE_EVENT_URL": url})
+    assert "journal:" in result.stderr  # a journal was made (the row itself fails: no such route)
+    assert secret_hash not in result.output
+    names = [p.name for p in (tmp_path / "state").rglob("*")]
+    assert names and not any(secret_hash in n for n in names)
