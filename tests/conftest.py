@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import openpyxl
 import pytest
 from click.testing import CliRunner
+from files import workbook
 
 from bulk_events.cli import main
 from bulk_events.sandbox import Sandbox
@@ -50,17 +50,17 @@ def write_csv(
 def write_xlsx(
     path: Path, sheets: dict[str, list[list[Any]]], formats: dict[str, str] | None = None
 ) -> Path:
-    wb = openpyxl.Workbook()
-    wb.remove(wb.active)
-    for name, rows in sheets.items():
-        ws = wb.create_sheet(name)
-        for row in rows:
-            ws.append(row)
-    for ref, fmt in (formats or {}).items():
-        sheet, _, cell = ref.rpartition("!")
-        wb[sheet or next(iter(sheets))][cell].number_format = fmt
-    wb.save(path)
-    return path
+    """A workbook with one sheet per item; ``formats`` maps "Sheet!B2" (or "B2") to a number format."""
+    return workbook(path, sheets, formats=formats)
+
+
+async def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    """Poll `condition` until it holds; generous timeout for a busy machine."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)
 
 
 def read_report(path: Path) -> list[dict[str, str]]:

@@ -23,9 +23,14 @@ def write_bytes(path: Path, data: bytes) -> Path:
 
 
 def workbook(
-    path: Path, sheets: dict[str, list[list[Any]]], *, hidden: tuple[str, ...] = ()
+    path: Path,
+    sheets: dict[str, list[list[Any]]],
+    *,
+    hidden: tuple[str, ...] = (),
+    formats: dict[str, str] | None = None,
 ) -> Path:
-    """A plain workbook: one sheet per item, rows appended from A1."""
+    """A plain workbook: one sheet per item, rows appended from A1; ``formats`` maps "Sheet!B2"
+    (or "B2", on the first sheet) to a number format."""
     wb = openpyxl.Workbook()
     wb.remove(wb.active)
     for name, rows in sheets.items():
@@ -34,6 +39,9 @@ def workbook(
             ws.append(row)
         if name in hidden:
             ws.sheet_state = "hidden"
+    for ref, fmt in (formats or {}).items():
+        sheet, _, cell = ref.rpartition("!")
+        wb[sheet or next(iter(sheets))][cell].number_format = fmt
     wb.save(path)
     return path
 

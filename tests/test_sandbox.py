@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from conftest import wait_until
 
 from bulk_events.sandbox import Sandbox, max_in_window
 
@@ -54,15 +55,6 @@ async def post_event(
             return resp.status, json.loads(text)
         except ValueError:
             return resp.status, text
-
-
-async def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    """Poll `condition` until it holds; generous timeout for a busy machine."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 # --- max_in_window ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from conftest import wait_until
 
 from bulk_events import redact
 from bulk_events.errors import CredentialsError, ServiceUnavailable
@@ -57,15 +58,6 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-async def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    """Poll `condition` until it holds; generous timeout for a busy machine."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 # --- bodies arrive intact ------------------------------------------------------------------
