@@ -698,8 +698,6 @@ class Import:
                     work = _Chunk(prepared.frame, advance)
                     await chunks.put(work)
                     for i, job in self._classify(prepared, work):
-                        if job is None:
-                            continue
                         if deliverer is None or deliverer.stopping or self._hard:
                             work.set(
                                 i,
@@ -725,8 +723,8 @@ class Import:
                 try:
                     outcome = await deliverer.deliver(job)
                 except asyncio.CancelledError:
-                    chunk.set(index, self._cancelled(job, deliverer, journal))
-                    self._drain(jobs, journal, deliverer)
+                    chunk.set(index, self._cancelled(job, deliverer))
+                    self._drain(jobs)
                     raise
                 chunk.set(index, outcome)
 
@@ -765,14 +763,14 @@ class Import:
                         Outcome(job.row, Status.PENDING, "not attempted: the run was stopped"),
                     )
             await producer
-            self._drain(jobs, journal, deliverer)
+            self._drain(jobs)
             await reporter
         except BaseException:
             for task in (producer, reporter, *self._workers):
                 task.cancel()
             raise
 
-    def _cancelled(self, job: Job, deliverer: Deliverer, journal: Any) -> Outcome:
+    def _cancelled(self, job: Job, deliverer: Deliverer) -> Outcome:
         attempts = deliverer.attempts.get(job.key, 0)
         if job.key in deliverer.inflight:
             deliverer.inflight.pop(job.key, None)
@@ -787,9 +785,8 @@ class Import:
             return Outcome(job.row, Status.FAILED, "stopped before a retry", attempts=attempts)
         return Outcome(job.row, Status.PENDING, "not attempted: the run was stopped")
 
-    def _drain(
-        self, jobs: asyncio.Queue[Job | None], journal: Any, deliverer: Deliverer | None
-    ) -> None:
+    def _drain(self, jobs: asyncio.Queue[Job | None]) -> None:
+        """Whatever is left in the queue was never attempted: pending."""
         while not jobs.empty():
             job = jobs.get_nowait()
             if job is not None:
@@ -798,7 +795,7 @@ class Import:
                     Outcome(job.row, Status.PENDING, "not attempted: the run was stopped"),
                 )
 
-    def _classify(self, prepared: _Prepared, work: _Chunk) -> Iterator[tuple[int, Job | None]]:
+    def _classify(self, prepared: _Prepared, work: _Chunk) -> Iterator[tuple[int, Job]]:
         """Decide each row's fate before sending: invalid, duplicate, already sent, or a job."""
         o = self.options
         for i, row in enumerate(prepared.rows):
