@@ -276,3 +276,35 @@ def parse_numbers(s: pd.Series, decimal_comma: bool = False) -> tuple[pd.Series,
     ]
     reasons[rest.index] = [r for _, r in read]
     return out, reasons
+
+
+# --- what a column looks like -------------------------------------------------------------------
+
+
+def suggest_type(sample: pd.Series, decimal_comma: bool = False) -> str | None:
+    """``"date"``, ``"integer"`` or ``"number"`` when a sample of a string column looks like one
+    (every non-empty value reads as it), else None: for ``inspect`` to suggest ``--type``.
+
+    Codes whose leading zeros matter (``01234``) and phone-like digit strings (``+380…``, seven
+    digits or more) are not numbers to anyone: they stay strings.
+
+    >>> suggest_type(pd.Series(["27 Nov 2024", "3/14/2024"])), suggest_type(pd.Series(["01234"]))
+    ('date', None)
+    """
+    values = sample.astype(object).fillna("").astype(str).str.strip()
+    values = values[values != ""]
+    if values.empty:
+        return None
+    dates, ambiguous = parse_dates(values)
+    if (dates.notna() | ambiguous).all() and dates.notna().any():
+        return "date"
+    digits = values.str.replace(r"[\s\-().]", "", regex=True)
+    if (values.str.match(r"0\d") | digits.str.fullmatch(r"\+?\d{7,}")).any():
+        return None
+    numbers, reasons = parse_numbers(values, decimal_comma)
+    if (reasons != "").any():
+        return None
+    whole = numbers.str.fullmatch(r"[+-]?\d+(?:\.0*)?")
+    if not numbers.str.fullmatch(NUMBER_PATTERN).fillna(False).all():
+        return None
+    return "integer" if whole.all() else "number"

@@ -402,7 +402,7 @@ def test_country_column_reads_each_row_with_its_own_country():
                 "0501234567",
             ],
             "Country": ["United States", "UA", "UK", "Ukraine", "ua", ""],
-        },  # fmt: skip
+        },
         default_country="UA",
     )
     assert layout.country == "Country"
@@ -468,7 +468,7 @@ def test_national_looking_phones_are_counted():
                 "0501234567",
                 "",
             ],
-        }  # fmt: skip
+        }
     )
     assert result.national_phones == 2
     assert validate({"phone": ["0501234567"]}, default_country="UA").national_phones == 0

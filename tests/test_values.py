@@ -175,3 +175,88 @@ def test_integer_column_refuses_a_fraction_read_from_a_comma():
     """1,5 is a number but not a whole one: the integer column says so."""
     got, errors = bodies({"email": ["a@b.co"], "n": ["1,5"]}, {"n": "integer"})
     assert got == [None] and errors[2] == ['n "1,5" is not a whole number']
+
+
+def sandbox_import(cli, tmp_path, name: str, text: str, *extra: str):
+    """Import a CSV through the CLI into the local sandbox: (exit code, bodies arrived, report)."""
+    import json
+
+    from conftest import read_report
+
+    source = tmp_path / name
+    source.write_text(text, encoding="utf-8")
+    report = tmp_path / f"{name}.report.csv"
+    result = cli(
+        "import", source, "--event", "e", "--sandbox", "--rate", "0", "--report", report,
+        "--state", tmp_path / f"{name}.sqlite", *extra,
+    )  # fmt: skip
+    record = report.with_suffix(".sandbox.jsonl")
+    lines = record.read_text().splitlines() if record.exists() else []
+    arrived = {json.loads(x)["body"]["email"]: json.loads(x)["body"] for x in lines}
+    return result.exit_code, arrived, {r["email"]: r for r in read_report(report)}
+
+
+def test_semicolon_file_from_the_cli(cli, tmp_path):
+    """A European Excel CSV: 1.234,50, currency, month names; bodies as they arrive at the server."""
+    code, arrived, report = sandbox_import(
+        cli,
+        tmp_path,
+        "eu.csv",
+        "email;Total;Date\n"
+        "a@example.com;1.234,50 €;27 листопада 2024\n"
+        "b@example.com;12,5;27.11.2024 09:00\n"
+        "c@example.com;1.250;Nov 27, 2024\n"
+        "d\u200b@example.com;1;2024-11-27\n",
+        "--type", "Total=number", "--type", "Date=date",
+    )  # fmt: skip
+    assert code == 1  # two invalid rows
+    assert arrived == {
+        "a@example.com": {"email": "a@example.com", "Total": 1234.5, "Date": "2024-11-27"},
+        "b@example.com": {"email": "b@example.com", "Total": 12.5, "Date": "2024-11-27"},
+    }
+    assert "'.' in a ';'-separated file may separate thousands" in report["c@example.com"]["error"]
+    [invisible] = [r for e, r in report.items() if e.startswith("d")]
+    assert invisible["status"] == "invalid" and "U+200B" in invisible["error"]
+
+
+def test_comma_file_from_the_cli(cli, tmp_path):
+    """A US CSV: "1,234.50" and $ are read, US dates parse, "1,234" and 05/06/2021 are refused."""
+    code, arrived, report = sandbox_import(
+        cli,
+        tmp_path,
+        "us.csv",
+        "email,Total,Date\n"
+        'a@example.com,"$1,234.50",3/14/2024\n'
+        'b@example.com,"1,234",3/14/2024\n'
+        "c@example.com,5,05/06/2021\n",
+        "--type", "Total=number", "--type", "Date=date",
+    )  # fmt: skip
+    assert code == 1
+    assert arrived == {
+        "a@example.com": {"email": "a@example.com", "Total": 1234.5, "Date": "2024-03-14"},
+    }
+    assert (
+        "',' may separate thousands (1234) or decimals (1.234)" in report["b@example.com"]["error"]
+    )
+    assert "--date-format" in report["c@example.com"]["error"]
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        (["12.50", "$1,234.50", ""], "number"),
+        (["3", "1 200", "42"], "integer"),
+        (["27 Nov 2024", "3/14/2024", "05/06/2021"], "date"),
+        (["2024-01-02"], "date"),
+        (["01234", "02134"], None),  # zip codes keep their zeros as strings
+        (["380501234567", "+1 617 555 0123"], None),  # phones are not amounts
+        (["12.5", "twelve"], None),
+        (["Kyiv", "Lviv"], None),
+        (["", ""], None),
+    ],
+)
+def test_suggest_type_for_columns_that_would_go_out_as_strings(sample, expected):
+    """Numbers and dates sent as text are spotted; codes, phones and words are not."""
+    from bulk_events.values import suggest_type
+
+    assert suggest_type(pd.Series(sample)) == expected
