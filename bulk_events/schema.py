@@ -9,6 +9,7 @@ Validation is lazy: every problem of every row is collected, not just the first.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -17,6 +18,8 @@ import pandas as pd
 import pandera.pandas as pa
 
 from .errors import ColumnError, UsageError
+from .phones import country_code, looks_national, to_international
+from .values import NUMBER_PATTERN, parse_booleans, parse_dates, parse_numbers
 
 TYPES = ("string", "integer", "number", "date", "boolean")
 ROLES = ("email", "phone", "automation_id")
@@ -65,6 +68,7 @@ class Layout:
     """How a file's columns become an event body."""
 
     columns: tuple[ColumnPlan, ...]
+    country: str | None = None  # source header of the column giving each row's phone country
 
     def by_role(self, role: str) -> ColumnPlan | None:
         return next((c for c in self.columns if c.role == role), None)
@@ -96,8 +100,13 @@ def plan_columns(
     mapping: Mapping[str, str] | None = None,
     file_label: str = "the file",
     default_automation_id: bool = False,
+    country_column: str | None = None,
 ) -> Layout:
     """Decide the role, body key and type of every column of a file.
+
+    ``country_column`` names the column that gives each row's country (a code such as ``UA`` or
+    a name such as ``United States``) for reading national phone numbers; it is still sent as a
+    variable.
 
     >>> plan_columns(["E-mail", "Name"]).by_role("email").source
     'E-mail'
@@ -200,7 +209,12 @@ def plan_columns(
                 source=DEFAULT_AUTOMATION_ID_SOURCE, name="automation_id", role="automation_id"
             )
         )
-    return Layout(tuple(plans))
+    country = find(country_column, "--country-column") if country_column else None
+    if country is not None and country in role_of:
+        raise UsageError(
+            f"--country-column {country_column}: that is the {role_of[country]} column"
+        )
+    return Layout(tuple(plans), country=country)
 
 
 DEFAULT_AUTOMATION_ID_SOURCE = "\x00--automation-id"
@@ -216,13 +230,12 @@ PHONE_PATTERN = r"\+?\d{7,15}"
 _PHONE_FORMATTING = r"[\s\-.()\u00a0\u2010-\u2015]"
 INTEGER_PATTERN = r"[+-]?\d{1,18}(?:\.0*)?"
 POSITIVE_INTEGER_PATTERN = r"\+?\d{1,18}(?:\.0*)?"
-NUMBER_PATTERN = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?"
-TRUE_WORDS = frozenset({"true", "yes", "y", "1", "да", "так", "истина", "t"})
-FALSE_WORDS = frozenset({"false", "no", "n", "0", "нет", "ні", "ложь", "f"})
 
-_ISO_DATE = r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
-_DOTTED_DATE = r"^(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4}|\d{2})$"
-_SLASHED_DATE = r"^(?P<a>\d{1,2})[/-](?P<b>\d{1,2})[/-](?P<y>\d{4}|\d{2})$"
+# Characters nobody sees in a cell: control characters, BOM, zero-width and bidi controls, soft
+# hyphen. In an email or a phone they would make one visible address several "different" ones.
+INVISIBLE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 
 
 def normalise_email(s: pd.Series) -> pd.Series:
@@ -239,87 +252,41 @@ def normalise_phone(s: pd.Series) -> pd.Series:
     return drop_float_fraction(s).str.replace(_PHONE_FORMATTING, "", regex=True)
 
 
-def _years(y: pd.Series) -> pd.Series:
-    y = pd.to_numeric(y, errors="coerce")
-    return y.where(y >= 100, y.where(y >= 69, y + 2000).where(y < 69, y + 1900))
+def drop_text_marker(s: pd.Series) -> pd.Series:
+    """``'+19846270127`` -> ``+19846270127``: the apostrophe spreadsheet exports put before a
+    value to keep it text. Checked on the whole column at once; most columns have none."""
+    values = s.tolist()
+    if not values or "\n'" not in "\n" + "\n".join(values):
+        return s
+    return s.str.replace(r"^'\s*", "", regex=True)
 
 
-def _assemble(y: pd.Series, m: pd.Series, d: pd.Series) -> pd.Series:
-    frame = pd.DataFrame(
-        {
-            "year": _years(y),
-            "month": pd.to_numeric(m, errors="coerce"),
-            "day": pd.to_numeric(d, errors="coerce"),
-        }
-    )
-    ok = frame.notna().all(axis=1)
-    out = pd.Series(pd.NaT, index=y.index, dtype="datetime64[s]")
-    if ok.any():
-        out[ok] = pd.to_datetime(frame[ok].astype("int64"), errors="coerce")
-    return out
+def invisible_characters(s: pd.Series) -> pd.Series:
+    """For each cell, ``""`` or a reason naming the first invisible character and its position."""
+    reasons = pd.Series("", index=s.index, dtype=object)
+    values = s.tolist()
+    if not values or INVISIBLE.search(" ".join(values)) is None:  # the usual case: one C scan
+        return reasons
+    for i, v in enumerate(values):
+        m = INVISIBLE.search(v)
+        if m is not None:
+            ch = m.group()
+            kind = (
+                "a control character"
+                if unicodedata.category(ch) == "Cc"
+                else "an invisible character"
+            )
+            name = unicodedata.name(ch, "")
+            reasons.iat[i] = (
+                f"has {kind} U+{ord(ch):04X}{f' ({name})' if name else ''} at position "
+                f"{m.start() + 1}; remove it"
+            )
+    return reasons
 
 
-def parse_dates(s: pd.Series, date_format: str | None = None) -> tuple[pd.Series, pd.Series]:
-    """Parse a text column into dates: ``(dates, ambiguous)``.
-
-    Accepted: ISO ``2021-05-28`` (a time part is dropped), day-first ``28.05.2021``, and slashed
-    ``24/8/2020`` where the first number can only be a day. ``05/06/2021`` could be either, so it
-    is marked ambiguous unless ``date_format`` (a strptime format) says how to read it. Each value
-    is judged on its own, never by its neighbours, so a row means the same wherever it stands.
-    """
-    dates = pd.Series(pd.NaT, index=s.index, dtype="datetime64[s]")
-    ambiguous = pd.Series(False, index=s.index)
-    if s.empty:
-        return dates, ambiguous
-    # Fast path for plain ISO dates (what Excel date cells become): parsed in C.
-    plain = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
-    found = plain.notna()
-    if found.any():
-        dates[found] = plain[found].astype("datetime64[s]")
-    rest = ~found & (s != "")
-    if not rest.any():
-        return dates, ambiguous
-    iso = s[rest].str.extract(_ISO_DATE)
-    found = iso["y"].notna()
-    if found.any():
-        idx = found[found].index
-        dates[idx] = _assemble(iso["y"][idx], iso["m"][idx], iso["d"][idx])
-    rest = rest & dates.isna()
-    if date_format and rest.any():
-        parsed = pd.to_datetime(s[rest], format=date_format, errors="coerce")
-        dates[rest] = parsed.dt.normalize().astype("datetime64[s]")
-        rest = rest & dates.isna()
-    if not rest.any():
-        return dates, ambiguous
-    dotted = s[rest].str.extract(_DOTTED_DATE)  # 28.05.2021 is day-first everywhere it is used
-    found = dotted["y"].notna()
-    if found.any():
-        idx = found[found].index
-        dates[idx] = _assemble(dotted["y"][idx], dotted["m"][idx], dotted["d"][idx])
-    rest = rest & dates.isna()
-    if date_format or not rest.any():
-        return dates, ambiguous  # slashed dates follow the format the user gave, or are invalid
-    slashed = s[rest].str.extract(_SLASHED_DATE)
-    found = slashed["y"].notna()
-    if found.any():
-        idx = found[found].index
-        first = pd.to_numeric(slashed["a"][idx])
-        second = pd.to_numeric(slashed["b"][idx])
-        day_first = (first > 12) | (first == second)
-        pidx = day_first[day_first].index
-        dates[pidx] = _assemble(slashed["y"][pidx], slashed["b"][pidx], slashed["a"][pidx])
-        unclear = (first <= 12) & (second <= 12) & (first != second)
-        ambiguous[unclear[unclear].index] = True
-    return dates, ambiguous
-
-
-def parse_booleans(s: pd.Series) -> pd.Series:
-    """True/False for recognised words (TRUE/FALSE as Excel shows them, yes/no, 1/0, да/нет), else NA."""
-    folded = s.str.strip().str.casefold()
-    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
-    out[folded.isin(TRUE_WORDS)] = True
-    out[folded.isin(FALSE_WORDS)] = False
-    return out
+def _shown(value: str) -> str:
+    """A cell for a message: invisible characters written as \\uXXXX so that they show."""
+    return INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
 
 
 _WHOLE = re.compile(r"([+-]?\d{1,18})(?:\.0*)?")
@@ -368,13 +335,18 @@ def _finite_number(s: pd.Series) -> pd.Series:
 
 @dataclass
 class ValidatedChunk:
-    """A chunk after validation: the cleaned cells and every row's problems."""
+    """A chunk after validation: the cleaned cells, every row's problems and warnings."""
 
     frame: pd.DataFrame  # cleaned cells, same index (row numbers) and column names as the input
     errors: dict[int, list[str]] = field(default_factory=dict)
     dates: dict[str, pd.Series] = field(default_factory=dict)  # parsed date columns
     booleans: dict[str, pd.Series] = field(default_factory=dict)
     blank: pd.Series | None = None  # rows whose every cell is empty or spaces
+    # Rows that are sent, but not quite as the file has them (a bad phone left out): row -> notes.
+    warnings: dict[int, list[str]] = field(default_factory=dict)
+    # Phones of valid rows that seem to lack a country code and go out as written (no
+    # default country or country column covered them): worth a warning before sending.
+    national_phones: int = 0
 
     def without(self, rows: pd.Index) -> ValidatedChunk:
         """The same chunk minus ``rows`` (by row number)."""
@@ -384,18 +356,30 @@ class ValidatedChunk:
             errors={r: e for r, e in self.errors.items() if r not in drop},
             dates={k: v.drop(index=rows) for k, v in self.dates.items()},
             booleans={k: v.drop(index=rows) for k, v in self.booleans.items()},
+            warnings={r: w for r, w in self.warnings.items() if r not in drop},
+            national_phones=self.national_phones,
         )
 
 
 def _quote(value: object, limit: int = 60) -> str:
-    text = str(value)
+    text = _shown(str(value))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return f'"{text}"'
 
 
+_PLAIN_PHONE = "is not a phone number (7 to 15 digits, an optional leading +)"
+
+
 class RowValidator:
-    """Normalise and validate chunks of a file laid out by a :class:`Layout`."""
+    """Normalise and validate chunks of a file laid out by a :class:`Layout`.
+
+    ``default_country`` reads national phone numbers of rows whose country is not known otherwise;
+    the layout's country column (see :func:`plan_columns`) gives each row its own.
+    ``email_alone``: a row whose email is good but whose phone is not goes out by its email alone
+    (the phone left out of the body, the reason in :attr:`ValidatedChunk.warnings`) instead of
+    being invalid.
+    """
 
     def __init__(
         self,
@@ -405,15 +389,20 @@ class RowValidator:
         default_automation_id: int | None = None,
         default_country: str | None = None,
         decimal_comma: bool = False,
+        email_alone: bool = False,
     ) -> None:
         self.layout = layout
+        self.email_alone = email_alone
         # In a ";"-separated CSV (what Excel writes where the comma is the decimal separator),
-        # 12,50 in a number column means 12.5.
+        # 12,50 in a number column means 12.5 and 1.234,50 means 1234.5.
         self.decimal_comma = decimal_comma
         self.date_format = date_format
         self.default_automation_id = default_automation_id
         self.default_country = default_country
         self._parsed: dict[str, tuple[pd.Series, pd.Series]] = {}
+        # Per chunk: column source -> one reason per row ("" where the cell is fine).
+        self._reasons: dict[str, pd.Series] = {}
+        self._converted: pd.Series | None = None  # phones read with a known country
         self._blank: pd.Series | None = None
         self.schema = self._build_schema()
 
@@ -423,31 +412,39 @@ class RowValidator:
         # The error text carries the column's source name, so a failure maps back to it.
         return pa.Check(fn, error=f"{column.source}\x1f{message}")
 
+    def _fine(self, source: str) -> Callable[[pd.Series], pd.Series]:
+        """A check that passes where clean() found nothing wrong with the cell."""
+
+        def check(s: pd.Series) -> pd.Series:
+            reasons = self._reasons.get(source)
+            if reasons is None or not reasons.index.equals(s.index):
+                return pd.Series(True, index=s.index)
+            return reasons == ""
+
+        return check
+
+    def _unless_reason(
+        self, source: str, fn: Callable[[pd.Series], pd.Series]
+    ) -> Callable[[pd.Series], pd.Series]:
+        """``fn``, but passing cells that already have a more precise reason (said once)."""
+        fine = self._fine(source)
+        return lambda s: fn(s) | ~fine(s)
+
     def _build_schema(self) -> pa.DataFrameSchema:
         columns: dict[str, pa.Column] = {}
         for c in self.layout.columns:
             checks: list[pa.Check] = []
             if c.role == "email":
+                checks.append(self._check(c, self._fine(c.source), ""))
                 checks.append(
-                    self._check(c, _blank_or(EMAIL_PATTERN), "is not a valid email address")
+                    self._check(
+                        c,
+                        self._unless_reason(c.source, _blank_or(EMAIL_PATTERN)),
+                        "is not a valid email address",
+                    )
                 )
             elif c.role == "phone":
-                if self.default_country:
-                    checks.append(
-                        self._check(
-                            c,
-                            self._phone_check,
-                            f"is not a valid phone number for {self.default_country}",
-                        )
-                    )
-                else:
-                    checks.append(
-                        self._check(
-                            c,
-                            _blank_or(PHONE_PATTERN),
-                            "is not a phone number (7 to 15 digits, an optional leading +)",
-                        )
-                    )
+                checks.append(self._check(c, self._fine(c.source), ""))
             elif c.role == "automation_id":
                 checks.append(
                     self._check(
@@ -460,10 +457,22 @@ class RowValidator:
                     )
                 )
             elif c.type == "integer":
-                checks.append(self._check(c, _blank_or(INTEGER_PATTERN), "is not a whole number"))
-            elif c.type == "number":
+                checks.append(self._check(c, self._fine(c.source), ""))
                 checks.append(
-                    self._check(c, _finite_number, "is not a number (use a dot for decimals)")
+                    self._check(
+                        c,
+                        self._unless_reason(c.source, _blank_or(INTEGER_PATTERN)),
+                        "is not a whole number",
+                    )
+                )
+            elif c.type == "number":
+                checks.append(self._check(c, self._fine(c.source), ""))
+                checks.append(
+                    self._check(
+                        c,
+                        self._unless_reason(c.source, _finite_number),
+                        "is too large for a number",
+                    )
                 )
             elif c.type == "boolean":
                 checks.append(
@@ -485,7 +494,7 @@ class RowValidator:
                     self._check(
                         c,
                         lambda s: (s == "") | self._dates(s)[0].notna() | self._dates(s)[1],
-                        "is not a date (use 2021-05-28 or 28.05.2021)",
+                        "is not a date (use 2021-05-28, 28.05.2021 or 27 Nov 2021)",
                     )
                 )
             columns[c.source] = pa.Column(checks=checks, nullable=False, required=True)
@@ -508,36 +517,62 @@ class RowValidator:
             return parsed
         return parse_dates(s, self.date_format)
 
-    def _phone_check(self, s: pd.Series) -> pd.Series:
-        return (s == "") | self.international_phones(s).notna()
-
     def international_phones(self, s: pd.Series) -> pd.Series:
-        """Phones turned into E.164 (``+380501234567``) with --default-country; invalid ones NA."""
-        import phonenumbers  # only needed with --default-country
+        """Phones turned into E.164 (``+380501234567``) with the default country; invalid ones NA."""
+        return to_international(s, pd.Series(self.default_country or "", index=s.index))
 
-        cache: dict[str, str | None] = {}
-        out: list[str | None] = []
-        for raw in s.tolist():
-            if raw == "":
-                out.append("")
-                continue
-            if raw not in cache:
-                try:
-                    number = phonenumbers.parse(raw, self.default_country)
-                    ok = phonenumbers.is_valid_number(number)
-                    cache[raw] = (
-                        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-                        if ok
-                        else None
-                    )
-                except phonenumbers.NumberParseException:
-                    cache[raw] = None
-            out.append(cache[raw])
-        return pd.Series(out, index=s.index, dtype=object)
+    def _countries(self, chunk: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+        """Each row's country code for its phone (``""`` if none), and which rows' country
+        cells name no country (those are not read with the default: that would be a guess)."""
+        index = chunk.index
+        default = self.default_country or ""
+        source = self.layout.country
+        if source is None or source not in chunk.columns:
+            return pd.Series(default, index=index, dtype=object), pd.Series(False, index=index)
+        cells = chunk[source].astype(object).fillna("").astype(str).str.strip()
+        codes = {v: (country_code(v) if v else default) or "" for v in pd.unique(cells)}
+        looked_up = cells.map(codes).astype(object)
+        return looked_up, (cells != "") & (looked_up == "")
+
+    def _phones(self, chunk: pd.DataFrame, s: pd.Series) -> pd.Series:
+        """The phone column as sent; notes each cell's reason and which phones a country read."""
+        reasons = invisible_characters(s)
+        countries, unknown = self._countries(chunk)
+        converted = (countries != "") & (s != "")
+        out = normalise_phone(s)
+        if converted.any():
+            # phonenumbers reads the formatting itself; a float's ".0" would be a digit to it.
+            international = to_international(
+                drop_float_fraction(s[converted]), countries[converted]
+            )
+            out[converted] = international.fillna(out[converted])
+            bad = international.isna()
+            for row in bad[bad].index:
+                code = countries.at[row]
+                if self.layout.country is not None and chunk.at[row, self.layout.country] != "":
+                    code = f'{code} (column "{self.layout.country.strip()}")'
+                reasons.at[row] = reasons.at[row] or f"is not a valid phone number for {code}"
+        plain = ~converted & (s != "")
+        if plain.any():
+            national = plain & unknown & ~out.str.startswith("+")
+            for row in national[national].index:
+                country = str(chunk.at[row, self.layout.country]).strip()  # type: ignore[index]
+                reasons.at[row] = reasons.at[row] or (
+                    f'cannot be made international: the country "{country}" is not a country '
+                    "name or ISO code"
+                )
+            shaped = out[plain].str.fullmatch(PHONE_PATTERN).fillna(False).astype(bool)
+            for row in shaped[~shaped].index:
+                reasons.at[row] = reasons.at[row] or _PLAIN_PHONE
+        self._reasons[str(s.name)] = reasons
+        self._converted = converted
+        return out
 
     def clean(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        """Trim every cell; lower-case emails; strip formatting from phones."""
+        """Trim every cell; lower-case emails; strip formatting from phones; read numbers."""
         frame = pd.DataFrame(index=chunk.index)
+        self._reasons = {}
+        self._converted = None
         for c in self.layout.columns:
             if c.source not in chunk.columns:  # the --automation-id stand-in column
                 frame[c.source] = pd.Series("", index=chunk.index, dtype=object)
@@ -546,13 +581,19 @@ class RowValidator:
             if s.hasnans:  # the reader gives "" for an empty cell; other callers may not
                 s = s.astype(object).fillna("")
             s = s.astype(str).str.strip()
+            s.name = c.source
+            if c.role != "variable" or c.type != "string":
+                # A spreadsheet's text marker ('+19846270127) is not part of the value. In string
+                # variables it stays: they are the cell's text as written.
+                s = drop_text_marker(s)
             if c.role == "email":
+                self._reasons[c.source] = invisible_characters(s)
                 s = normalise_email(s)
             elif c.role == "phone":
-                # With --default-country, phonenumbers reads the formatting itself.
-                s = drop_float_fraction(s) if self.default_country else normalise_phone(s)
-            elif c.type == "number" and self.decimal_comma:
-                s = s.str.replace(r"^([+-]?\d*),(\d+)$", r"\1.\2", regex=True)
+                s = self._phones(chunk, s)
+            elif c.type in ("number", "integer"):
+                s, reasons = parse_numbers(s, self.decimal_comma)
+                self._reasons[c.source] = reasons
             frame[c.source] = s
         # Rows of nothing but spaces look blank in a spreadsheet program: noted here, before any
         # default fills a cell or an invalid phone is emptied, so the pipeline can leave them out.
@@ -567,18 +608,25 @@ class RowValidator:
         return frame
 
     def validate(self, chunk: pd.DataFrame) -> ValidatedChunk:
-        """Clean a chunk and collect every problem of every row (lazy validation)."""
+        """Clean a chunk and collect every problem of every row (lazy validation).
+
+        With ``email_alone``, a row whose email is good but whose phone is not goes out by its
+        email alone: the phone is left out of its body and the row gets a warning naming the cell.
+        """
         frame = self.clean(chunk)
         self._parsed = {}
         for c in self.layout.variables:
             if c.type == "date":
                 self._parsed[c.source] = self._dates(frame[c.source])
         errors: dict[int, list[str]] = {}
+        phone_problems: dict[int, list[str]] = {}
+        email_bad: set[int] = set()
+        email = self.layout.by_role("email")
+        phone = self.layout.by_role("phone")
         try:
             self.schema.validate(frame, lazy=True, inplace=True)
         except pa.errors.SchemaErrors as exc:
             cases = exc.failure_cases
-            seen: set[tuple[int, str]] = set()
             for column, tag, value, index in zip(
                 cases["column"].tolist(),
                 cases["check"].tolist(),
@@ -590,26 +638,63 @@ class RowValidator:
                     continue
                 row = int(index)
                 source, _, message = str(tag).partition("\x1f")
-                if not source:  # the frame-wide check, reported once per row
-                    if (row, message) in seen:
+                if not source:  # the frame-wide check
+                    text = message
+                else:
+                    reasons = self._reasons.get(source)
+                    if reasons is not None and reasons.at[row]:
+                        message = reasons.at[row]
+                    plan = next((c for c in self.layout.columns if c.source == source), None)
+                    label = plan.name if plan else str(column)
+                    if source in chunk.columns:  # show the cell as the person typed it
+                        value = str(chunk.at[row, source]).strip()
+                    text = f"{label} {_quote(value)} {message}"
+                    if phone is not None and source == phone.source:
+                        phone_problems.setdefault(row, []).append(text)
                         continue
-                    seen.add((row, message))
-                    errors.setdefault(row, []).append(message)
-                    continue
-                plan = next((c for c in self.layout.columns if c.source == source), None)
-                label = plan.name if plan else str(column)
-                if source in chunk.columns:  # show the cell as the person typed it
-                    value = str(chunk.at[row, source]).strip()
-                errors.setdefault(row, []).append(f"{label} {_quote(value)} {message}")
-        if self.default_country:
-            phone = self.layout.by_role("phone")
-            if phone is not None:
-                frame[phone.source] = self.international_phones(frame[phone.source]).fillna("")
-        result = ValidatedChunk(frame=frame, errors=errors, blank=self._blank)
+                    if email is not None and source == email.source:
+                        email_bad.add(row)
+                found = errors.setdefault(row, [])
+                if text not in found:  # the frame-wide check reports once per column
+                    found.append(text)
+        warnings: dict[int, list[str]] = {}
+        if phone is not None and phone_problems:
+            for row, texts in phone_problems.items():
+                by_email = (
+                    self.email_alone
+                    and email is not None
+                    and row not in email_bad
+                    and frame.at[row, email.source] != ""
+                )
+                if by_email:
+                    frame.at[row, phone.source] = ""
+                    warnings[row] = [
+                        f"{t[0].upper()}{t[1:]}: sent by email alone, without the phone"
+                        for t in texts
+                    ]
+                else:
+                    errors.setdefault(row, []).extend(texts)
+        national = 0
+        if phone is not None:
+            sent = frame[phone.source]
+            candidates = looks_national(sent)
+            if self._converted is not None:
+                candidates &= ~self._converted
+            if errors:
+                candidates &= ~sent.index.isin(list(errors))
+            national = int(candidates.sum())
+        result = ValidatedChunk(
+            frame=frame,
+            errors=errors,
+            blank=self._blank,
+            warnings=warnings,
+            national_phones=national,
+        )
         for c in self.layout.variables:
             if c.type == "date":
                 result.dates[c.source] = self._dates(frame[c.source])[0]
             elif c.type == "boolean":
                 result.booleans[c.source] = parse_booleans(frame[c.source])
         self._parsed = {}
+        self._reasons = {}
         return result

@@ -197,6 +197,8 @@ def test_phone_must_have_7_to_15_digits(phone, ok):
     """A present but malformed phone makes the row invalid."""
     result = validate({"email": ["a@b.co"], "phone": [phone]})
     assert (2 not in result.errors) is ok
+    alone = validate({"phone": [phone]}, email_alone=True)
+    assert (2 not in alone.errors) is ok
 
 
 def test_default_country_makes_national_numbers_international():
@@ -246,7 +248,10 @@ def test_ambiguous_date_asks_for_date_format():
         ("number", "12.50", True),
         ("number", "-3", True),
         ("number", "1e3", True),
-        ("number", "12,5", False),
+        ("number", "12,5", True),
+        ("number", "1,250", False),
+        ("integer", "1 234", True),
+        ("integer", "1,5", False),
         ("number", "abc", False),
         ("boolean", "TRUE", True),
         ("boolean", "no", True),
@@ -290,12 +295,16 @@ def test_errors_show_the_cell_as_typed():
     assert '"(496)978-3969x58947"' in result.errors[2][0]
 
 
-def test_decimal_comma_only_where_the_file_uses_semicolons():
-    """12,50 is 12.5 in a ;-separated file (European Excel); elsewhere it is refused, not guessed."""
-    data = {"email": ["a@b.co", "c@d.co"], "n": ["12,50", "-0,5"]}
-    assert validate(dict(data), types={"n": "number"}, decimal_comma=True).errors == {}
-    refused = validate(dict(data), types={"n": "number"})
-    assert set(refused.errors) == {2, 3}
+def test_a_lone_comma_before_three_digits_follows_the_file():
+    """1,250 is 1.25 in a ;-separated file (European Excel) and ambiguous elsewhere; 12,50 is 12.5
+    anywhere, since a thousands separator is always followed by three digits."""
+    data = {"email": ["a@b.co", "c@d.co", "e@f.co"], "n": ["12,50", "-0,5", "1,250"]}
+    semicolon = validate(dict(data), types={"n": "number"}, decimal_comma=True)
+    assert semicolon.errors == {}
+    assert semicolon.frame["n"].tolist() == ["12.50", "-0.5", "1.250"]
+    comma = validate(dict(data), types={"n": "number"})
+    assert set(comma.errors) == {4}
+    assert "ambiguous" in comma.errors[4][0] and "write 1250 or 1.250" in comma.errors[4][0]
 
 
 def test_phone_that_went_through_a_float_keeps_its_digits():
@@ -311,3 +320,174 @@ def test_infinite_numbers_are_invalid():
         {"email": ["a@b.co", "c@d.co"], "n": ["1e400", "1e300"]}, types={"n": "number"}
     )
     assert set(result.errors) == {2}
+
+
+@pytest.mark.parametrize(
+    ("email", "code", "position"),
+    [
+        ("\ufeffann@example.com", "U+FEFF", 1),
+        ("ann\u200b@example.com", "U+200B", 4),
+        ("an\u200dn@example.com", "U+200D", 3),
+        ("ann@exa\u2060mple.com", "U+2060", 8),
+        ("ann@example.com\u202e", "U+202E", 16),
+        ("a\x07nn@example.com", "U+0007", 2),
+    ],
+)
+def test_invisible_characters_in_an_email_make_the_row_invalid(email, code, position):
+    """A BOM, zero-width, bidi or control character is named with its position; never sent."""
+    result = validate({"email": [email, "ann@example.com"]})
+    assert set(result.errors) == {2}
+    [reason] = result.errors[2]
+    assert f"{code}" in reason and f"at position {position}" in reason
+    assert reason.startswith('email "') and "\\u" in reason  # the character is shown, escaped
+
+
+@given(
+    st.sampled_from(["\ufeff", "\u200b", "\u200c", "\u200d", "\u2060", "\u200e", "\u202a", "\x07"]),
+    st.integers(0, 15),
+)
+def test_one_visible_address_is_never_several(char, at):
+    """Wherever an invisible character sits in an address, the row is refused, not sent."""
+    address = "ann@example.com"
+    tampered = address[:at] + char + address[at:]
+    result = validate({"email": [tampered]})
+    assert 2 in result.errors
+
+
+def test_invisible_character_in_a_phone_is_named():
+    """Phones get the same check; with a good email and email_alone the row goes out without it."""
+    data = {"email": ["a@b.co"], "phone": ["+38050\u200b1234567"]}
+    invalid = validate(dict(data))
+    assert "U+200B" in invalid.errors[2][0]
+    alone = validate(dict(data), email_alone=True)
+    assert alone.errors == {} and alone.frame["phone"].tolist() == [""]
+    assert "U+200B" in alone.warnings[2][0]
+
+
+def test_text_marker_apostrophe_is_dropped_from_contacts_and_typed_values():
+    """'+19846270127, '0501234567 and '7043663 lose the marker; a string variable keeps its text."""
+    result = validate(
+        {
+            "email": ["'ann@example.com", "b@c.co"],
+            "phone": ["'+19846270127", "'0501234567"],
+            "automation_id": ["'7043663", ""],
+            "Zip": ["'02134", "'tis"],
+            "Total": ["'12.50", ""],
+        },
+        types={"Total": "number"},
+    )
+    assert result.errors == {}
+    assert result.frame["email"].tolist() == ["ann@example.com", "b@c.co"]
+    assert result.frame["phone"].tolist() == ["+19846270127", "0501234567"]
+    assert result.frame["automation_id"].tolist() == ["7043663", ""]
+    assert result.frame["Total"].tolist() == ["12.50", ""]
+    assert result.frame["Zip"].tolist() == ["'02134", "'tis"]
+
+
+def country_validate(data: dict[str, list[str]], **kwargs):
+    layout = plan_columns(list(data), country_column=kwargs.pop("country_column", "Country"))
+    return layout, RowValidator(layout, **kwargs).validate(chunk(data))
+
+
+def test_country_column_reads_each_row_with_its_own_country():
+    """Codes and English names as exports hold them; an empty cell falls back to the default."""
+    layout, result = country_validate(
+        {
+            "phone": [
+                "(617) 555-0123",
+                "050 123 45 67",
+                "07911 123456",
+                "'0501234567",
+                "+48 601 234 567",
+                "0501234567",
+            ],
+            "Country": ["United States", "UA", "UK", "Ukraine", "ua", ""],
+        },
+        default_country="UA",
+    )
+    assert layout.country == "Country"
+    assert result.errors == {}
+    assert result.frame["phone"].tolist() == [
+        "+16175550123",
+        "+380501234567",
+        "+447911123456",
+        "+380501234567",
+        "+48601234567",  # an international number keeps its own country
+        "+380501234567",
+    ]
+    assert result.national_phones == 0
+    assert result.frame["Country"].tolist()[:2] == ["United States", "UA"]  # still a variable
+
+
+def test_country_column_in_ukrainian_and_russian_and_the_usual_aliases():
+    """Україна, Россия, USA and Great Britain name countries too."""
+    from bulk_events.phones import country_code
+
+    assert [country_code(n) for n in ("Україна", "Россия", "USA", "U.S.", "Great Britain")] == [
+        "UA", "RU", "US", "US", "GB",
+    ]  # fmt: skip
+    assert country_code("Atlantis") is None
+
+
+def test_unknown_country_is_not_replaced_by_the_default():
+    """A country cell naming no country is reported, not read as the default country."""
+    _, result = country_validate(
+        {"phone": ["0501234567", "+380501234567"], "Country": ["Atlantis", "Atlantis"]},
+        default_country="UA",
+    )
+    assert set(result.errors) == {2}
+    assert 'the country "Atlantis" is not a country name or ISO code' in result.errors[2][0]
+
+
+def test_phone_invalid_for_its_rows_country_names_the_column():
+    """The reason says which country the number was read with, and where that came from."""
+    _, result = country_validate({"phone": ["12345"], "Country": ["US"]})
+    assert result.errors[2] == [
+        'phone "12345" is not a valid phone number for US (column "Country")'
+    ]
+
+
+def test_country_column_must_exist_and_not_be_a_contact():
+    """--country-column naming a missing column or the phone itself is refused."""
+    with pytest.raises(ColumnError, match='--country-column names column "Land"'):
+        plan_columns(["phone", "Country"], country_column="Land")
+    with pytest.raises(UsageError, match="phone column"):
+        plan_columns(["phone", "Country"], country_column="phone")
+
+
+def test_national_looking_phones_are_counted():
+    """0501234567 and (617) 555-0123 look national; 380501234567 and +1… do not; invalid rows do not count."""
+    result = validate(
+        {
+            "email": ["a@b.co", "c@d.co", "e@f.co", "g@h.co", "bad", "i@j.co"],
+            "phone": [
+                "0501234567",
+                "(617) 555-0123",
+                "380501234567",
+                "+16175550123",
+                "0501234567",
+                "",
+            ],
+        }
+    )
+    assert result.national_phones == 2
+    assert validate({"phone": ["0501234567"]}, default_country="UA").national_phones == 0
+
+
+def test_good_email_bad_phone_goes_out_by_email_alone():
+    """email_alone: the phone is left out of the body and a warning names the cell."""
+    from bulk_events.payload import build_bodies
+
+    data = {"email": ["a@b.co", "", "bad"], "phone": ["abc", "abc", "abc"]}
+    layout = plan_columns(list(data))
+    result = RowValidator(layout, email_alone=True).validate(chunk(data))
+    assert result.warnings == {
+        2: [
+            'Phone "abc" is not a phone number (7 to 15 digits, an optional leading +): '
+            "sent by email alone, without the phone"
+        ]
+    }
+    assert set(result.errors) == {3, 4}  # no email, or a bad one: still invalid
+    assert any("phone" in e for e in result.errors[3])
+    assert len(result.errors[4]) == 2
+    assert build_bodies(result, layout) == [{"email": "a@b.co"}, None, None]
