@@ -601,6 +601,11 @@ class RowValidator:
                 if source in chunk.columns:  # show the cell as the person typed it
                     value = str(chunk.at[row, source]).strip()
                 errors.setdefault(row, []).append(f"{label} {_quote(value)} {message}")
+        # Cells the reader found showing a formula error (#N/A): no value, so the row is invalid.
+        sent = {c.source for c in self.layout.columns}
+        for row, cells in chunk.attrs.get("cell_errors", {}).items():
+            if shown := [text for column, text in cells if column in sent]:
+                errors.setdefault(int(row), []).extend(shown)
         if self.default_country:
             phone = self.layout.by_role("phone")
             if phone is not None:

@@ -658,7 +658,7 @@ def test_calamine_and_openpyxl_give_identical_strings(tmp_path: Path) -> None:
             "xl/worksheets/sheet1.xml": lambda x: files.replace_row(
                 x,
                 9,
-                '<c r="A9"><f>1-539-402-259</f><v>-1199</v></c><c r="B9" t="e"><v>#N/A</v></c>'
+                '<c r="A9"><f>1-539-402-259</f><v>-1199</v></c><c r="B9" t="b"><f>TRUE()</f><v>1</v></c>'
                 '<c r="C9" t="str"><f>"a"&amp;"b"</f><v>ab</v></c><c r="D9"><f>1+1</f></c>',
             )
         },
@@ -669,7 +669,7 @@ def test_calamine_and_openpyxl_give_identical_strings(tmp_path: Path) -> None:
             assert table.detected.engine == engine
             results.append((table.columns, records(pd.concat(table.chunks(2)))))
     assert results[0] == results[1]
-    assert results[0][1][9][:4] == ["-1199", "", "ab", ""]
+    assert results[0][1][9][:4] == ["-1199", "TRUE", "ab", ""]
 
 
 def test_big_sheet_is_streamed_by_openpyxl_with_the_same_cells(
@@ -995,3 +995,64 @@ def test_report_reads_back_as_the_original_input(tmp_path: Path, suffix: str) ->
     assert table.detected.report
     assert "bulk-events report" in table.detected.describe()
     assert records(rows) == {2: ["a@x.com", "vip", "=1+1"], 3: ["b@x.com", "-5", "'@x"]}
+
+
+# --------------------------------------------------------------------------- XLSX: cells as shown
+
+
+def test_formula_errors_are_shown_and_listed_per_row(tmp_path: Path) -> None:
+    """An error cell reads as what Excel shows (#N/A) and is listed on its chunk; a row of only
+    errors is a row, not a blank one; cached numbers, strings and booleans read as shown."""
+    table, rows = read_all(files.error_workbook(tmp_path / "e.xlsx"), size=2)
+    assert table.detected.engine == "openpyxl"  # calamine reads error cells as empty
+    assert records(rows) == {
+        2: ["a@x.com", "#N/A", "fine"],
+        3: ["b@x.com", "2", "ab"],
+        4: ["#DIV/0!", "#REF!", "#NAME?"],
+        5: ["c@x.com", "TRUE", ""],
+    }
+    with open_table(tmp_path / "e.xlsx") as again:
+        listed = {}
+        for chunk in again.chunks(2):
+            listed.update(chunk.attrs[reader.CELL_ERRORS])
+    assert listed == {
+        2: [("score", "B2 shows #N/A")],
+        4: [
+            ("email", "A4 shows #DIV/0!"),
+            ("score", "B4 shows #REF!"),
+            ("note", "C4 shows #NAME?"),
+        ],
+    }
+
+
+def test_a_row_with_an_error_in_a_sent_column_is_invalid(tmp_path: Path) -> None:
+    """The dry run reports a row whose sent cell shows #N/A as invalid, naming the cell."""
+    import bulk_events
+
+    report = tmp_path / "r.csv"
+    result = bulk_events.import_file(
+        files.error_workbook(tmp_path / "e.xlsx"), event="e", dry_run=True, report=report
+    )
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        outcome = {int(r["row"]): (r["status"], r["error"]) for r in csv.DictReader(f)}
+    assert outcome[2] == ("invalid", "B2 shows #N/A")
+    assert outcome[3][0] == "valid" and outcome[5][0] == "valid"
+    assert outcome[4][0] == "invalid" and "A4 shows #DIV/0!" in outcome[4][1]
+    assert result.counts["invalid"] == 2
+
+
+def test_ooxml_escapes_are_decoded_the_same_by_both_routes(tmp_path: Path) -> None:
+    """_x000D_ is a carriage return, _x005F_ a literal "_", in calamine and in openpyxl alike."""
+    path = files.escaped_strings_workbook(tmp_path / "s.xlsx")
+    results = []
+    for engine in ("calamine", "openpyxl"):
+        with excel.open_xlsx(path, None, engine=engine) as table:
+            results.append(records(pd.concat(table.chunks())))
+    assert (
+        results[0]
+        == results[1]
+        == {
+            2: ["a@x.com", "line 1\r\nline 2", "_x000D_ stays"],
+            3: ["b@x.com", "tab\there", "42"],
+        }
+    )

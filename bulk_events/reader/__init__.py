@@ -31,9 +31,9 @@ from .csvfile import open_csv
 from .detect import SAMPLE_CHARS, sniff_kind
 from .excel import open_xlsx
 from .report_input import as_input, open_jsonl_report
-from .table import MAX_CELL_CHARS, Detected, Table
+from .table import CELL_ERRORS, MAX_CELL_CHARS, Detected, Table
 
-__all__ = ["MAX_CELL_CHARS", "Detected", "Table", "open_table"]
+__all__ = ["CELL_ERRORS", "MAX_CELL_CHARS", "Detected", "Table", "open_table"]
 
 
 def open_table(

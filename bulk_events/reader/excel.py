@@ -9,10 +9,12 @@ the only one that sees number formats). Both render cells through :mod:`.render`
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,6 +26,7 @@ from bulk_events.errors import FileFormatError
 from .render import pad_tokens, render, render_padded
 from .table import (
     BLOCK,
+    CELL_ERRORS,
     MAX_CELL_CHARS,
     Detected,
     Layout,
@@ -33,6 +36,8 @@ from .table import (
     no_header_error,
     row_index,
 )
+
+log = logging.getLogger(__name__)
 
 # Above this much sheet XML (about 300k rows of 8 columns) calamine would hold ~200 MiB for the
 # whole run: such sheets are streamed by openpyxl instead.
@@ -50,6 +55,41 @@ _ENTITY_NEEDLES = tuple(
     for needle in ("<!DOCTYPE", "<!ENTITY")
     for enc in ("utf-8", "utf-16-le", "utf-16-be")
 )
+# A cell of type "e" holds a formula error (#N/A, #DIV/0!...), which calamine reads as empty.
+_ERROR_CELL_NEEDLES = (b't="e"', b"t='e'")
+# What Excel shows for a formula error; anything else in an error cell is shown as #VALUE!.
+ERROR_CODES = frozenset(
+    [
+        "#NULL!",
+        "#DIV/0!",
+        "#VALUE!",
+        "#REF!",
+        "#NAME?",
+        "#NUM!",
+        "#N/A",
+        "#GETTING_DATA",
+        "#SPILL!",
+        "#CALC!",
+        "#FIELD!",
+        "#BLOCKED!",
+        "#CONNECT!",
+        "#BUSY!",
+        "#UNKNOWN!",
+        "#PYTHON!",
+    ]
+)
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def decode_ooxml_escapes(text: str) -> str:
+    """Decode OOXML's ``_xHHHH_`` escapes (``_x000D_`` is a carriage return, ``_x005F_`` a "_").
+
+    >>> decode_ooxml_escapes("a_x000D_b"), decode_ooxml_escapes("_x005F_x000D_")
+    ('a\\rb', '_x000D_')
+    """
+    if "_x" not in text:
+        return text
+    return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
 @dataclass
@@ -57,6 +97,9 @@ class _Workbook:
     sheets: list[tuple[str, bool]]  # (name, visible) of every worksheet, in tab order
     pad_formats: dict[str, list[tuple[str, str]]]  # format code -> tokens, for formats in use
     xml_sizes: dict[str, int]  # sheet name -> unpacked size of its XML part
+    parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
+    strings_part: str | None = None  # the shared strings table, if any
+    error_parts: set[str] = field(default_factory=set)  # parts holding formula error cells
 
 
 def _inspect_xlsx(path: Path) -> _Workbook:
@@ -77,14 +120,16 @@ def _inspect_xlsx(path: Path) -> _Workbook:
             )
         if "mimetype" in names and "content.xml" in names:
             raise FileFormatError(f"{name} is an OpenDocument spreadsheet; save it as .xlsx or CSV")
-        _scan_members(name, archive, members)
+        error_parts = _scan_members(name, archive, members)
         workbook_part = _office_document_part(archive, names)
         if workbook_part is None or workbook_part not in names:
             raise not_workbook
         try:
-            return _read_workbook_parts(archive, names, workbook_part)
+            workbook = _read_workbook_parts(archive, names, workbook_part)
         except (SafeET.ParseError, KeyError, ValueError) as exc:
             raise FileFormatError(f"{name} is damaged: its workbook part cannot be read") from exc
+        workbook.error_parts = error_parts
+        return workbook
 
 
 def _refuse_zip_bomb(name: str, members: list[zipfile.ZipInfo]) -> None:
@@ -105,10 +150,12 @@ def _refuse_zip_bomb(name: str, members: list[zipfile.ZipInfo]) -> None:
         )
 
 
-def _scan_members(name: str, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]) -> None:
+def _scan_members(name: str, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]) -> set[str]:
     """Decompress every part once, streaming: CRCs verify the sizes the directory declared, and no
-    part may declare XML entities (billion laughs, external entities)."""
+    part may declare XML entities (billion laughs, external entities). Returns the parts that
+    hold formula error cells."""
     keep = max(len(n) for n in _ENTITY_NEEDLES) - 1
+    error_parts = set()
     for member in members:
         if member.is_dir():
             continue
@@ -121,6 +168,8 @@ def _scan_members(name: str, archive: zipfile.ZipFile, members: list[zipfile.Zip
                         raise FileFormatError(
                             f"{name} contains XML entity declarations; refusing to read it"
                         )
+                    if any(n in window for n in _ERROR_CELL_NEEDLES):
+                        error_parts.add(member.filename)
                     tail = window[-keep:]
         except FileFormatError:
             raise
@@ -132,6 +181,7 @@ def _scan_members(name: str, archive: zipfile.ZipFile, members: list[zipfile.Zip
             raise FileFormatError(
                 f"{name} is damaged (its part {member.filename} is corrupt)"
             ) from None
+    return error_parts
 
 
 def _parse_xml(archive: zipfile.ZipFile, part: str) -> Any:
@@ -190,6 +240,7 @@ def _read_workbook_parts(
     root = _parse_xml(archive, workbook_part)
     sheets = []
     sizes = {}
+    parts = {}
     for el in _named(root, "sheet"):
         rel_type, part = rels.get(_relationship_id(el), ("", ""))
         if rel_type and not rel_type.endswith("/worksheet"):
@@ -197,9 +248,11 @@ def _read_workbook_parts(
         name = el.get("name", "")
         sheets.append((name, el.get("state", "visible") == "visible"))
         sizes[name] = archive.getinfo(part).file_size if part in names else 0
+        parts[name] = part
     styles = next((t for rt, t in rels.values() if rt.endswith("/styles")), None)
     pads = _pad_formats(archive, styles) if styles in names else {}
-    return _Workbook(sheets, pads, sizes)
+    strings = next((t for rt, t in rels.values() if rt.endswith("/sharedStrings")), None)
+    return _Workbook(sheets, pads, sizes, parts, strings if strings in names else None)
 
 
 def _pad_formats(archive: zipfile.ZipFile, styles_part: str) -> dict[str, list[tuple[str, str]]]:
@@ -214,12 +267,34 @@ def _pad_formats(archive: zipfile.ZipFile, styles_part: str) -> dict[str, list[t
     return pads
 
 
+def _raw_shared_strings(path: Path, part: str) -> list[str]:
+    """The shared strings table as written (rich-text runs joined, phonetic runs left out)."""
+    strings = []
+    with zipfile.ZipFile(path) as archive, archive.open(part) as f:
+        for _event, el in SafeET.iterparse(f, forbid_dtd=True):
+            if el.tag.rpartition("}")[2] != "si":
+                continue
+            pieces = []
+            for child in el:
+                local = child.tag.rpartition("}")[2]
+                if local == "t":
+                    pieces.append(child.text or "")
+                elif local == "r":
+                    pieces.extend(
+                        t.text or "" for t in child if t.tag.endswith("}t") or t.tag == "t"
+                    )
+            strings.append("".join(pieces))
+            el.clear()
+    return strings
+
+
 def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) -> Table:
     """Open a checked workbook with the engine that fits it (``engine``, for tests, forces one).
 
     calamine is about five times faster but holds the whole sheet in memory (about twice the
-    sheet's XML) for as long as the table is open, and it cannot see number formats. So openpyxl
-    (streaming, bounded memory) reads workbooks with zero-padding formats, and sheets too big to
+    sheet's XML) for as long as the table is open, and it can see neither number formats nor
+    formula errors (it reads #N/A as empty). So openpyxl (streaming, bounded memory) reads
+    workbooks with zero-padding formats, sheets holding error cells, and sheets too big to
     hold. Both render cells the same way.
     """
     name = path.name
@@ -229,12 +304,13 @@ def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) ->
         raise FileFormatError(f"{name} has no worksheets")
     chosen = _choose_sheet(name, workbook.sheets, sheet)
     too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
-    engine = engine or ("openpyxl" if workbook.pad_formats or too_big else "calamine")
+    errors = workbook.parts.get(chosen) in workbook.error_parts
+    engine = engine or ("openpyxl" if workbook.pad_formats or too_big or errors else "calamine")
     source: _XlsxSource
     if engine == "calamine":
         source = _CalamineSource(path, chosen)
     else:
-        source = _OpenpyxlSource(path, chosen, workbook.pad_formats)
+        source = _OpenpyxlSource(path, chosen, workbook.pad_formats, workbook.strings_part)
     try:
         header_row, header = source.header()
         listing = ", ".join(f'"{n}"' for n in all_names)
@@ -282,8 +358,12 @@ def _choose_sheet(name: str, sheets: list[tuple[str, bool]], wanted: str | int |
     return names[wanted - 1]
 
 
+_NO_ERRORS: list[int] = []
+
+
 class _XlsxSource:
-    """Common row handling of both engines: each yields (row number, cells from column A)."""
+    """Common row handling of both engines: each yields (row number, cells from column A, the
+    positions of the cells that show a formula error)."""
 
     def __init__(self, path: Path, sheet: str):
         self.path = path
@@ -291,7 +371,7 @@ class _XlsxSource:
         self.layout: Layout
         self.header_row = 1
 
-    def rows(self) -> Iterator[tuple[int, list[str]]]:  # pragma: no cover - abstract
+    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def last_row(self) -> int | None:
@@ -299,7 +379,7 @@ class _XlsxSource:
         return None
 
     def header(self) -> tuple[int | None, list[str]]:
-        for number, cells in self.rows():
+        for number, cells, _errors in self.rows():
             if any(cells):
                 return number, cells
         return None, []
@@ -310,9 +390,11 @@ class _XlsxSource:
         names = layout.names
         unnamed = layout.blank_inside
         simple = kept == list(range(width))
+        position = {j: i for i, j in enumerate(kept)}
         numbers: list[int] = []
         batch: list[list[str]] = []
-        for number, cells in self.rows():
+        cell_errors: dict[int, list[tuple[str, str]]] = {}
+        for number, cells, errors in self.rows():
             if number <= self.header_row or not any(cells):
                 continue
             if len(cells) > width and any(cells[width:]):
@@ -330,19 +412,32 @@ class _XlsxSource:
             if max(map(len, row)) > MAX_CELL_CHARS:
                 j = next(k for k, text in zip(kept, row, strict=True) if len(text) > MAX_CELL_CHARS)
                 raise cell_too_big_error(number, column_letter(j))
+            if errors:
+                cell_errors[number] = [
+                    (names[position[j]], f"{column_letter(j)}{number} shows {cells[j]}")
+                    for j in errors
+                    if j in position
+                ]
             numbers.append(number)
             batch.append(row)
             if len(batch) >= size:
-                yield self._to_frame(names, numbers, batch)
-                numbers, batch = [], []
+                yield self._to_frame(names, numbers, batch, cell_errors)
+                numbers, batch, cell_errors = [], [], {}
         if batch:
-            yield self._to_frame(names, numbers, batch)
+            yield self._to_frame(names, numbers, batch, cell_errors)
 
     @staticmethod
-    def _to_frame(names: list[str], numbers: list[int], batch: list[list[str]]) -> pd.DataFrame:
+    def _to_frame(
+        names: list[str],
+        numbers: list[int],
+        batch: list[list[str]],
+        cell_errors: dict[int, list[tuple[str, str]]],
+    ) -> pd.DataFrame:
         columns = zip(*batch, strict=True)
         data = dict(zip(names, (list(c) for c in columns), strict=True))
-        return pd.DataFrame(data, index=row_index(numbers), dtype="str")
+        frame = pd.DataFrame(data, index=row_index(numbers), dtype="str")
+        frame.attrs[CELL_ERRORS] = cell_errors
+        return frame
 
     def _damaged(self) -> FileFormatError:
         return FileFormatError(f'{self.path.name} is damaged: sheet "{self.sheet}" cannot be read')
@@ -364,7 +459,7 @@ class _CalamineSource(_XlsxSource):
         except Exception:  # CalamineError and its kin: whatever a damaged file brings
             raise self._damaged() from None
 
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
+    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
         start = self._sheet.start
         if start is None:
             return  # an empty sheet (and iter_rows() would fail on it)
@@ -374,7 +469,7 @@ class _CalamineSource(_XlsxSource):
         try:
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
                 cells = [v if type(v) is str else render(v) for v in values]
-                yield number, pad + cells if pad else cells
+                yield number, pad + cells if pad else cells, _NO_ERRORS
         except Exception:
             raise self._damaged() from None
 
@@ -387,22 +482,44 @@ class _CalamineSource(_XlsxSource):
 
 
 class _OpenpyxlSource(_XlsxSource):
-    """The path for workbooks whose number formats change what a person sees (``00000``)."""
+    """The path for workbooks whose number formats change what a person sees (``00000``), and for
+    sheets holding formula errors, which openpyxl can see."""
 
-    def __init__(self, path: Path, sheet: str, pads: dict[str, list[tuple[str, str]]]):
+    def __init__(
+        self,
+        path: Path,
+        sheet: str,
+        pads: dict[str, list[tuple[str, str]]],
+        strings_part: str | None = None,
+    ):
         super().__init__(path, sheet)
         import openpyxl
 
         self._pads = pads
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 self._book = openpyxl.load_workbook(
                     path, read_only=True, data_only=True, keep_links=False
                 )
+            for warning in caught:  # "Unknown extension...": for the log, not the terminal
+                log.debug("openpyxl on %s: %s", path.name, warning.message)
             self._sheet = self._book[sheet]
+            if strings_part is not None:
+                self._use_raw_strings(strings_part)
         except Exception:  # openpyxl raises many kinds on a broken file
             raise self._damaged() from None
+
+    def _use_raw_strings(self, part: str) -> None:
+        """Give openpyxl the shared strings as written, escapes and all: it decodes only
+        ``_x005F_``, after which a literal ``_x000D_`` and an escaped CR look the same. Every
+        string is then decoded once, in :meth:`rows`, as calamine does."""
+        strings = getattr(self._sheet, "_shared_strings", None)
+        if not isinstance(strings, list):
+            return
+        raw = _raw_shared_strings(self.path, part)
+        if len(raw) == len(strings):
+            strings[:] = raw
 
     def last_row(self) -> int | None:
         try:
@@ -410,26 +527,30 @@ class _OpenpyxlSource(_XlsxSource):
         except Exception:
             return None
 
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
+    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
         pads = self._pads
         sheet = self._sheet
         sheet.reset_dimensions()  # the stored dimension can be wrong; read what is there
         try:
             for number, cells in enumerate(sheet.iter_rows(min_row=1, min_col=1), start=1):
                 out = []
-                for cell in cells:
+                errors = _NO_ERRORS
+                for j, cell in enumerate(cells):
                     value = cell.value
                     kind = type(value)
-                    if kind is str:
-                        # Error cells (#N/A) read as empty, as calamine gives them.
-                        out.append("" if cell.data_type == "e" else value)
+                    if cell.data_type == "e":
+                        # A formula error is shown, and flagged: it is not a value to send.
+                        errors = [*errors, j]
+                        out.append(value if value in ERROR_CODES else "#VALUE!")
+                    elif kind is str:
+                        out.append(decode_ooxml_escapes(value))
                     elif (kind is int or kind is float) and cell.number_format in pads:
                         out.append(render_padded(value, pads[cell.number_format]))
                     else:
                         out.append(render(value))
                 while out and not out[-1]:
                     out.pop()
-                yield number, out
+                yield number, out, errors
         except Exception:  # openpyxl raises many kinds on a broken sheet
             raise self._damaged() from None
 

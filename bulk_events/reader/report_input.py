@@ -21,7 +21,7 @@ import pandas as pd
 from bulk_events.errors import FileFormatError
 from bulk_events.report import INPUT_SUFFIX, REPORT_COLUMNS
 
-from .table import Detected, Source, Table, row_index
+from .table import CELL_ERRORS, Detected, Source, Table, row_index
 
 _ESCAPED = re.compile(r"^'+[=+\-@\t\r]")
 
@@ -87,8 +87,8 @@ class _ReportCellsSource:
 def _renamed_attrs(attrs: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
     """A chunk's attrs with column names mapped to the input's (cell errors name columns)."""
     out = dict(attrs)
-    if cell_errors := attrs.get("cell_errors"):
-        out["cell_errors"] = {
+    if cell_errors := attrs.get(CELL_ERRORS):
+        out[CELL_ERRORS] = {
             row: [(renamed[c], text) for c, text in cells if c in renamed]
             for row, cells in cell_errors.items()
         }

@@ -14,6 +14,10 @@ from bulk_events.errors import FileFormatError, UsageError
 
 MAX_CELL_CHARS = 1 << 20  # a cell beyond 1 MiB is not contact data; refuse before it eats memory
 BLOCK = 1 << 20  # read size of every streaming pass
+# The key of ``frame.attrs`` under which a chunk lists the cells that show a formula error:
+# row number -> [(column, "C7 shows #N/A"), ...]. Such a cell holds what it shows ("#N/A"), but
+# it is no value: a row with one in a column that is sent is invalid.
+CELL_ERRORS = "cell_errors"
 
 
 class Source(Protocol):
