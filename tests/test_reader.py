@@ -1056,3 +1056,36 @@ def test_ooxml_escapes_are_decoded_the_same_by_both_routes(tmp_path: Path) -> No
             3: ["b@x.com", "tab\there", "42"],
         }
     )
+
+
+def test_empty_first_sheet_beside_a_data_sheet_suggests_sheet(tmp_path: Path) -> None:
+    """When the default (first) sheet is empty and others exist, the refusal names --sheet."""
+    path = files.workbook(tmp_path / "w.xlsx", {"Sheet1": [], "Data": [["email"], ["a@x.com"]]})
+    with pytest.raises(FileFormatError) as err:
+        open_table(path)
+    assert str(err.value) == (
+        'sheet "Sheet1" in w.xlsx is empty; pick another with --sheet; sheets: "Sheet1", "Data"'
+    )
+
+
+def test_openpyxl_warnings_go_to_the_log_not_the_terminal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A date serial beyond year 9999 makes openpyxl warn: the warning is logged (seen at -v),
+    never shown as a Python warning, and the cell shows #VALUE! as Excel does."""
+    import warnings
+
+    path = files.workbook(
+        tmp_path / "d.xlsx",
+        {"Data": [["email", "when"], ["a@x.com", 2994626]]},
+        formats={"B2": "yyyy-mm-dd"},
+    )
+    caplog.set_level("INFO", logger="bulk_events")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with excel.open_xlsx(path, None, engine="openpyxl") as table:
+            chunk = next(table.chunks())
+    assert not shown
+    assert "outside the limits for dates" in caplog.text
+    assert records(chunk) == {2: ["a@x.com", "#VALUE!"]}
+    assert chunk.attrs[reader.CELL_ERRORS] == {2: [("when", "B2 shows #VALUE!")]}

@@ -9,6 +9,7 @@ the only one that sees number formats). Both render cells through :mod:`.render`
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import warnings
@@ -315,7 +316,8 @@ def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) ->
         header_row, header = source.header()
         listing = ", ".join(f'"{n}"' for n in all_names)
         if header_row is None:
-            raise FileFormatError(f'sheet "{chosen}" in {name} is empty; sheets: {listing}')
+            hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
+            raise FileFormatError(f'sheet "{chosen}" in {name} is empty{hint}; sheets: {listing}')
         layout = Layout.from_header(header)
         if not layout.kept:
             raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
@@ -503,7 +505,7 @@ class _OpenpyxlSource(_XlsxSource):
                     path, read_only=True, data_only=True, keep_links=False
                 )
             for warning in caught:  # "Unknown extension...": for the log, not the terminal
-                log.debug("openpyxl on %s: %s", path.name, warning.message)
+                log.info("openpyxl on %s: %s", path.name, warning.message)
             self._sheet = self._book[sheet]
             if strings_part is not None:
                 self._use_raw_strings(strings_part)
@@ -532,7 +534,7 @@ class _OpenpyxlSource(_XlsxSource):
         sheet = self._sheet
         sheet.reset_dimensions()  # the stored dimension can be wrong; read what is there
         try:
-            for number, cells in enumerate(sheet.iter_rows(min_row=1, min_col=1), start=1):
+            for number, cells in enumerate(self._quiet(sheet.iter_rows(min_row=1, min_col=1)), 1):
                 out = []
                 errors = _NO_ERRORS
                 for j, cell in enumerate(cells):
@@ -553,6 +555,24 @@ class _OpenpyxlSource(_XlsxSource):
                 yield number, out, errors
         except Exception:  # openpyxl raises many kinds on a broken sheet
             raise self._damaged() from None
+
+    def _quiet(self, rows: Iterator[Any]) -> Iterator[Any]:
+        """openpyxl's rows, its warnings ("... extension is not supported", "serial value
+        outside the limits for dates") sent to the log rather than to the user's terminal.
+        Rows are fetched in batches inside the catch, so the warning filters are never left
+        changed while the caller holds a row."""
+        said: set[str] = set()
+        while True:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                batch = list(itertools.islice(rows, 1000))
+            for warning in caught:
+                if (text := str(warning.message)) not in said and len(said) < 20:
+                    said.add(text)
+                    log.info("openpyxl on %s: %s", self.path.name, text)
+            if not batch:
+                return
+            yield from batch
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
