@@ -44,13 +44,7 @@ from .outcome import OK_STATUSES, Outcome, Status
 from .payload import build_bodies, event_key
 from .ratelimit import RateLimiter
 from .reader import Table, open_table
-from .report import (
-    REPORT_COLUMNS,
-    ReportWriter,
-    input_columns_of_report,
-    is_report,
-    unescape_formula,
-)
+from .report import ReportWriter
 from .schema import Layout, RowValidator, plan_columns
 from .transport import ApiTransport, EventUrlTransport, Timeouts, Transport
 
@@ -238,30 +232,19 @@ class _Preparer:
         self,
         layout: Layout,
         validator: RowValidator,
-        from_report: bool,
-        columns: list[str],
         *,
         identity: str,
         allow_duplicates: bool,
     ) -> None:
         self.layout = layout
         self.validator = validator
-        self.from_report = from_report
-        self.columns = columns
         self.identity = identity
         self.allow_duplicates = allow_duplicates
         self.seen: SeenKeys | None = None
         self.journal: Any = None
 
-    def frame(self, chunk: pd.DataFrame) -> pd.DataFrame:
-        if not self.from_report:
-            return chunk
-        original = chunk.iloc[:, len(REPORT_COLUMNS) :].copy()
-        original.columns = self.columns
-        return original.map(lambda v: unescape_formula(v) if isinstance(v, str) else v)
-
     def __call__(self, chunk: pd.DataFrame) -> _Prepared:
-        frame = self.frame(chunk)
+        frame = chunk
         validated = self.validator.validate(frame)
         # A row of cells holding only spaces looks blank in a spreadsheet program: treat it as
         # one (not reported), like the truly empty rows the reader already leaves out.
@@ -411,8 +394,7 @@ class Import:
 
     async def _run_table(self, table: Table, started: float) -> RunResult:
         o = self.options
-        from_report = is_report(table.columns)
-        columns = input_columns_of_report(table.columns) if from_report else list(table.columns)
+        columns = list(table.columns)
         try:
             layout = plan_columns(
                 columns,
@@ -439,8 +421,6 @@ class Import:
         preparer = _Preparer(
             layout,
             validator,
-            from_report,
-            columns,
             identity=o.identity,
             allow_duplicates=o.allow_duplicates,
         )
@@ -451,8 +431,6 @@ class Import:
                 f"bulk-events: reading {self.path.name}: {table.detected.describe()}",
                 file=sys.stderr,
             )
-        if from_report:
-            log.info("%s is a bulk-events report: its own columns are ignored", self.path.name)
         for c in layout.columns:
             log.info(
                 "column %r -> %s (%s)",
@@ -679,7 +657,7 @@ class Import:
                         # The rest of the file after a stop: listed as pending without being
                         # validated, so Ctrl-C on a million-row file ends in seconds. The next
                         # run checks and sends them.
-                        frame = preparer.frame(chunk)
+                        frame = chunk
                         work = _Chunk(frame, advance)
                         pending = Outcome(
                             0, Status.PENDING, "not attempted: the run stopped before this row"

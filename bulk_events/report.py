@@ -31,7 +31,6 @@ INPUT_SUFFIX = " (input)"
 
 _TRIGGER = re.compile(r"^'*[=+\-@\t\r]")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-_ESCAPED = re.compile(r"^'+[=+\-@\t\r]")
 
 
 def escape_formula(value: str) -> str:
@@ -41,7 +40,7 @@ def escape_formula(value: str) -> str:
     ("'=HYPERLINK(...)", '-5', 'hello')
 
     Values that already start with apostrophes before a trigger get one more, so that
-    :func:`unescape_formula` restores every value exactly.
+    :func:`bulk_events.reader.report_input.unescape_formula` restores every value exactly.
     """
     if value and _TRIGGER.match(value) and not _PLAIN_NUMBER.match(value):
         return "'" + value
@@ -61,30 +60,12 @@ def escape_column(values: pd.Series) -> list[str]:
     return [escape_formula(v) if v[:1] in _FIRST else v for v in values.tolist()]
 
 
-def unescape_formula(value: str) -> str:
-    """Undo :func:`escape_formula` (for feeding a report back in as input)."""
-    if value and _ESCAPED.match(value):
-        return value[1:]
-    return value
-
-
 def report_format(path: str | os.PathLike[str]) -> str:
     """The report format chosen by the file's extension (CSV when it has none we know)."""
     suffix = Path(path).suffix.lower()
     if suffix and suffix not in FORMATS:
         raise UsageError(f"--report {Path(path).name}: use a .csv, .xlsx or .jsonl file name")
     return FORMATS.get(suffix, "csv")
-
-
-def is_report(columns: Sequence[str]) -> bool:
-    """Whether a file's header is that of a bulk-events report."""
-    return tuple(c.strip() for c in columns[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
-
-
-def input_columns_of_report(columns: Sequence[str]) -> list[str]:
-    """The original input columns inside a report's header, with their own names back."""
-    names = [unescape_formula(n) for n in columns[len(REPORT_COLUMNS) :]]
-    return [n[: -len(INPUT_SUFFIX)] if n.endswith(INPUT_SUFFIX) else n for n in names]
 
 
 def _outcome_cells(o: Outcome) -> list[Any]:

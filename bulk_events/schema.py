@@ -657,6 +657,11 @@ class RowValidator:
                 found = errors.setdefault(row, [])
                 if text not in found:  # the frame-wide check reports once per column
                     found.append(text)
+        # Cells the reader found showing a formula error (#N/A): no value, so the row is invalid.
+        sent_columns = {c.source for c in self.layout.columns}
+        for row, cells in chunk.attrs.get("cell_errors", {}).items():
+            if shown := [text for column, text in cells if column in sent_columns]:
+                errors.setdefault(int(row), []).extend(shown)
         warnings: dict[int, list[str]] = {}
         if phone is not None and phone_problems:
             for row, texts in phone_problems.items():

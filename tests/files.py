@@ -168,3 +168,57 @@ def zeros_member(path: Path, base: Path, member: str, size: int) -> Path:
         for _ in range(size // len(piece)):
             out.write(piece)
     return path
+
+
+def error_workbook(path: Path) -> Path:
+    """Formula cells as Excel saves them, with cached results: errors in a data row, a row of
+    nothing but errors, numbers, strings and booleans (XlsxWriter writes the cached values)."""
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Data")
+    ws.write_row(0, 0, ["email", "score", "note"])
+    ws.write(1, 0, "a@x.com")
+    ws.write_formula(1, 1, "=NA()", None, "#N/A")
+    ws.write(1, 2, "fine")
+    ws.write(2, 0, "b@x.com")
+    ws.write_formula(2, 1, "=1+1", None, 2)
+    ws.write_formula(2, 2, '="a"&"b"', None, "ab")
+    for col, code in enumerate(["#DIV/0!", "#REF!", "#NAME?"]):
+        ws.write_formula(3, col, f"={code}", None, code)  # row 4: only errors
+    ws.write(4, 0, "c@x.com")
+    ws.write_formula(4, 1, "=TRUE()", None, True)
+    ws.write(4, 2, "")
+    wb.close()
+    return path
+
+
+def escaped_strings_workbook(path: Path, *, padded: bool = False) -> Path:
+    """Shared strings holding OOXML escapes as Excel writes them: ``_x000D_`` for the CR of a
+    multi-line cell, ``_x005F_`` for a literal "_" that starts an escape-like text."""
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(str(path))
+    ws = wb.add_worksheet("Data")
+    ws.write_row(0, 0, ["email", "note", "code"])
+    ws.write_row(1, 0, ["a@x.com", "CR_HERE", "LITERAL_HERE"])
+    zero_pad = wb.add_format({"num_format": "00000"}) if padded else None
+    ws.write_row(2, 0, ["b@x.com", "NUL_HERE"])
+    ws.write_number(2, 2, 42, zero_pad)
+    wb.close()
+    raw = {
+        b"CR_HERE": b"line 1_x000D_\nline 2",
+        b"LITERAL_HERE": b"_x005F_x000D_ stays",
+        b"NUL_HERE": b"tab_x0009_here",
+    }
+
+    def patch(sst: bytes) -> bytes:
+        for marker, text in raw.items():
+            sst = sst.replace(marker, text)
+        return sst
+
+    tmp = path.with_suffix(".tmp.xlsx")
+    path.rename(tmp)
+    patch_zip(tmp, path, {"xl/sharedStrings.xml": patch})
+    tmp.unlink()
+    return path

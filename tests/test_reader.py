@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gc
 import io
 import string
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import openpyxl
 import pandas as pd
-import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bulk_events import reader
 from bulk_events.errors import FileFormatError, UsageError
-from bulk_events.reader import Detected, open_table
+from bulk_events.reader import Detected, csvfile, detect, excel, open_table
+from bulk_events.reader import table as table_module
 
 sys.path.insert(0, str(Path(__file__).parent))
 import files  # the test-file builders beside this module
@@ -56,9 +56,43 @@ def records(frame: pd.DataFrame) -> dict[int, list[str]]:
     }
 
 
-def rss() -> int:
-    gc.collect()
-    return psutil.Process().memory_info().rss
+def limit(monkeypatch: pytest.MonkeyPatch, name: str, value: int) -> None:
+    """Lower one of the reader's limits in every module of the package that uses it."""
+    for module in (table_module, detect, csvfile, excel):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, value)
+
+
+PEAK_SCRIPT = """
+import resource, sys
+from bulk_events.errors import BulkEventsError
+from bulk_events.reader import open_table
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    with open_table(sys.argv[1]) as table:
+        for _ in table.chunks():
+            pass
+    message = "read"
+except BulkEventsError as exc:
+    message = str(exc)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(after - before)
+print(message)
+"""
+
+
+def peak_growth(path: Path) -> tuple[int, str]:
+    """Read ``path`` in a fresh process: (how far the peak RSS rose during the read, in bytes,
+    and the refusal message or "read"). A peak, so memory held only briefly still counts."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_SCRIPT, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    kib, message = done.stdout.split("\n", 1)
+    return int(kib) * 1024, message.strip()
 
 
 # --------------------------------------------------------------------------- CSV: the happy cases
@@ -426,11 +460,13 @@ def test_unterminated_quote_is_refused_with_the_row_it_starts_on(tmp_path: Path)
 
 def test_giant_cell_on_one_line_is_refused_before_reading(tmp_path: Path) -> None:
     """A cell (so a line) over 1 MiB is found by the first pass, before any row, naming its row."""
-    data = b"email,name\na@x.com,Ann\nb@x.com," + b"x" * (reader.MAX_CELL_CHARS + 10) + b"\n"
-    before = rss()
+    data = b"email,name\na@x.com,Ann\nb@x.com," + b"x" * (64 * 2**20) + b"\n"
+    path = files.write_bytes(tmp_path / "c.csv", data)
     with pytest.raises(FileFormatError, match=r"^row 3 is longer than 1 MiB; refusing to read it$"):
-        open_table(files.write_bytes(tmp_path / "c.csv", data))
-    assert rss() - before < 100 * 2**20
+        open_table(path)
+    growth, message = peak_growth(path)
+    assert message.startswith("row 3 is longer than 1 MiB")
+    assert growth < 24 * 2**20  # holding the 64 MiB line at once would take far more
 
 
 def test_giant_quoted_multiline_cell_is_refused_naming_row_and_column(tmp_path: Path) -> None:
@@ -449,8 +485,8 @@ def test_line_checks_hold_across_read_blocks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With tiny read blocks, rows, quoted line breaks and the long-line check still land on the right rows."""
-    monkeypatch.setattr(reader, "_BLOCK", 7)
-    monkeypatch.setattr(reader, "MAX_CELL_CHARS", 40)
+    limit(monkeypatch, "BLOCK", 7)
+    limit(monkeypatch, "MAX_CELL_CHARS", 40)
     data = 'email,note\r\na@x.com,"one\r\ntwo"\r\n\r\nb@x.com,"say ""hi"""\r\n'
     _, rows = read_all(files.write_bytes(tmp_path / "ok.csv", data.encode()))
     assert records(rows) == {2: ["a@x.com", "one\r\ntwo"], 4: ["b@x.com", 'say "hi"']}
@@ -463,7 +499,7 @@ def test_utf16_file_gets_the_same_line_checks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """UTF-16 text (checked as text, not bytes) is refused for a long line, and its giant quoted cells are caught."""
-    monkeypatch.setattr(reader, "MAX_CELL_CHARS", 40)
+    limit(monkeypatch, "MAX_CELL_CHARS", 40)
     long = "email\tnote\r\na@x.com\tok\r\nb@x.com\t" + "y" * 45 + "\r\n"
     with pytest.raises(FileFormatError, match=r"^row 3 is longer than 1 MiB"):
         open_table(
@@ -622,18 +658,18 @@ def test_calamine_and_openpyxl_give_identical_strings(tmp_path: Path) -> None:
             "xl/worksheets/sheet1.xml": lambda x: files.replace_row(
                 x,
                 9,
-                '<c r="A9"><f>1-539-402-259</f><v>-1199</v></c><c r="B9" t="e"><v>#N/A</v></c>'
+                '<c r="A9"><f>1-539-402-259</f><v>-1199</v></c><c r="B9" t="b"><f>TRUE()</f><v>1</v></c>'
                 '<c r="C9" t="str"><f>"a"&amp;"b"</f><v>ab</v></c><c r="D9"><f>1+1</f></c>',
             )
         },
     )
     results = []
     for engine in ("calamine", "openpyxl"):
-        with reader._open_xlsx(path, None, engine=engine) as table:
+        with excel.open_xlsx(path, None, engine=engine) as table:
             assert table.detected.engine == engine
             results.append((table.columns, records(pd.concat(table.chunks(2)))))
     assert results[0] == results[1]
-    assert results[0][1][9][:4] == ["-1199", "", "ab", ""]
+    assert results[0][1][9][:4] == ["-1199", "TRUE", "ab", ""]
 
 
 def test_big_sheet_is_streamed_by_openpyxl_with_the_same_cells(
@@ -642,7 +678,7 @@ def test_big_sheet_is_streamed_by_openpyxl_with_the_same_cells(
     """A sheet too big to hold in memory is read by streaming openpyxl, giving the same cells."""
     path = files.typed_workbook(tmp_path / "t.xlsx")
     _, small = read_all(path)
-    monkeypatch.setattr(reader, "CALAMINE_MAX_SHEET_XML", 1000)
+    monkeypatch.setattr(excel, "CALAMINE_MAX_SHEET_XML", 1000)
     table, big = read_all(path)
     assert table.detected.engine == "openpyxl"
     assert records(big) == records(small)
@@ -796,10 +832,11 @@ def test_zip_bomb_member_is_refused_quickly_with_bounded_memory(tmp_path: Path) 
     base = files.workbook(tmp_path / "b.xlsx", {"Data": [["a"], ["1"]]})
     bomb = files.zeros_member(tmp_path / "bomb.xlsx", base, "xl/media/blob.bin", 64 * 2**20)
     assert bomb.stat().st_size < 2**20
-    before = rss()
     with pytest.raises(FileFormatError, match="looks like a zip bomb"):
         open_table(bomb)
-    assert rss() - before < 50 * 2**20
+    growth, message = peak_growth(bomb)
+    assert "looks like a zip bomb" in message
+    assert growth < 24 * 2**20  # unpacking the 64 MiB member would take more
 
 
 def test_declared_total_over_the_limit_is_refused(tmp_path: Path) -> None:
@@ -815,12 +852,16 @@ def test_member_larger_than_declared_is_refused_as_damaged(tmp_path: Path) -> No
     """A member whose directory under-states its size (a lying bomb) fails its check: damaged."""
     path = files.workbook(tmp_path / "lie.xlsx", {"Data": [["a"], ["1"]]})
     files.set_declared_sizes(path, "xl/worksheets/sheet1.xml", file_size=20)
-    before = rss()
     with pytest.raises(
         FileFormatError, match=r"^lie\.xlsx is damaged \(its part xl/worksheets/sheet1\.xml"
     ):
         open_table(path)
-    assert rss() - before < 50 * 2**20
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["a"], ["1"]]})
+    big = files.zeros_member(tmp_path / "big-lie.xlsx", base, "xl/media/blob.bin", 64 * 2**20)
+    files.set_declared_sizes(big, "xl/media/blob.bin", file_size=20)
+    growth, message = peak_growth(big)
+    assert message.startswith("big-lie.xlsx is damaged (its part xl/media/blob.bin")
+    assert growth < 24 * 2**20  # unpacking the 64 MiB it really holds would take more
 
 
 BILLION_LAUGHS = (
@@ -855,12 +896,14 @@ def test_xml_entity_declarations_are_refused(tmp_path: Path, member: str, conten
     """Any part declaring a DOCTYPE or entities (billion laughs, XXE) is refused before parsing."""
     base = files.workbook(tmp_path / "b.xlsx", {"Data": [["a"], ["1"]]})
     path = files.patch_zip(base, tmp_path / "evil.xlsx", {member: content})
-    before = rss()
     with pytest.raises(
         FileFormatError, match=r"^evil\.xlsx contains XML entity declarations; refusing to read it$"
     ):
         open_table(path)
-    assert rss() - before < 50 * 2**20
+    if member == "xl/sharedStrings.xml":  # expanding its entities would take gigabytes
+        growth, message = peak_growth(path)
+        assert message.startswith("evil.xlsx contains XML entity declarations")
+        assert growth < 24 * 2**20
 
 
 def test_corrupt_sheet_xml_is_a_clear_error(tmp_path: Path) -> None:
@@ -926,3 +969,123 @@ def test_forcing_utf16_on_a_file_without_bom_is_a_clear_error(tmp_path):
     path.write_text("email\na@b.co\n", encoding="utf-8")
     with pytest.raises(FileFormatError, match="try another --encoding"):
         open_table(path, encoding="utf-16")
+
+
+# --------------------------------------------------------------------------- a report fed back in
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_report_reads_back_as_the_original_input(tmp_path: Path, suffix: str) -> None:
+    """A CSV or XLSX report opens as the input it reports on: its columns, its cells unescaped."""
+    from bulk_events.outcome import Outcome, Status
+    from bulk_events.report import ReportWriter
+
+    columns = ["email", "status", "=note"]
+    chunk = pd.DataFrame(
+        {"email": ["a@x.com", "b@x.com"], "status": ["vip", "-5"], "=note": ["=1+1", "'@x"]},
+        index=[2, 4],
+        dtype=object,
+    )
+    path = tmp_path / f"r{suffix}"
+    with ReportWriter(path, columns) as report:
+        report.write(chunk, [Outcome(2, Status.VALID), Outcome(4, Status.VALID)])
+        report.commit()
+    table, rows = read_all(path)
+    assert table.columns == columns
+    assert table.detected.report
+    assert "bulk-events report" in table.detected.describe()
+    assert records(rows) == {2: ["a@x.com", "vip", "=1+1"], 3: ["b@x.com", "-5", "'@x"]}
+
+
+# --------------------------------------------------------------------------- XLSX: cells as shown
+
+
+def test_formula_errors_are_shown_and_listed_per_row(tmp_path: Path) -> None:
+    """An error cell reads as what Excel shows (#N/A) and is listed on its chunk; a row of only
+    errors is a row, not a blank one; cached numbers, strings and booleans read as shown."""
+    table, rows = read_all(files.error_workbook(tmp_path / "e.xlsx"), size=2)
+    assert table.detected.engine == "openpyxl"  # calamine reads error cells as empty
+    assert records(rows) == {
+        2: ["a@x.com", "#N/A", "fine"],
+        3: ["b@x.com", "2", "ab"],
+        4: ["#DIV/0!", "#REF!", "#NAME?"],
+        5: ["c@x.com", "TRUE", ""],
+    }
+    with open_table(tmp_path / "e.xlsx") as again:
+        listed = {}
+        for chunk in again.chunks(2):
+            listed.update(chunk.attrs[reader.CELL_ERRORS])
+    assert listed == {
+        2: [("score", "B2 shows #N/A")],
+        4: [
+            ("email", "A4 shows #DIV/0!"),
+            ("score", "B4 shows #REF!"),
+            ("note", "C4 shows #NAME?"),
+        ],
+    }
+
+
+def test_a_row_with_an_error_in_a_sent_column_is_invalid(tmp_path: Path) -> None:
+    """The dry run reports a row whose sent cell shows #N/A as invalid, naming the cell."""
+    import bulk_events
+
+    report = tmp_path / "r.csv"
+    result = bulk_events.import_file(
+        files.error_workbook(tmp_path / "e.xlsx"), event="e", dry_run=True, report=report
+    )
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        outcome = {int(r["row"]): (r["status"], r["error"]) for r in csv.DictReader(f)}
+    assert outcome[2] == ("invalid", "B2 shows #N/A")
+    assert outcome[3][0] == "valid" and outcome[5][0] == "valid"
+    assert outcome[4][0] == "invalid" and "A4 shows #DIV/0!" in outcome[4][1]
+    assert result.counts["invalid"] == 2
+
+
+def test_ooxml_escapes_are_decoded_the_same_by_both_routes(tmp_path: Path) -> None:
+    """_x000D_ is a carriage return, _x005F_ a literal "_", in calamine and in openpyxl alike."""
+    path = files.escaped_strings_workbook(tmp_path / "s.xlsx")
+    results = []
+    for engine in ("calamine", "openpyxl"):
+        with excel.open_xlsx(path, None, engine=engine) as table:
+            results.append(records(pd.concat(table.chunks())))
+    assert (
+        results[0]
+        == results[1]
+        == {
+            2: ["a@x.com", "line 1\r\nline 2", "_x000D_ stays"],
+            3: ["b@x.com", "tab\there", "42"],
+        }
+    )
+
+
+def test_empty_first_sheet_beside_a_data_sheet_suggests_sheet(tmp_path: Path) -> None:
+    """When the default (first) sheet is empty and others exist, the refusal names --sheet."""
+    path = files.workbook(tmp_path / "w.xlsx", {"Sheet1": [], "Data": [["email"], ["a@x.com"]]})
+    with pytest.raises(FileFormatError) as err:
+        open_table(path)
+    assert str(err.value) == (
+        'sheet "Sheet1" in w.xlsx is empty; pick another with --sheet; sheets: "Sheet1", "Data"'
+    )
+
+
+def test_openpyxl_warnings_go_to_the_log_not_the_terminal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A date serial beyond year 9999 makes openpyxl warn: the warning is logged (seen at -v),
+    never shown as a Python warning, and the cell shows #VALUE! as Excel does."""
+    import warnings
+
+    path = files.workbook(
+        tmp_path / "d.xlsx",
+        {"Data": [["email", "when"], ["a@x.com", 2994626]]},
+        formats={"B2": "yyyy-mm-dd"},
+    )
+    caplog.set_level("INFO", logger="bulk_events")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with excel.open_xlsx(path, None, engine="openpyxl") as table:
+            chunk = next(table.chunks())
+    assert not shown
+    assert "outside the limits for dates" in caplog.text
+    assert records(chunk) == {2: ["a@x.com", "#VALUE!"]}
+    assert chunk.attrs[reader.CELL_ERRORS] == {2: [("when", "B2 shows #VALUE!")]}

@@ -14,13 +14,11 @@ from hypothesis import strategies as st
 
 from bulk_events.errors import UsageError
 from bulk_events.outcome import Outcome, Status
+from bulk_events.reader.report_input import input_columns_of_report, is_report, unescape_formula
 from bulk_events.report import (
     REPORT_COLUMNS,
     ReportWriter,
     escape_formula,
-    input_columns_of_report,
-    is_report,
-    unescape_formula,
 )
 
 

@@ -1,0 +1,579 @@
+"""Excel workbooks -> rows of text cells: zip safety checks, the workbook's parts, two readers.
+
+:func:`open_xlsx` refuses an unsafe or broken workbook from its zip directory and parts before
+any cell is read (zip bombs, XML entities, encrypted or damaged parts), lists the sheets, then
+reads the chosen sheet with python-calamine (fast, holds the sheet) or openpyxl (streaming, and
+the only one that sees number formats). Both render cells through :mod:`.render`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import re
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+from defusedxml import ElementTree as SafeET
+
+from bulk_events.errors import FileFormatError
+
+from .render import pad_tokens, render, render_padded
+from .table import (
+    BLOCK,
+    CELL_ERRORS,
+    MAX_CELL_CHARS,
+    Detected,
+    Layout,
+    Table,
+    cell_too_big_error,
+    column_letter,
+    no_header_error,
+    row_index,
+)
+
+log = logging.getLogger(__name__)
+
+# Above this much sheet XML (about 300k rows of 8 columns) calamine would hold ~200 MiB for the
+# whole run: such sheets are streamed by openpyxl instead.
+CALAMINE_MAX_SHEET_XML = 100 * 1000 * 1000
+
+# Zip-bomb limits, checked against the zip directory before anything is decompressed.
+_MAX_UNZIPPED_TOTAL = 1 << 30
+_MAX_RATIO = 200
+_RATIO_APPLIES_ABOVE = 50 * 1000 * 1000
+_MAX_MEMBERS = 20_000
+
+
+_ENTITY_NEEDLES = tuple(
+    needle.encode(enc)
+    for needle in ("<!DOCTYPE", "<!ENTITY")
+    for enc in ("utf-8", "utf-16-le", "utf-16-be")
+)
+# A cell of type "e" holds a formula error (#N/A, #DIV/0!...), which calamine reads as empty.
+_ERROR_CELL_NEEDLES = (b't="e"', b"t='e'")
+# What Excel shows for a formula error; anything else in an error cell is shown as #VALUE!.
+ERROR_CODES = frozenset(
+    [
+        "#NULL!",
+        "#DIV/0!",
+        "#VALUE!",
+        "#REF!",
+        "#NAME?",
+        "#NUM!",
+        "#N/A",
+        "#GETTING_DATA",
+        "#SPILL!",
+        "#CALC!",
+        "#FIELD!",
+        "#BLOCKED!",
+        "#CONNECT!",
+        "#BUSY!",
+        "#UNKNOWN!",
+        "#PYTHON!",
+    ]
+)
+_OOXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def decode_ooxml_escapes(text: str) -> str:
+    """Decode OOXML's ``_xHHHH_`` escapes (``_x000D_`` is a carriage return, ``_x005F_`` a "_").
+
+    >>> decode_ooxml_escapes("a_x000D_b"), decode_ooxml_escapes("_x005F_x000D_")
+    ('a\\rb', '_x000D_')
+    """
+    if "_x" not in text:
+        return text
+    return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
+@dataclass
+class _Workbook:
+    sheets: list[tuple[str, bool]]  # (name, visible) of every worksheet, in tab order
+    pad_formats: dict[str, list[tuple[str, str]]]  # format code -> tokens, for formats in use
+    xml_sizes: dict[str, int]  # sheet name -> unpacked size of its XML part
+    parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
+    strings_part: str | None = None  # the shared strings table, if any
+    error_parts: set[str] = field(default_factory=set)  # parts holding formula error cells
+
+
+def _inspect_xlsx(path: Path) -> _Workbook:
+    """Refuse what is not a safe .xlsx; list its sheets and the zero-padding formats it uses."""
+    name = path.name
+    not_workbook = FileFormatError(f"{name} is not an Excel workbook (.xlsx/.xlsm)")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise not_workbook from None
+    with archive:
+        members = archive.infolist()
+        _refuse_zip_bomb(name, members)
+        names = {m.filename for m in members}
+        if "xl/workbook.bin" in names:
+            raise FileFormatError(
+                f"{name} is a binary Excel workbook (.xlsb); save it as .xlsx or CSV"
+            )
+        if "mimetype" in names and "content.xml" in names:
+            raise FileFormatError(f"{name} is an OpenDocument spreadsheet; save it as .xlsx or CSV")
+        error_parts = _scan_members(name, archive, members)
+        workbook_part = _office_document_part(archive, names)
+        if workbook_part is None or workbook_part not in names:
+            raise not_workbook
+        try:
+            workbook = _read_workbook_parts(archive, names, workbook_part)
+        except (SafeET.ParseError, KeyError, ValueError) as exc:
+            raise FileFormatError(f"{name} is damaged: its workbook part cannot be read") from exc
+        workbook.error_parts = error_parts
+        return workbook
+
+
+def _refuse_zip_bomb(name: str, members: list[zipfile.ZipInfo]) -> None:
+    if len(members) > _MAX_MEMBERS:
+        raise FileFormatError(f"{name} has {len(members)} parts; refusing to read it")
+    total = 0
+    for m in members:
+        total += m.file_size
+        ratio = m.file_size / max(m.compress_size, 1)
+        if m.file_size > _RATIO_APPLIES_ABOVE and ratio > _MAX_RATIO:
+            raise FileFormatError(
+                f"{name} looks like a zip bomb ({m.filename} unpacks {ratio:.0f} times larger); "
+                "refusing to read it"
+            )
+    if total > _MAX_UNZIPPED_TOTAL:
+        raise FileFormatError(
+            f"{name} would unpack to {total / (1 << 30):.1f} GiB; refusing to read it"
+        )
+
+
+def _scan_members(name: str, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]) -> set[str]:
+    """Decompress every part once, streaming: CRCs verify the sizes the directory declared, and no
+    part may declare XML entities (billion laughs, external entities). Returns the parts that
+    hold formula error cells."""
+    keep = max(len(n) for n in _ENTITY_NEEDLES) - 1
+    error_parts = set()
+    for member in members:
+        if member.is_dir():
+            continue
+        tail = b""
+        try:
+            with archive.open(member) as part:
+                while block := part.read(BLOCK):
+                    window = tail + block
+                    if any(n in window for n in _ENTITY_NEEDLES):
+                        raise FileFormatError(
+                            f"{name} contains XML entity declarations; refusing to read it"
+                        )
+                    if any(n in window for n in _ERROR_CELL_NEEDLES):
+                        error_parts.add(member.filename)
+                    tail = window[-keep:]
+        except FileFormatError:
+            raise
+        except RuntimeError:  # zipfile: "File is encrypted, password required"
+            raise FileFormatError(f"{name} is encrypted; save it without a password") from None
+        except NotImplementedError:
+            raise FileFormatError(f"{name} uses an unsupported zip compression") from None
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            raise FileFormatError(
+                f"{name} is damaged (its part {member.filename} is corrupt)"
+            ) from None
+    return error_parts
+
+
+def _parse_xml(archive: zipfile.ZipFile, part: str) -> Any:
+    with archive.open(part) as f:
+        return SafeET.parse(f, forbid_dtd=True).getroot()
+
+
+def _named(root: Any, local: str) -> Iterator[Any]:
+    """Elements by local name whatever the namespace (transitional and strict OOXML differ)."""
+    return (el for el in root.iter() if el.tag.rpartition("}")[2] == local)
+
+
+def _relationship_id(el: Any) -> str:
+    """The ``r:id`` attribute, whatever its namespace."""
+    return next((v for k, v in el.attrib.items() if k.endswith("}id")), "")
+
+
+def _rels(archive: zipfile.ZipFile, names: set[str], part: str) -> dict[str, tuple[str, str]]:
+    """Relationship id -> (type, absolute target part) for a part."""
+    folder = PurePosixPath(part).parent
+    rels_part = str(folder / "_rels" / (PurePosixPath(part).name + ".rels"))
+    if rels_part.startswith("./"):
+        rels_part = rels_part[2:]
+    if rels_part not in names:
+        return {}
+    out = {}
+    for rel in _named(_parse_xml(archive, rels_part), "Relationship"):
+        target = rel.get("Target", "")
+        absolute = target.lstrip("/") if target.startswith("/") else _normpath(folder / target)
+        out[rel.get("Id", "")] = (rel.get("Type", ""), absolute)
+    return out
+
+
+def _normpath(p: PurePosixPath) -> str:
+    parts: list[str] = []
+    for piece in p.parts:
+        if piece == "..":
+            if parts:
+                parts.pop()
+        elif piece not in (".", ""):
+            parts.append(piece)
+    return "/".join(parts)
+
+
+def _office_document_part(archive: zipfile.ZipFile, names: set[str]) -> str | None:
+    for rel_type, target in _rels(archive, names, "").values():
+        if rel_type.endswith("/officeDocument"):
+            return target
+    return "xl/workbook.xml" if "xl/workbook.xml" in names else None
+
+
+def _read_workbook_parts(
+    archive: zipfile.ZipFile, names: set[str], workbook_part: str
+) -> _Workbook:
+    rels = _rels(archive, names, workbook_part)
+    root = _parse_xml(archive, workbook_part)
+    sheets = []
+    sizes = {}
+    parts = {}
+    for el in _named(root, "sheet"):
+        rel_type, part = rels.get(_relationship_id(el), ("", ""))
+        if rel_type and not rel_type.endswith("/worksheet"):
+            continue  # chart sheets and macro sheets have no cells to read
+        name = el.get("name", "")
+        sheets.append((name, el.get("state", "visible") == "visible"))
+        sizes[name] = archive.getinfo(part).file_size if part in names else 0
+        parts[name] = part
+    styles = next((t for rt, t in rels.values() if rt.endswith("/styles")), None)
+    pads = _pad_formats(archive, styles) if styles in names else {}
+    strings = next((t for rt, t in rels.values() if rt.endswith("/sharedStrings")), None)
+    return _Workbook(sheets, pads, sizes, parts, strings if strings in names else None)
+
+
+def _pad_formats(archive: zipfile.ZipFile, styles_part: str) -> dict[str, list[tuple[str, str]]]:
+    """Zero-padding custom number formats that some cell style actually uses."""
+    root = _parse_xml(archive, styles_part)
+    custom = {el.get("numFmtId"): el.get("formatCode", "") for el in _named(root, "numFmt")}
+    used = {xf.get("numFmtId") for xfs in _named(root, "cellXfs") for xf in xfs}
+    pads = {}
+    for fmt_id, code in custom.items():
+        if fmt_id in used and (tokens := pad_tokens(code)) is not None:
+            pads[code] = tokens
+    return pads
+
+
+def _raw_shared_strings(path: Path, part: str) -> list[str]:
+    """The shared strings table as written (rich-text runs joined, phonetic runs left out)."""
+    strings = []
+    with zipfile.ZipFile(path) as archive, archive.open(part) as f:
+        for _event, el in SafeET.iterparse(f, forbid_dtd=True):
+            if el.tag.rpartition("}")[2] != "si":
+                continue
+            pieces = []
+            for child in el:
+                local = child.tag.rpartition("}")[2]
+                if local == "t":
+                    pieces.append(child.text or "")
+                elif local == "r":
+                    pieces.extend(
+                        t.text or "" for t in child if t.tag.endswith("}t") or t.tag == "t"
+                    )
+            strings.append("".join(pieces))
+            el.clear()
+    return strings
+
+
+def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) -> Table:
+    """Open a checked workbook with the engine that fits it (``engine``, for tests, forces one).
+
+    calamine is about five times faster but holds the whole sheet in memory (about twice the
+    sheet's XML) for as long as the table is open, and it can see neither number formats nor
+    formula errors (it reads #N/A as empty). So openpyxl (streaming, bounded memory) reads
+    workbooks with zero-padding formats, sheets holding error cells, and sheets too big to
+    hold. Both render cells the same way.
+    """
+    name = path.name
+    workbook = _inspect_xlsx(path)
+    all_names = tuple(n for n, _ in workbook.sheets)
+    if not all_names:
+        raise FileFormatError(f"{name} has no worksheets")
+    chosen = _choose_sheet(name, workbook.sheets, sheet)
+    too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
+    errors = workbook.parts.get(chosen) in workbook.error_parts
+    engine = engine or ("openpyxl" if workbook.pad_formats or too_big or errors else "calamine")
+    source: _XlsxSource
+    if engine == "calamine":
+        source = _CalamineSource(path, chosen)
+    else:
+        source = _OpenpyxlSource(path, chosen, workbook.pad_formats, workbook.strings_part)
+    try:
+        header_row, header = source.header()
+        listing = ", ".join(f'"{n}"' for n in all_names)
+        if header_row is None:
+            hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
+            raise FileFormatError(f'sheet "{chosen}" in {name} is empty{hint}; sheets: {listing}')
+        layout = Layout.from_header(header)
+        if not layout.kept:
+            raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
+    except BaseException:
+        source.close()
+        raise
+    source.layout = layout
+    source.header_row = header_row
+    detected = Detected(
+        format="xlsx",
+        sheet=chosen,
+        sheets=all_names,
+        engine=engine,
+        header_row=header_row,
+    )
+    table = Table(path, detected, list(layout.names), source)
+    last_row = source.last_row()
+    table.row_estimate = None if last_row is None else max(0, last_row - header_row)
+    return table
+
+
+def _choose_sheet(name: str, sheets: list[tuple[str, bool]], wanted: str | int | None) -> str:
+    names = [n for n, _ in sheets]
+    listing = ", ".join(f'"{n}"' for n in names)
+    if wanted is None:
+        return next((n for n, visible in sheets if visible), names[0])
+    if isinstance(wanted, str):
+        if wanted in names:
+            return wanted
+        folded = [n for n in names if n.casefold() == wanted.strip().casefold()]
+        if len(folded) == 1:
+            return folded[0]
+        if not wanted.strip().isdigit():
+            raise FileFormatError(f'no sheet "{wanted}" in {name}; sheets: {listing}')
+        wanted = int(wanted.strip())
+    if isinstance(wanted, bool) or not 1 <= wanted <= len(names):
+        raise FileFormatError(
+            f"no sheet number {wanted} in {name} (it has {len(names)}); sheets: {listing}"
+        )
+    return names[wanted - 1]
+
+
+_NO_ERRORS: list[int] = []
+
+
+class _XlsxSource:
+    """Common row handling of both engines: each yields (row number, cells from column A, the
+    positions of the cells that show a formula error)."""
+
+    def __init__(self, path: Path, sheet: str):
+        self.path = path
+        self.sheet = sheet
+        self.layout: Layout
+        self.header_row = 1
+
+    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def last_row(self) -> int | None:
+        """The sheet's last used row number as the workbook states it, if it does."""
+        return None
+
+    def header(self) -> tuple[int | None, list[str]]:
+        for number, cells, _errors in self.rows():
+            if any(cells):
+                return number, cells
+        return None, []
+
+    def frames(self, size: int) -> Iterator[pd.DataFrame]:
+        layout = self.layout
+        kept, width = layout.kept, layout.width
+        names = layout.names
+        unnamed = layout.blank_inside
+        simple = kept == list(range(width))
+        position = {j: i for i, j in enumerate(kept)}
+        numbers: list[int] = []
+        batch: list[list[str]] = []
+        cell_errors: dict[int, list[tuple[str, str]]] = {}
+        for number, cells, errors in self.rows():
+            if number <= self.header_row or not any(cells):
+                continue
+            if len(cells) > width and any(cells[width:]):
+                j = width + next(i for i, v in enumerate(cells[width:]) if v)
+                raise no_header_error(column_letter(j), number)
+            for j in unnamed:
+                if j < len(cells) and cells[j]:
+                    raise no_header_error(column_letter(j), number)
+            if simple:
+                row = cells[:width]
+                if len(row) < width:
+                    row += [""] * (width - len(row))
+            else:
+                row = [cells[j] if j < len(cells) else "" for j in kept]
+            if max(map(len, row)) > MAX_CELL_CHARS:
+                j = next(k for k, text in zip(kept, row, strict=True) if len(text) > MAX_CELL_CHARS)
+                raise cell_too_big_error(number, column_letter(j))
+            if errors:
+                cell_errors[number] = [
+                    (names[position[j]], f"{column_letter(j)}{number} shows {cells[j]}")
+                    for j in errors
+                    if j in position
+                ]
+            numbers.append(number)
+            batch.append(row)
+            if len(batch) >= size:
+                yield self._to_frame(names, numbers, batch, cell_errors)
+                numbers, batch, cell_errors = [], [], {}
+        if batch:
+            yield self._to_frame(names, numbers, batch, cell_errors)
+
+    @staticmethod
+    def _to_frame(
+        names: list[str],
+        numbers: list[int],
+        batch: list[list[str]],
+        cell_errors: dict[int, list[tuple[str, str]]],
+    ) -> pd.DataFrame:
+        columns = zip(*batch, strict=True)
+        data = dict(zip(names, (list(c) for c in columns), strict=True))
+        frame = pd.DataFrame(data, index=row_index(numbers), dtype="str")
+        frame.attrs[CELL_ERRORS] = cell_errors
+        return frame
+
+    def _damaged(self) -> FileFormatError:
+        return FileFormatError(f'{self.path.name} is damaged: sheet "{self.sheet}" cannot be read')
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+
+class _CalamineSource(_XlsxSource):
+    """The fast path: python-calamine (Rust) reads the sheet; we render its typed values."""
+
+    def __init__(self, path: Path, sheet: str):
+        super().__init__(path, sheet)
+        from python_calamine import CalamineWorkbook
+
+        try:
+            self._book = CalamineWorkbook.from_path(str(path))
+            self._sheet = self._book.get_sheet_by_name(sheet)
+        except Exception:  # CalamineError and its kin: whatever a damaged file brings
+            raise self._damaged() from None
+
+    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
+        start = self._sheet.start
+        if start is None:
+            return  # an empty sheet (and iter_rows() would fail on it)
+        # iter_rows() yields every row from the sheet's first row (leading ones empty) but only
+        # the columns from the first used one: pad those back so position 0 is column A.
+        pad = [""] * start[1]
+        try:
+            for number, values in enumerate(self._sheet.iter_rows(), start=1):
+                cells = [v if type(v) is str else render(v) for v in values]
+                yield number, pad + cells if pad else cells, _NO_ERRORS
+        except Exception:
+            raise self._damaged() from None
+
+    def last_row(self) -> int | None:
+        return self._sheet.height or None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._book.close()
+
+
+class _OpenpyxlSource(_XlsxSource):
+    """The path for workbooks whose number formats change what a person sees (``00000``), and for
+    sheets holding formula errors, which openpyxl can see."""
+
+    def __init__(
+        self,
+        path: Path,
+        sheet: str,
+        pads: dict[str, list[tuple[str, str]]],
+        strings_part: str | None = None,
+    ):
+        super().__init__(path, sheet)
+        import openpyxl
+
+        self._pads = pads
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._book = openpyxl.load_workbook(
+                    path, read_only=True, data_only=True, keep_links=False
+                )
+            for warning in caught:  # "Unknown extension...": for the log, not the terminal
+                log.info("openpyxl on %s: %s", path.name, warning.message)
+            self._sheet = self._book[sheet]
+            if strings_part is not None:
+                self._use_raw_strings(strings_part)
+        except Exception:  # openpyxl raises many kinds on a broken file
+            raise self._damaged() from None
+
+    def _use_raw_strings(self, part: str) -> None:
+        """Give openpyxl the shared strings as written, escapes and all: it decodes only
+        ``_x005F_``, after which a literal ``_x000D_`` and an escaped CR look the same. Every
+        string is then decoded once, in :meth:`rows`, as calamine does."""
+        strings = getattr(self._sheet, "_shared_strings", None)
+        if not isinstance(strings, list):
+            return
+        raw = _raw_shared_strings(self.path, part)
+        if len(raw) == len(strings):
+            strings[:] = raw
+
+    def last_row(self) -> int | None:
+        try:
+            return self._sheet.max_row  # from the sheet's <dimension>, when it has one
+        except Exception:
+            return None
+
+    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
+        pads = self._pads
+        sheet = self._sheet
+        sheet.reset_dimensions()  # the stored dimension can be wrong; read what is there
+        try:
+            for number, cells in enumerate(self._quiet(sheet.iter_rows(min_row=1, min_col=1)), 1):
+                out = []
+                errors = _NO_ERRORS
+                for j, cell in enumerate(cells):
+                    value = cell.value
+                    kind = type(value)
+                    if cell.data_type == "e":
+                        # A formula error is shown, and flagged: it is not a value to send.
+                        errors = [*errors, j]
+                        out.append(value if value in ERROR_CODES else "#VALUE!")
+                    elif kind is str:
+                        out.append(decode_ooxml_escapes(value))
+                    elif (kind is int or kind is float) and cell.number_format in pads:
+                        out.append(render_padded(value, pads[cell.number_format]))
+                    else:
+                        out.append(render(value))
+                while out and not out[-1]:
+                    out.pop()
+                yield number, out, errors
+        except Exception:  # openpyxl raises many kinds on a broken sheet
+            raise self._damaged() from None
+
+    def _quiet(self, rows: Iterator[Any]) -> Iterator[Any]:
+        """openpyxl's rows, its warnings ("... extension is not supported", "serial value
+        outside the limits for dates") sent to the log rather than to the user's terminal.
+        Rows are fetched in batches inside the catch, so the warning filters are never left
+        changed while the caller holds a row."""
+        said: set[str] = set()
+        while True:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                batch = list(itertools.islice(rows, 1000))
+            for warning in caught:
+                if (text := str(warning.message)) not in said and len(said) < 20:
+                    said.add(text)
+                    log.info("openpyxl on %s: %s", self.path.name, text)
+            if not batch:
+                return
+            yield from batch
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._book.close()
