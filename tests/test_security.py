@@ -410,3 +410,131 @@ def test_json_formatter_redacts_without_the_filter():
     assert secret not in line
     assert "ValueError" in line and "Stack" in line
     assert secret not in (record.exc_text or "")  # what is cached on the record is clean too
+
+
+# --------------------------------------------------------------------------- private files
+
+
+def test_reports_are_private_in_every_format_and_while_written(tmp_path):
+    """Reports are 0600 from the first byte (the temporary file) to the final file, whatever
+    the umask, also when they replace an existing world-readable file."""
+    import os
+
+    import pandas as pd
+
+    from bulk_events.outcome import Outcome, Status
+    from bulk_events.report import ErrorsWriter, ReportWriter
+
+    chunk = pd.DataFrame({"email": ["a@b.co"]}, index=[2], dtype=object)
+    old = os.umask(0)
+    try:
+        for name in ("r.csv", "r.xlsx", "r.jsonl", "errors.csv"):
+            final = tmp_path / name
+            final.write_text("old")
+            final.chmod(0o644)
+            kind = ErrorsWriter if name.startswith("errors") else ReportWriter
+            with kind(final, ["email"]) as report:
+                [tmp] = tmp_path.glob(f".{name}.*.tmp")
+                assert tmp.stat().st_mode & 0o777 == 0o600
+                report.write(chunk, [Outcome(2, Status.INVALID, "bad")])
+                report.commit()
+            assert final.stat().st_mode & 0o777 == 0o600, name
+            assert b"a@b.co" in final.read_bytes() or name.endswith(".xlsx")
+    finally:
+        os.umask(old)
+
+
+def test_create_private_tightens_an_existing_file(tmp_path):
+    """create_private (used for the sandbox's record file) makes a new file 0600 and tightens an
+    existing 0644 one before writing, appending or truncating."""
+    import os
+
+    from bulk_events.private import create_private
+
+    old = os.umask(0)
+    try:
+        new = tmp_path / "new.jsonl"
+        with create_private(new) as f:
+            f.write(b"one\n")
+        assert new.stat().st_mode & 0o777 == 0o600
+        existing = tmp_path / "arrived.jsonl"
+        existing.write_bytes(b"first\n")
+        existing.chmod(0o644)
+        with create_private(existing, append=True) as f:
+            f.write(b"second\n")
+        assert existing.stat().st_mode & 0o777 == 0o600
+        assert existing.read_bytes() == b"first\nsecond\n"
+        with pytest.raises(FileExistsError):
+            create_private(existing, exclusive=True)
+    finally:
+        os.umask(old)
+
+
+def test_killed_runs_temporary_report_is_removed_wherever_the_next_run_writes(tmp_path):
+    """A run killed while writing its report elsewhere leaves a 0600 temporary file; the next run,
+    writing to another folder, removes it. A live run's temporary report is left alone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time, pandas as pd\n"
+        "from bulk_events.report import ReportWriter\n"
+        "w = ReportWriter(sys.argv[1], ['email'])\n"
+        "print('open', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    first, second, third = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    killed = subprocess.Popen(
+        [sys.executable, "-c", script, str(first / "nightly.csv")], stdout=subprocess.PIPE
+    )
+    alive = subprocess.Popen(
+        [sys.executable, "-c", script, str(third / "other.csv")], stdout=subprocess.PIPE
+    )
+    try:
+        assert killed.stdout is not None and alive.stdout is not None
+        assert killed.stdout.readline() == b"open\n"
+        assert alive.stdout.readline() == b"open\n"
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        [orphan] = first.glob(".nightly.csv.*.tmp")
+        [running] = third.glob(".other.csv.*.tmp")
+        assert orphan.stat().st_mode & 0o777 == 0o600
+
+        from bulk_events.report import ReportWriter
+
+        ReportWriter(second / "today.csv", ["email"]).abort()
+        assert not orphan.exists()
+        assert running.exists()
+        assert not list((tmp_path / "state").rglob(f"{killed.pid}-*"))  # its note is gone too
+    finally:
+        alive.kill()
+        alive.wait(10)
+        time.sleep(0)
+
+
+def test_a_note_naming_someone_elses_file_deletes_nothing(tmp_path):
+    """Only a file whose name carries the dead run's own pid is deleted: a note pointing at any
+    other file (a spreadsheet, another run's report) leaves it where it is."""
+    import subprocess
+    import sys
+
+    from bulk_events.report import ReportWriter, _claims_dir
+
+    dead = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout
+    )
+    precious = tmp_path / "customers.csv"
+    precious.write_text("email\na@b.co\n")
+    other = tmp_path / f".r.csv.{dead + 1}.tmp"
+    other.write_text("x")
+    notes = _claims_dir()
+    notes.mkdir(parents=True)
+    (notes / f"{dead}-aaaa").write_bytes(bytes(precious))
+    (notes / f"{dead}-bbbb").write_bytes(bytes(other))
+    ReportWriter(tmp_path / "out" / "r.csv", ["email"]).abort()
+    assert precious.exists() and other.exists()
+    assert not list(notes.iterdir())  # the dead run's notes themselves are cleaned up
