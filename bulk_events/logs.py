@@ -7,21 +7,31 @@ import sys
 
 import orjson
 
-from .redact import RedactingFilter
+from .redact import RedactingFilter, redact
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log collectors."""
+    """One JSON object per line, for log collectors; message, traceback and stack all redacted.
+
+    Redaction happens here as well as in :class:`~bulk_events.redact.RedactingFilter`: a
+    formatter may be attached to a handler without the filter, and a traceback formatted here
+    would otherwise be the one text that escaped it.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         data = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            # Cached on the record, as logging.Formatter does, but only in its redacted form.
+            record.exc_text = redact(self.formatException(record.exc_info))
+        if record.exc_text:
+            data["exception"] = redact(record.exc_text)
+        if record.stack_info:
+            data["stack"] = redact(self.formatStack(record.stack_info))
         return orjson.dumps(data).decode()
 
 

@@ -8,6 +8,12 @@ event URL); everything printed, logged or stored as response text goes through :
     'token=***'
     >>> redact_url("https://u:p@events.sendpulse.com/events/id/eb561baa181247d1cd378c4ead632877/7?x=1")
     'https://events.sendpulse.com/events/id/eb56…/7'
+
+A service may echo a secret encoded: JSON-escaped (``\\u0073\\u0033…``, as some serialisers write
+every character) or percent-encoded (a token endpoint echoing the form body). Each registered
+secret is therefore also matched in those spellings, character by character and in any mix, so
+that text decoded later (a JSON error body parsed for the report) cannot reveal it. User info in
+any URL inside a text (``https://user:pw@host``) is masked whatever its length.
 """
 
 from __future__ import annotations
@@ -24,19 +30,34 @@ HASH_KEEP = 4
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
+_pattern: re.Pattern[str] | None = None  # the secrets as written
+_encoded: re.Pattern[str] | None = None  # the secrets in any mix of plain, JSON and %-spellings
 
 # An event URL's credential is a long hex path segment; shorter segments are ordinary names.
 _HASH_SEGMENT = re.compile(r"^[0-9a-fA-F]{16,}$")
+# "scheme://user:password@" anywhere in a text: the user info goes, whatever its length.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s?#@\"'<>]+@")
+# Characters that only occur in an encoded spelling: without them the plain pattern suffices.
+_ENCODING_MARKS = ("\\", "%", "+")
+_JSON_SHORT = {
+    '"': '"',
+    "\\": "\\",
+    "/": "/",
+    "\b": "b",
+    "\f": "f",
+    "\n": "n",
+    "\r": "r",
+    "\t": "t",
+}
 
 
 def register(secret: str) -> None:
-    """Remember ``secret`` so that :func:`redact` masks it from now on.
+    """Remember ``secret`` so that :func:`redact` masks it from now on, also JSON- or %-encoded.
 
     Empty and very short strings (under six characters) are ignored: masking them would mangle
     ordinary text and they are not credentials worth the name.
     """
-    global _pattern
+    global _pattern, _encoded
     if not secret or len(secret) < MIN_SECRET_LENGTH:
         return
     with _lock:
@@ -45,14 +66,53 @@ def register(secret: str) -> None:
         _secrets.add(secret)
         # Longest first, so a secret containing another one is masked whole.
         ordered = sorted(_secrets, key=len, reverse=True)
-        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        plain = re.compile("|".join(re.escape(s) for s in ordered))
+        encoded = re.compile("|".join(_encoded_spelling(s) for s in ordered))
+        _pattern, _encoded = plain, encoded  # readers see an old or a new pair, never half
+
+
+def _encoded_spelling(secret: str) -> str:
+    """A regular expression matching ``secret`` with each character plain, ``\\uXXXX``-escaped
+    (one or more backslashes: an escape may itself have been escaped) or percent-encoded
+    (``%XX`` per UTF-8 byte, ``%25XX`` when encoded twice, ``+`` for a space)."""
+    parts = []
+    for ch in secret:
+        alternatives = [re.escape(ch)]
+        code = ord(ch)
+        units = (
+            [code]
+            if code <= 0xFFFF
+            else [0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)]
+        )
+        alternatives.append("".join(rf"\\+u(?i:{u:04x})" for u in units))
+        if ch in _JSON_SHORT:
+            alternatives.append(r"\\+" + re.escape(_JSON_SHORT[ch]))
+        alternatives.append(
+            "".join(rf"%(?:25)*(?i:{b:02x})" for b in ch.encode("utf-8", "surrogatepass"))
+        )
+        if ch == " ":
+            alternatives.append(r"\+")
+        parts.append("(?:" + "|".join(alternatives) + ")")
+    return "".join(parts)
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with every registered secret replaced by ``***``."""
-    pattern = _pattern  # read once: register() swaps the whole object, never mutates it
-    if pattern is None or not text:
+    """Return ``text`` with every registered secret replaced by ``***``, and URL user info masked.
+
+    >>> register("Tok3n-abcdef")
+    >>> redact('{"error": "bad token \\u0054ok3n-abcdef"} via https://me:pw@api.example.com/')
+    '{"error": "bad token ***"} via https://***@api.example.com/'
+    """
+    if not text:
         return text
+    if "://" in text:
+        text = _USERINFO.sub(r"\1***@", text)
+    # Read once: register() swaps the whole objects, never mutates them.
+    pattern, encoded = _pattern, _encoded
+    if pattern is None or encoded is None:
+        return text
+    if any(mark in text for mark in _ENCODING_MARKS):
+        return encoded.sub(MASK, text)
     return pattern.sub(MASK, text)
 
 
@@ -78,13 +138,15 @@ def redact_url(url: str) -> str:
 
 
 def url_secrets(url: str) -> list[str]:
-    """Return the parts of ``url`` that act as a credential: hash-like path segments, userinfo."""
+    """Return the parts of ``url`` that act as a credential: hash-like path segments, and the user
+    and password of its user info, as written and decoded."""
     try:
         parsed = URL(url)
     except (ValueError, TypeError):
         return []
     found = [seg for seg in parsed.raw_path.split("/") if _HASH_SEGMENT.match(seg)]
-    found += [part for part in (parsed.raw_user, parsed.raw_password) if part]
+    for raw, decoded in ((parsed.raw_user, parsed.user), (parsed.raw_password, parsed.password)):
+        found += [part for part in dict.fromkeys((raw, decoded)) if part]
     return found
 
 

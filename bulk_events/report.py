@@ -5,17 +5,31 @@ The report has one line per non-blank input row, in input order: bulk-events' ow
 beside its final path and renamed into place at the end, so a reader never sees half a report.
 
 Spreadsheet programs run a cell that starts with ``=``, ``+``, ``-``, ``@``, tab or CR as a formula
-(OWASP "CSV injection"); such values, including text echoed from the service, are written with a
-leading apostrophe, unless they are plain numbers such as ``-5`` or ``+380501234567``.
+(OWASP "CSV injection"); in a CSV report such values, including text echoed from the service, are
+written with a leading apostrophe, unless they are plain numbers such as ``-5`` or
+``+380501234567``. An XLSX report holds typed cells instead: text is a string cell, which no
+spreadsheet runs, so it needs no apostrophe (only a value that already starts with apostrophes
+before a trigger gets one more, so that reading a report back in restores every value exactly).
+
+A CSV report follows the input's convention (``delimiter``): a ``;``-separated input gets a
+``;``-separated report, so that it opens as columns in the same user's Excel. Reports hold personal
+data: they are created readable by their owner only (0600).
+
+With ``sent_as`` the report also shows, beside the original cells, what actually went out
+(:data:`SENT_AS_COLUMNS`: the normalised email and phone, and the event). :class:`ErrorsWriter`
+writes only the rows to fix (invalid and failed), in a file that can be fed back in as input.
 """
 
 from __future__ import annotations
 
 import csv
 import glob
+import hashlib
+import io
 import os
 import re
-from collections.abc import Sequence
+import stat
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -23,11 +37,20 @@ import orjson
 import pandas as pd
 
 from .errors import UsageError
-from .outcome import Outcome
+from .outcome import Outcome, Status
+from .private import create_private, make_private_dirs
 
 REPORT_COLUMNS = ("row", "status", "error", "http_status", "attempts", "sent_at", "response")
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl"}
 INPUT_SUFFIX = " (input)"
+# What went out for a row, beside its original cells; a report's own columns like REPORT_COLUMNS
+# (when present they follow REPORT_COLUMNS, before the input's cells).
+SENT_AS_COLUMNS = ("sent_email", "sent_phone", "sent_event")
+ERRORS_FORMATS = {".csv": "csv", ".xlsx": "xlsx"}
+# The rows a person must fix before they can go out; what an errors file holds.
+ERROR_STATUSES = frozenset({Status.INVALID, Status.FAILED})
+# Nothing went out for these rows, so their "sent as" cells stay empty.
+_NOTHING_SENT = frozenset({Status.INVALID, Status.PENDING})
 
 _TRIGGER = re.compile(r"^'*[=+\-@\t\r]")
 _PLAIN_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
@@ -68,6 +91,10 @@ def report_format(path: str | os.PathLike[str]) -> str:
     return FORMATS.get(suffix, "csv")
 
 
+SentAs = tuple[str | None, str | None, str | None] | Mapping[str, str | None]
+"""What went out for one row: ``(email, phone, event)``, or a mapping with those keys."""
+
+
 def _outcome_cells(o: Outcome) -> list[Any]:
     return [
         o.row,
@@ -80,43 +107,290 @@ def _outcome_cells(o: Outcome) -> list[Any]:
     ]
 
 
+def _sent_cells(status: Status, sent: SentAs | None) -> list[str]:
+    if sent is None or status in _NOTHING_SENT:
+        return ["", "", ""]
+    if isinstance(sent, Mapping):
+        values = [sent.get("email"), sent.get("phone"), sent.get("event")]
+    else:
+        values = list(sent)
+    return ["" if v is None else str(v) for v in values]
+
+
+# ---------------------------------------------------------------- temporary files of killed runs
+
+# Linux caps process ids at 2**22; a bigger "pid" in a file name is not one of ours.
+_MAX_PID = 1 << 22
+
+
+def _pid_of(tmp: Path) -> int | None:
+    """The process id in a temporary report's name ``.NAME.PID.tmp``, if it has one."""
+    name = tmp.name
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    pid = name[: -len(".tmp")].rsplit(".", 1)[-1]
+    if not pid.isdigit() or not 0 < int(pid) < _MAX_PID:
+        return None
+    return int(pid)
+
+
+def _is_dead(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError, ValueError):  # alive (someone else's), or no pid
+        return False
+    return False
+
+
+def _remove_if_orphan(tmp: Path) -> None:
+    """Delete ``tmp`` if it is a temporary report of ours whose run has died: a regular file
+    owned by this user, named ``.NAME.PID.tmp`` with a PID that is no longer alive."""
+    pid = _pid_of(tmp)
+    if pid is None or not _is_dead(pid):
+        return
+    try:
+        st = tmp.lstat()
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid():
+            tmp.unlink()
+    except OSError:  # gone already, or not ours to delete
+        pass
+
+
 def _remove_orphans(directory: Path, name: str) -> None:
     """Delete half-written reports left by runs that were killed (they hold personal data):
-    this report's, and the default-named ones (whose names carry a time, so differ per run)."""
+    this report's, and the default-named ones (whose names carry a time, so differ per run),
+    beside the report; then every one an earlier run of this user recorded as unfinished,
+    wherever it was (see :func:`_claims_dir`)."""
     patterns = {f".{glob.escape(name)}.*.tmp", ".bulk-events-report-*.*.tmp"}
     for tmp in {p for pattern in patterns for p in directory.glob(pattern)}:
-        pid = tmp.name[: -len(".tmp")].rsplit(".", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        _remove_if_orphan(tmp)
+    _remove_claimed_orphans()
+
+
+def _claims_dir() -> Path:
+    """Where each run notes the temporary reports it is writing, one small file per report
+    (``$XDG_STATE_HOME/bulk-events/unfinished-reports``): a run killed before it could clean up
+    leaves its note, and the next run, wherever its own report goes, deletes what it names."""
+    state_home = os.environ.get("XDG_STATE_HOME", "")
+    base = Path(state_home) if os.path.isabs(state_home) else Path.home() / ".local" / "state"
+    return base / "bulk-events" / "unfinished-reports"
+
+
+def _claim_path(tmp: Path) -> Path:
+    digest = hashlib.sha256(os.fsencode(tmp)).hexdigest()[:16]
+    return _claims_dir() / f"{os.getpid()}-{digest}"
+
+
+def _claim(tmp: Path) -> Path | None:
+    """Note ``tmp`` as being written by this process; None when the note cannot be made (a
+    read-only home must not stop a report: only the clean-up after a kill is lost)."""
+    claim = _claim_path(tmp)
+    try:
+        make_private_dirs(claim.parent)
+        with create_private(claim) as f:
+            f.write(os.fsencode(tmp.absolute()))
+    except OSError:
+        return None
+    return claim
+
+
+def _remove_claimed_orphans() -> None:
+    try:
+        claims = list(_claims_dir().iterdir())
+    except OSError:
+        return
+    for claim in claims:
+        pid = claim.name.split("-", 1)[0]
+        if not pid.isdigit() or not _is_dead(int(pid)):
             continue
         try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:  # alive, someone else's
-            pass
+            tmp = Path(os.fsdecode(claim.read_bytes()))
+        except OSError:
+            continue
+        # The note names a file; delete it only if its name carries that same dead pid.
+        if _pid_of(tmp) == int(pid):
+            _remove_if_orphan(tmp)
+        claim.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- XLSX cells
+
+# Fill colours per status (Excel's own "good / bad / neutral" shades, plus grey and blue).
+STATUS_COLOURS = {
+    Status.SENT: "C6EFCE",
+    Status.VALID: "E2EFDA",
+    Status.FAILED: "FFC7CE",
+    Status.INVALID: "FFC7CE",
+    Status.UNKNOWN: "FFEB9C",
+    Status.SKIPPED: "D9D9D9",
+    Status.PENDING: "DDEBF7",
+}
+MAX_COLUMN_WIDTH = 50
+_MIN_COLUMN_WIDTH = 6
+_WIDTH_SAMPLE_ROWS = 200  # widths come from the header and the first rows: the sheet streams
+# openpyxl refuses these control characters in a cell (XML 1.0 cannot hold them).
+_ILLEGAL_XML = re.compile(r"[\000-\010\013\014\016-\037]")
+_LOOKS_ESCAPED = re.compile(r"^'+[=+\-@\t\r]")
+_ERROR_LITERALS = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
+_XLSX_FIRST = frozenset("='#")
+
+
+class _XlsxSheet:
+    """A write-only openpyxl sheet (memory stays flat however many rows) with typed cells, a
+    frozen, bold header, an autofilter over the data, a fill per status and capped widths.
+
+    The header goes out with the first rows: in a streamed sheet the column widths must be known
+    before any row, and they are measured on the header and the first rows."""
+
+    def __init__(self, header: list[str], status_column: int | None) -> None:
+        from openpyxl import Workbook
+        from openpyxl.cell import Cell, WriteOnlyCell
+        from openpyxl.styles import Font, PatternFill
+
+        self._cell_type = WriteOnlyCell
+        self._cell_class = Cell
+        self.book = Workbook(write_only=True)
+        self.sheet = self.book.create_sheet("report")
+        self.header = header
+        self.status_column = status_column
+        self.rows = 0
+        self._started = False
+        self._bold = Font(bold=True)
+        # One style per status, made once: setting .fill on every row's cell would look the
+        # fill up in the workbook's style tables again for each of a million rows.
+        self._status_styles = {}
+        for status, colour in STATUS_COLOURS.items():
+            template = WriteOnlyCell(self.sheet)
+            template.fill = PatternFill("solid", start_color=colour, end_color=colour)
+            self._status_styles[str(status)] = template._style
+
+    def text_column(self, values: list[str]) -> list[Any]:
+        """Cells for a column of text: strings stay strings (also ``=…`` and ``#N/A``), characters
+        XML cannot hold become U+FFFD."""
+        if _ILLEGAL_XML.search("\n".join(values)):
+            values = [_ILLEGAL_XML.sub("\ufffd", v) for v in values]
+        return [self._text(v) if v[:1] in _XLSX_FIRST else v for v in values]
+
+    def _text(self, value: str) -> Any:
+        if _LOOKS_ESCAPED.match(value):
+            return "'" + value  # still text; the reader's unescape gives the value back
+        if (value.startswith("=") and len(value) > 1) or value in _ERROR_LITERALS:
+            cell = self._cell_type(self.sheet, value=value)
+            cell.data_type = "s"  # openpyxl would take it for a formula or an error code
+            return cell
+        return value
+
+    def append(self, rows: list[list[Any]]) -> None:
+        if not self._started:
+            self._start(rows)
+        column = self.status_column
+        for row in rows:
+            if column is not None:
+                status = str(row[column])
+                cell = self._cell_type(self.sheet, value=status)
+                style = self._status_styles.get(status)
+                if style is not None:
+                    cell._style = style  # shared, never changed: a written cell is gone
+                row[column] = cell
+            self.sheet.append(row)
+        self.rows += len(rows)
+
+    def _start(self, first_rows: list[list[Any]]) -> None:
+        from openpyxl.utils import get_column_letter
+
+        self._started = True
+        widths = [len(h) for h in self.header]
+        for row in first_rows[:_WIDTH_SAMPLE_ROWS]:
+            for i, value in enumerate(row):
+                shown = value.value if isinstance(value, self._cell_class) else value
+                length = len(str(shown)) if shown is not None else 0
+                if length > widths[i]:
+                    widths[i] = length
+        for i, width in enumerate(widths, start=1):
+            self.sheet.column_dimensions[get_column_letter(i)].width = min(
+                max(width + 2, _MIN_COLUMN_WIDTH), MAX_COLUMN_WIDTH
+            )
+        self.sheet.freeze_panes = "A2"
+        names = self.text_column(list(self.header))
+        cells = []
+        for name in names:
+            cell = name if isinstance(name, self._cell_class) else self._cell_type(self.sheet, name)
+            cell.font = self._bold
+            cells.append(cell)
+        self.sheet.append(cells)
+
+    def save(self, file: IO[bytes]) -> None:
+        from openpyxl.utils import get_column_letter
+
+        if not self._started:
+            self._start([])
+        last = get_column_letter(max(len(self.header), 1))
+        self.sheet.auto_filter.ref = f"A1:{last}{self.rows + 1}"
+        self.book.save(file)
+
+
+# ---------------------------------------------------------------- the writers
+
+
+def _format_of(path: Path, formats: Mapping[str, str], option: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix and suffix not in formats:
+        names = [f".{f}" for f in formats.values()]
+        listed = ", ".join(names[:-1]) + " or " + names[-1]
+        raise UsageError(f"{option} {path.name}: use a {listed} file name")
+    return formats.get(suffix, "csv")
+
+
+def _check_delimiter(delimiter: str, option: str) -> str:
+    if len(delimiter) != 1 or delimiter in "\"'\r\n" or delimiter.isalnum():
+        raise UsageError(f'{option}: unusable delimiter "{delimiter}"; use one of , ; | or tab')
+    return delimiter
 
 
 class ReportWriter:
     """Write a report row by row, in input order; :meth:`commit` makes it appear at ``path``.
 
-    >>> with ReportWriter("out.csv", ["Email", "Name"]) as report:  # doctest: +SKIP
-    ...     report.write(chunk, outcomes)
+    ``delimiter`` and ``bom`` shape a CSV report (give the input's delimiter, so that the
+    report opens like the input did); ``sent_as=True`` adds :data:`SENT_AS_COLUMNS`, filled
+    from the ``sent_as`` values given to :meth:`write`.
+
+    >>> with ReportWriter("out.csv", ["Email", "Name"], delimiter=";") as report:  # doctest: +SKIP
+    ...     report.write(chunk, outcomes, sent_as=[("a@b.co", None, "signup"), ...])
     ...     report.commit()
     """
 
-    def __init__(self, path: str | os.PathLike[str], input_columns: Sequence[str]) -> None:
+    option = "--report"
+    formats: Mapping[str, str] = FORMATS
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        input_columns: Sequence[str],
+        *,
+        delimiter: str = ",",
+        bom: bool = True,
+        sent_as: bool = False,
+    ) -> None:
         self.path = Path(path)
         if self.path.is_symlink():
             self.path = self.path.resolve()  # write where the link points, not over the link
         if self.path.exists() and not self.path.is_file():
-            raise UsageError(f"--report {path}: exists and is not a regular file")
-        self.format = report_format(self.path)
-        ours = {c.casefold() for c in REPORT_COLUMNS}
+            raise UsageError(f"{self.option} {path}: exists and is not a regular file")
+        self.format = _format_of(self.path, self.formats, self.option)
+        self.delimiter = _check_delimiter(delimiter, self.option)
+        self.bom = bom
+        self.sent_as = sent_as
+        own = [*REPORT_COLUMNS, *(SENT_AS_COLUMNS if sent_as else ())]
+        ours = {c.casefold() for c in own}
         self.input_columns = list(input_columns)
         shown = [
             c + INPUT_SUFFIX if c.strip().casefold() in ours else c for c in self.input_columns
         ]
-        self.header = [*REPORT_COLUMNS, *shown]
+        self.header = [*own, *shown]
         self.rows = 0
         directory = self.path.parent
         try:
@@ -128,80 +402,145 @@ class ReportWriter:
         self._tmp = directory / f".{self.path.name}.{os.getpid()}.tmp"
         _remove_orphans(directory, self.path.name)
         self._file: IO[Any] | None = None
-        self._book: Any = None
-        self._sheet: Any = None
+        self._xlsx: _XlsxSheet | None = None
+        self._claim: Path | None = None
         try:
             self._open()
         except OSError as exc:
+            self._drop_claim()
             raise UsageError(f"cannot write the report {self.path}: {exc.strerror}") from None
 
     def _open(self) -> None:
+        self._tmp.unlink(missing_ok=True)  # ours (same pid): a leftover of a reused pid
+        raw = create_private(self._tmp, exclusive=True)
+        self._claim = _claim(self._tmp)
         if self.format == "csv":
             # utf-8-sig: Excel opens a UTF-8 CSV with Cyrillic correctly only with a BOM.
-            self._file = open(self._tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - streamed, closed in _close
-            self._csv = csv.writer(self._file)
+            encoding = "utf-8-sig" if self.bom else "utf-8"
+            self._file = io.TextIOWrapper(raw, encoding=encoding, newline="")
+            self._csv = csv.writer(self._file, delimiter=self.delimiter)
             self._csv.writerow([escape_formula(h) for h in self.header])
         elif self.format == "jsonl":
-            self._file = open(self._tmp, "wb")  # noqa: SIM115 - streamed, closed in _close
+            self._file = raw
         else:
-            from openpyxl import Workbook
+            self._file = raw  # the workbook is zipped into it at the end
+            status = REPORT_COLUMNS.index("status")
+            self._xlsx = _XlsxSheet(self.header, status)
 
-            self._book = Workbook(write_only=True)
-            self._sheet = self._book.create_sheet("report")
-            self._sheet.append([escape_formula(h) for h in self.header])
+    def write(
+        self,
+        chunk: pd.DataFrame,
+        outcomes: Sequence[Outcome],
+        sent_as: Sequence[SentAs | None] | None = None,
+    ) -> None:
+        """Append the rows of one chunk with their outcomes (same order, same length).
 
-    def write(self, chunk: pd.DataFrame, outcomes: Sequence[Outcome]) -> None:
-        """Append the rows of one chunk with their outcomes (same order, same length)."""
+        ``sent_as`` (with ``sent_as=True`` at construction) gives, parallel to ``outcomes``,
+        what went out for each row; None where nothing did. Invalid and pending rows show
+        nothing whatever is given.
+        """
+        if sent_as is not None and len(sent_as) != len(outcomes):
+            raise ValueError("sent_as must have one entry per outcome")
+        sent_rows: list[list[str]] | None = None
+        if self.sent_as:
+            given = sent_as if sent_as is not None else [None] * len(outcomes)
+            sent_rows = [_sent_cells(o.status, s) for o, s in zip(outcomes, given, strict=True)]
         columns = [chunk[c].tolist() for c in self.input_columns] if self.input_columns else []
         cells_by_row = zip(*columns, strict=True) if columns else ([] for _ in outcomes)
         if self.format == "jsonl":
             assert self._file is not None
             lines = []
-            for o, cells in zip(outcomes, cells_by_row, strict=True):
+            for i, (o, cells) in enumerate(zip(outcomes, cells_by_row, strict=True)):
                 record = dict(zip(REPORT_COLUMNS, _outcome_cells(o), strict=True))
                 record["http_status"] = o.http_status
                 record["sent_at"] = o.sent_at
+                if sent_rows is not None:
+                    record["sent"] = dict(
+                        zip(("email", "phone", "event"), sent_rows[i], strict=True)
+                    )
                 record["input"] = dict(zip(self.input_columns, cells, strict=True))
                 lines.append(orjson.dumps(record))
             if lines:
                 self._file.write(b"\n".join(lines) + b"\n")
-        else:
+        elif self.format == "csv":
             # Escaping column by column (vectorised) rather than cell by cell: the report is
             # written for every row of a million-row file.
             escaped = [escape_column(chunk[c]) for c in self.input_columns]
             cells_by_row = zip(*escaped, strict=True) if escaped else ([] for _ in outcomes)
             out = []
-            for o, cells in zip(outcomes, cells_by_row, strict=True):
+            for i, (o, cells) in enumerate(zip(outcomes, cells_by_row, strict=True)):
                 row = _outcome_cells(o)
                 row[2] = escape_formula(str(row[2]))
                 row[6] = escape_formula(str(row[6]))
+                if sent_rows is not None:
+                    row.extend(escape_formula(v) for v in sent_rows[i])
                 row.extend(cells)
                 out.append(row)
-            if self.format == "csv":
-                self._csv.writerows(out)
-            else:
-                for row in out:
-                    self._sheet.append(row)
+            self._csv.writerows(out)
+        else:
+            self._write_xlsx(chunk, outcomes, sent_rows)
         self.rows += len(outcomes)
+
+    def _write_xlsx(
+        self, chunk: pd.DataFrame, outcomes: Sequence[Outcome], sent_rows: list[list[str]] | None
+    ) -> None:
+        sheet = self._xlsx
+        assert sheet is not None
+        text = sheet.text_column
+        errors = text([o.error for o in outcomes])
+        responses = text([o.response for o in outcomes])
+        sent = [text(list(c)) for c in zip(*sent_rows, strict=True)] if sent_rows else []
+        inputs = [text(_as_text(chunk[c])) for c in self.input_columns]
+        columns = [*sent, *inputs]
+        cells_by_row = zip(*columns, strict=True) if columns else ([] for _ in outcomes)
+        out = []
+        for o, error, response, cells in zip(
+            outcomes, errors, responses, cells_by_row, strict=True
+        ):
+            out.append(
+                [
+                    o.row,
+                    str(o.status),
+                    error,
+                    o.http_status,
+                    o.attempts,
+                    o.sent_at,
+                    response,
+                    *cells,
+                ]
+            )
+        sheet.append(out)
 
     def commit(self) -> Path:
         """Finish the file and move it into place; returns the final path."""
         self._close()
-        os.replace(self._tmp, self.path)
+        os.replace(self._tmp, self.path)  # the file keeps its 0600
+        self._drop_claim()
         return self.path
 
     def abort(self) -> None:
         """Throw the unfinished file away."""
-        self._close()
-        self._tmp.unlink(missing_ok=True)
+        try:
+            self._close(save=False)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+            self._drop_claim()
 
-    def _close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._book is not None:
-            self._book.save(self._tmp)
-            self._book = None
+    def _close(self, save: bool = True) -> None:
+        xlsx, self._xlsx = self._xlsx, None
+        file, self._file = self._file, None
+        if file is None:
+            return
+        try:
+            if xlsx is not None and save:
+                xlsx.save(file)
+        finally:
+            file.close()
+
+    def _drop_claim(self) -> None:
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.unlink(missing_ok=True)
 
     def __enter__(self) -> ReportWriter:
         return self
@@ -209,3 +548,49 @@ class ReportWriter:
     def __exit__(self, *exc: object) -> None:
         if self._tmp.exists():
             self.abort()
+
+
+def _as_text(values: pd.Series) -> list[str]:
+    if values.hasnans:
+        values = values.astype(object).fillna("")
+    if not pd.api.types.is_string_dtype(values) or values.dtype == object:
+        values = values.astype(str)
+    return values.tolist()
+
+
+class ErrorsWriter(ReportWriter):
+    """Only the rows to fix (:data:`ERROR_STATUSES`: invalid and failed), laid out as a report:
+    status and error first, then the input's own columns, so the file can be corrected in a
+    spreadsheet and fed back in as input (the report's own columns are then ignored, and the
+    journal keeps anything from going out twice). CSV or XLSX, by the file's extension.
+
+    >>> with ErrorsWriter("fix-me.xlsx", ["Email", "Name"]) as errors:  # doctest: +SKIP
+    ...     errors.write(chunk, outcomes)  # the other rows are left out
+    ...     errors.commit()
+    """
+
+    option = "--errors"
+    formats = ERRORS_FORMATS
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        input_columns: Sequence[str],
+        *,
+        delimiter: str = ",",
+        bom: bool = True,
+    ) -> None:
+        super().__init__(path, input_columns, delimiter=delimiter, bom=bom)
+
+    def write(
+        self,
+        chunk: pd.DataFrame,
+        outcomes: Sequence[Outcome],
+        sent_as: Sequence[SentAs | None] | None = None,
+    ) -> None:
+        """Append the invalid and failed rows of one chunk (``sent_as`` is ignored)."""
+        keep = [i for i, o in enumerate(outcomes) if o.status in ERROR_STATUSES]
+        if len(keep) != len(outcomes):
+            chunk = chunk.iloc[keep]
+            outcomes = [outcomes[i] for i in keep]
+        super().write(chunk, outcomes)

@@ -81,7 +81,7 @@ def test_csv_report_has_our_columns_first_and_is_escaped(tmp_path):
 
 
 def test_xlsx_report_carries_no_live_formula(tmp_path):
-    """An .xlsx report has no formula cells, only text."""
+    """An .xlsx report has no formula cells: formula-like text is a string cell, kept as is."""
     path = tmp_path / "r.xlsx"
     with ReportWriter(path, ["Email", "status"]) as report:
         report.write(frame(), outcomes())
@@ -89,7 +89,8 @@ def test_xlsx_report_carries_no_live_formula(tmp_path):
     ws = openpyxl.load_workbook(path).active
     cells = [c for row in ws.iter_rows() for c in row]
     assert not any(c.data_type == "f" for c in cells)
-    assert ws["H3"].value == "'=cmd"
+    assert ws["H3"].value == "=cmd" and ws["H3"].data_type == "s"
+    assert ws["C3"].value == "=HYPERLINK(evil)" and ws["C3"].data_type == "s"
 
 
 def test_jsonl_report(tmp_path):
@@ -111,7 +112,8 @@ def test_report_appears_only_when_committed(tmp_path):
     assert not path.exists()
     report.abort()
     assert not path.exists()
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]  # the per-user state folder only
+    assert list((tmp_path / "state").rglob("*.tmp")) == []
 
 
 def test_unknown_report_extension_is_a_usage_error(tmp_path):
@@ -137,7 +139,8 @@ def test_column_escaping_matches_cell_escaping(values):
 
 
 def test_header_cells_are_escaped_too(tmp_path):
-    """A header that looks like a formula is neutralised in CSV and XLSX, and recovered on the way back."""
+    """A header that looks like a formula is neutralised in CSV (a ') and XLSX (a string cell),
+    and recovered on the way back."""
     columns = ["email", '=HYPERLINK("http://evil/","x")', "@SUM(1)"]
     chunk = pd.DataFrame({c: ["v"] for c in columns}, index=[2], dtype=object)
     for name in ("r.csv", "r.xlsx"):
@@ -151,7 +154,8 @@ def test_header_cells_are_escaped_too(tmp_path):
             ws = openpyxl.load_workbook(path).active
             assert not any(c.data_type == "f" for c in ws[1])
             header = [c.value for c in ws[1]]
-        assert header[len(REPORT_COLUMNS) + 1].startswith("'=")
+        if name.endswith(".csv"):
+            assert header[len(REPORT_COLUMNS) + 1].startswith("'=")
         assert input_columns_of_report(header) == columns
 
 
@@ -199,3 +203,278 @@ def test_orphans_of_default_named_reports_are_removed(tmp_path):
     orphan.write_text("personal data")
     ReportWriter(tmp_path / "bulk-events-report-c-20261127-130000.csv", ["email"]).abort()
     assert not orphan.exists()
+
+
+# --------------------------------------------------------------------------- CSV convention
+
+
+def test_semicolon_report_for_a_semicolon_input_has_a_bom_and_reads_back(tmp_path):
+    """delimiter=";" gives a ;-separated report starting with a UTF-8 BOM (Excel then opens it as
+    columns); the reader detects the ; and the BOM and gets every cell back."""
+    from bulk_events.reader import open_table
+
+    path = tmp_path / "r.csv"
+    chunk = pd.DataFrame({"Email": ["a@b.co"], "Name": ["Иван; Jr"]}, index=[2], dtype=object)
+    with ReportWriter(path, ["Email", "Name"], delimiter=";") as report:
+        report.write(chunk, [Outcome(2, Status.VALID)])
+        report.commit()
+    data = path.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfrow;status;error;")
+    assert b";a@b.co;" in data and '"Иван; Jr"'.encode() in data
+    with open_table(path) as table:
+        assert table.detected.delimiter == ";"
+        assert table.detected.report
+        assert list(table.columns) == ["Email", "Name"]  # a report reads back as its input
+        [rows] = list(table.chunks())
+    assert rows["Name"].tolist() == ["Иван; Jr"]
+
+
+def test_comma_report_keeps_its_bom_by_default_and_can_drop_it(tmp_path):
+    """The default stays what it was (, with a BOM); bom=False writes plain UTF-8."""
+    chunk = pd.DataFrame({"email": ["a@b.co"]}, index=[2], dtype=object)
+    for bom in (True, False):
+        path = tmp_path / f"r{bom}.csv"
+        kwargs = {} if bom else {"bom": False}
+        with ReportWriter(path, ["email"], **kwargs) as report:
+            report.write(chunk, [Outcome(2, Status.VALID)])
+            report.commit()
+        data = path.read_bytes()
+        assert data.startswith(b"\xef\xbb\xbfrow,status,") == bom
+        assert data.startswith(b"row,status,") != bom
+
+
+def test_an_unusable_delimiter_is_a_usage_error(tmp_path):
+    """A quote, a letter or several characters cannot separate a CSV report."""
+    for bad in ('"', "a", ";;", ""):
+        with pytest.raises(UsageError, match="delimiter"):
+            ReportWriter(tmp_path / "r.csv", ["email"], delimiter=bad)
+
+
+# --------------------------------------------------------------------------- XLSX
+
+
+def xlsx_report(tmp_path, rows=None, columns=("Email", "Note"), **kwargs):
+    statuses = list(Status)
+    rows = rows or [
+        {"Email": f"user{i}@example.com", "Note": note}
+        for i, note in enumerate(["=1+2", "#N/A", "''=x", "bell\x07", "x" * 300, "-5", "", "ok"])
+    ]
+    chunk = pd.DataFrame(rows, index=range(2, len(rows) + 2), dtype=object)
+    outcomes = [
+        Outcome(2 + i, statuses[i % len(statuses)], "", 200 if i % 2 else None, i)
+        for i in range(len(rows))
+    ]
+    path = tmp_path / "r.xlsx"
+    with ReportWriter(path, list(columns), **kwargs) as report:
+        report.write(chunk, outcomes, **({"sent_as": None} if kwargs.get("sent_as") else {}))
+        report.commit()
+    return openpyxl.load_workbook(path), outcomes
+
+
+def test_xlsx_report_has_a_frozen_header_a_filter_and_typed_cells(tmp_path):
+    """Frozen bold header, an autofilter over header and data, numbers as numbers, every text as
+    a string cell (formula-like text, error literals and control characters included)."""
+    book, outcomes = xlsx_report(tmp_path)
+    ws = book.active
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == f"A1:I{len(outcomes) + 1}"
+    assert all(c.font.b for c in ws[1])
+    assert [c.value for c in ws[1]] == [*REPORT_COLUMNS, "Email", "Note"]
+    notes = {ws.cell(r, 9).value: ws.cell(r, 9) for r in range(2, ws.max_row + 1)}
+    assert notes["=1+2"].data_type == "s"
+    assert notes["#N/A"].data_type == "s"  # not an error cell
+    assert "'''=x" in notes  # one more ', so reading the report back gives ''=x again
+    assert "bell\ufffd" in notes  # XML 1.0 cannot hold \x07
+    assert notes["-5"].data_type == "s"  # input cells are text as read, not numbers
+    assert ws["A2"].value == 2 and ws["A2"].data_type == "n"
+    assert ws["E3"].value == 1 and ws["D3"].value == 200 and ws["D2"].value is None
+    assert not any(c.data_type == "f" for row in ws.iter_rows() for c in row)
+
+
+def test_xlsx_status_cells_are_coloured_and_widths_are_capped(tmp_path):
+    """The status cell carries its status's colour; widths follow the content, capped."""
+    from bulk_events.report import MAX_COLUMN_WIDTH, STATUS_COLOURS
+
+    book, outcomes = xlsx_report(tmp_path)
+    ws = book.active
+    for r, o in enumerate(outcomes, start=2):
+        assert ws.cell(r, 2).value == o.status
+        assert ws.cell(r, 2).fill.fgColor.rgb[-6:] == STATUS_COLOURS[o.status], o.status
+    assert STATUS_COLOURS[Status.SENT] != STATUS_COLOURS[Status.FAILED]
+    widths = {c: ws.column_dimensions[c].width for c in "ABHI"}
+    assert widths["I"] == MAX_COLUMN_WIDTH  # the 300-character note
+    assert len("user0@example.com") < widths["H"] < MAX_COLUMN_WIDTH
+    assert widths["A"] < widths["H"]
+
+
+def test_xlsx_report_memory_stays_flat(tmp_path):
+    """Write-only: four times the rows do not take much more memory at peak."""
+    import tracemalloc
+
+    def peak(chunks: int) -> int:
+        path = tmp_path / f"big{chunks}.xlsx"
+        chunk = pd.DataFrame(
+            {"Email": [f"user{i}@example.com" for i in range(400)], "n": ["=x"] * 400},
+            dtype=object,
+        )
+        tracemalloc.start()
+        with ReportWriter(path, ["Email", "n"]) as report:
+            for c in range(chunks):
+                outcomes = [Outcome(c * 400 + i, Status.SENT, "", 200, 1) for i in range(400)]
+                report.write(chunk, outcomes)
+            report.commit()
+        result = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return result
+
+    small, big = peak(1), peak(4)
+    assert big < small * 1.5, (small, big)
+
+
+# --------------------------------------------------------------------------- sent as
+
+
+def test_sent_as_columns_show_what_went_out_beside_the_original_cells(tmp_path):
+    """sent_as=True adds sent_email, sent_phone, sent_event after our columns; empty where
+    nothing went out; an input column of the same name is renamed."""
+    from bulk_events.report import SENT_AS_COLUMNS
+
+    chunk = pd.DataFrame(
+        {"Email": [" A@B.CO ", "bad", "c@d.co"], "sent_email": ["x", "y", "z"]},
+        index=[2, 3, 4],
+        dtype=object,
+    )
+    outcomes = [
+        Outcome(2, Status.SENT),
+        Outcome(3, Status.INVALID, "bad email"),
+        Outcome(4, Status.PENDING),
+    ]
+    sent = [
+        ("a@b.co", "+380501234567", "signup"),
+        ("bad", None, "signup"),  # given, but the row was invalid: nothing went out
+        {"email": "c@d.co", "phone": None, "event": "signup"},
+    ]
+    path = tmp_path / "r.csv"
+    with ReportWriter(path, ["Email", "sent_email"], sent_as=True) as report:
+        report.write(chunk, outcomes, sent_as=sent)
+        report.commit()
+    rows = list(csv.reader(path.open(encoding="utf-8-sig")))
+    n = len(REPORT_COLUMNS)
+    assert rows[0] == [*REPORT_COLUMNS, *SENT_AS_COLUMNS, "Email", "sent_email (input)"]
+    assert rows[1][n:] == ["a@b.co", "+380501234567", "signup", " A@B.CO ", "x"]
+    assert rows[2][n : n + 3] == ["", "", ""]
+    assert rows[3][n : n + 3] == ["", "", ""]  # pending: never went out
+
+    for name in ("r.xlsx", "r.jsonl"):
+        with ReportWriter(tmp_path / name, ["Email", "sent_email"], sent_as=True) as report:
+            report.write(chunk, outcomes, sent_as=sent)
+            report.commit()
+    ws = openpyxl.load_workbook(tmp_path / "r.xlsx").active
+    assert [c.value for c in ws[2]][n : n + 3] == ["a@b.co", "+380501234567", "signup"]
+    first = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[0])
+    assert first["sent"] == {"email": "a@b.co", "phone": "+380501234567", "event": "signup"}
+    assert first["input"] == {"Email": " A@B.CO ", "sent_email": "x"}
+
+
+def test_without_sent_as_the_layout_is_unchanged(tmp_path):
+    """Not asked for, the sent-as columns are absent (the report reads back as before)."""
+    path = tmp_path / "r.csv"
+    with ReportWriter(path, ["Email", "status"]) as report:
+        report.write(frame(), outcomes())
+        report.commit()
+    header = next(csv.reader(path.open(encoding="utf-8-sig")))
+    assert "sent_email" not in header and is_report(header)
+
+
+# --------------------------------------------------------------------------- errors file
+
+
+@pytest.mark.parametrize("name", ["errors.csv", "errors.xlsx"])
+def test_errors_file_holds_only_rows_to_fix_and_reads_back_as_input(tmp_path, name):
+    """--errors: only invalid and failed rows, with status and error and the input's own columns;
+    read back, its input columns and values are exactly the original cells."""
+    from bulk_events.reader import open_table
+    from bulk_events.report import ErrorsWriter
+
+    columns = ["Email", "Phone", "status"]
+    chunk = pd.DataFrame(
+        {
+            "Email": ["ok@b.co", "bad@", "=cmd@x.co", "late@b.co", "gone@b.co"],
+            "Phone": ["+380501234567", "-5", "'=1", "", "123"],
+            "status": ["vip", "", "x", "y", "z"],
+        },
+        index=[2, 3, 4, 5, 6],
+        dtype=object,
+    )
+    outs = [
+        Outcome(2, Status.SENT, "", 200, 1),
+        Outcome(3, Status.INVALID, "email: not an address"),
+        Outcome(4, Status.FAILED, "HTTP 400: bad", 400, 1),
+        Outcome(5, Status.PENDING),
+        Outcome(6, Status.UNKNOWN, "no answer", None, 1),
+    ]
+    path = tmp_path / name
+    with ErrorsWriter(path, columns, delimiter=";") as errors:
+        errors.write(chunk.iloc[:2], outs[:2])
+        errors.write(chunk.iloc[2:], outs[2:])
+        assert errors.rows == 2
+        errors.commit()
+    if name.endswith(".csv"):
+        text = path.read_text("utf-8-sig")
+        raw = list(csv.reader(text.splitlines(), delimiter=";"))
+    else:
+        raw = [
+            ["" if v is None else str(v) for v in r]
+            for r in openpyxl.load_workbook(path).active.iter_rows(values_only=True)
+        ]
+    assert is_report(raw[0]) and input_columns_of_report(raw[0]) == columns
+    status, error = raw[0].index("status"), raw[0].index("error")
+    assert [r[status] for r in raw[1:]] == ["invalid", "failed"]
+    assert [r[error] for r in raw[1:]] == ["email: not an address", "HTTP 400: bad"]
+    with open_table(path) as table:  # fed back in, it reads as the input it came from
+        assert table.detected.report and list(table.columns) == columns
+        [back] = list(table.chunks())
+    assert back.values.tolist() == [["bad@", "-5", ""], ["=cmd@x.co", "'=1", "x"]]
+
+
+def test_errors_file_is_fed_back_in(cli, tmp_path):
+    """An errors file, fixed, is accepted as input: the report's own columns are ignored and the
+    input's columns are what is read."""
+    from conftest import read_report
+
+    from bulk_events.report import ErrorsWriter
+
+    chunk = pd.DataFrame({"email": ["bad@", "fixed@example.com"]}, index=[2, 3], dtype=object)
+    path = tmp_path / "errors.csv"
+    with ErrorsWriter(path, ["email"]) as errors:
+        errors.write(chunk, [Outcome(2, Status.INVALID, "bad"), Outcome(3, Status.FAILED, "x")])
+        errors.commit()
+    result = cli("import", path, "--event", "e", "--dry-run", "--report", tmp_path / "again.csv")
+    rows = read_report(tmp_path / "again.csv")
+    assert [(r["email"], r["status"]) for r in rows] == [
+        ("bad@", "invalid"),
+        ("fixed@example.com", "valid"),
+    ], result.output
+
+
+def test_errors_file_takes_csv_or_xlsx_only(tmp_path):
+    """--errors x.jsonl says which formats an errors file can have."""
+    from bulk_events.report import ErrorsWriter
+
+    with pytest.raises(UsageError, match=r"--errors x\.jsonl: use a \.csv or \.xlsx"):
+        ErrorsWriter(tmp_path / "x.jsonl", ["email"])
+
+
+def test_a_report_with_sent_as_columns_reads_back_as_its_input(tmp_path: Path) -> None:
+    """The "sent as" columns are the report's own: fed back in, only the input's columns remain."""
+    from bulk_events.reader import open_table
+
+    path = tmp_path / "r.csv"
+    frame = pd.DataFrame({"Email": ["a@x.com"], "sent_email": ["mine"]}, index=[2])
+    with ReportWriter(path, ["Email", "sent_email"], sent_as=True) as writer:
+        writer.write(frame, [Outcome(2, Status.SENT)], sent_as=[("a@x.com", None, "reg")])
+        writer.commit()
+    with open_table(path) as table:
+        assert table.columns == ["Email", "sent_email"]
+        (chunk,) = list(table.chunks())
+    assert chunk.iloc[0].tolist() == ["a@x.com", "mine"]

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from bulk_events.errors import FileFormatError
-from bulk_events.report import INPUT_SUFFIX, REPORT_COLUMNS
+from bulk_events.report import INPUT_SUFFIX, REPORT_COLUMNS, SENT_AS_COLUMNS
 
 from .table import CELL_ERRORS, Detected, Source, Table, row_index
 
@@ -42,9 +42,16 @@ def is_report(columns: Sequence[str]) -> bool:
     return tuple(c.strip() for c in columns[: len(REPORT_COLUMNS)]) == REPORT_COLUMNS
 
 
+def own_columns_of_report(columns: Sequence[str]) -> int:
+    """How many of a report's leading columns are bulk-events' own (with or without "sent as")."""
+    own = len(REPORT_COLUMNS)
+    after = tuple(c.strip() for c in columns[own : own + len(SENT_AS_COLUMNS)])
+    return own + len(SENT_AS_COLUMNS) if after == SENT_AS_COLUMNS else own
+
+
 def input_columns_of_report(columns: Sequence[str]) -> list[str]:
     """The original input columns inside a report's header, with their own names back."""
-    names = [unescape_formula(n) for n in columns[len(REPORT_COLUMNS) :]]
+    names = [unescape_formula(n) for n in columns[own_columns_of_report(columns) :]]
     return [n[: -len(INPUT_SUFFIX)] if n.endswith(INPUT_SUFFIX) else n for n in names]
 
 
@@ -65,8 +72,9 @@ class _ReportCellsSource:
 
     def __init__(self, inner: Source, report_columns: list[str], columns: list[str]):
         self.inner = inner
-        self.own = report_columns[: len(REPORT_COLUMNS)]
-        self.renamed = dict(zip(report_columns[len(REPORT_COLUMNS) :], columns, strict=True))
+        own = own_columns_of_report(report_columns)
+        self.own = report_columns[:own]
+        self.renamed = dict(zip(report_columns[own:], columns, strict=True))
 
     def frames(self, size: int) -> Iterator[pd.DataFrame]:
         for chunk in self.inner.frames(size):
