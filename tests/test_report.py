@@ -465,7 +465,7 @@ def test_errors_file_takes_csv_or_xlsx_only(tmp_path):
         ErrorsWriter(tmp_path / "x.jsonl", ["email"])
 
 
-def test_a_report_with_sent_as_columns_reads_back_as_its_input(tmp_path: Path) -> None:
+def test_a_report_with_sent_as_columns_reads_back_as_its_input(tmp_path):
     """The "sent as" columns are the report's own: fed back in, only the input's columns remain."""
     from bulk_events.reader import open_table
 
