@@ -41,6 +41,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -54,10 +55,22 @@ __all__ = [
     "Journal",
     "Mark",
     "SeenKeys",
+    "State",
     "default_journal_path",
+    "utc_now",
 ]
 
-STATES = ("inflight", "sent", "failed", "unknown")
+
+class State(StrEnum):
+    """Where a key is in its life (see the module docstring); beside the report's ``Status``."""
+
+    INFLIGHT = "inflight"  # its request is (or was, when a run crashed) on its way
+    SENT = "sent"  # final
+    FAILED = "failed"  # safe to send again
+    UNKNOWN = "unknown"  # may have arrived: resent only with --retry-unknown
+
+
+STATES = tuple(State)
 SCHEMA_VERSION = 1
 
 # SQLite's default limit is far higher, but short IN lists keep each statement small and cheap
@@ -123,7 +136,7 @@ class Entry:
     """What the journal knows about one key."""
 
     key: bytes
-    state: str  # "inflight" | "sent" | "failed" | "unknown"
+    state: State
     row: int | None
     run_id: int | None
     attempts: int
@@ -138,7 +151,7 @@ class Mark:
     """One state change to record for a key."""
 
     key: bytes
-    state: str
+    state: State | str
     row: int
     attempts: int = 0
     http_status: int | None = None
@@ -345,8 +358,8 @@ class Journal:
                 rows = conn.execute(
                     f"SELECT {_ENTRY_COLUMNS} FROM events WHERE key IN ({marks})", chunk
                 ).fetchall()
-            for values in rows:
-                found[values[0]] = Entry(*values)
+            for key, state, *rest in rows:
+                found[key] = Entry(key, State(state), *rest)
         return found
 
     def write(self, marks: Sequence[Mark], run_id: int) -> None:
@@ -384,7 +397,7 @@ class Journal:
 
     def counts(self) -> dict[str, int]:
         """How many keys are in each state (every state is present, possibly 0)."""
-        result = dict.fromkeys(STATES, 0)
+        result = dict.fromkeys((s.value for s in State), 0)
         with self._reading() as conn:
             if conn is None:
                 return result
@@ -465,15 +478,8 @@ class Journal:
             conn = self._conn
             if self._closed or conn is None:
                 raise RuntimeError(f"the run journal {self.path} is closed")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn, "BEGIN IMMEDIATE"):
                 yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
-            if conn.in_transaction:
-                conn.execute("COMMIT")
 
     def _state_of(self, key: bytes) -> str | None:
         assert self._conn is not None
@@ -526,19 +532,13 @@ class SeenKeys:
         conn = self._conn
         if conn is None:
             raise RuntimeError("SeenKeys is closed")
-        conn.execute("BEGIN")
-        try:
+        with transaction(conn, "BEGIN"):
             conn.executemany(
                 "INSERT INTO seen (key, row) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET pos = ?3",
                 zip(keys, rows, range(len(keys)), strict=True),
             )
             again = conn.execute("SELECT pos, first_row FROM dups").fetchall()
             conn.execute("DELETE FROM dups")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
         result: list[int | None] = [None] * len(keys)
         for pos, first_row in again:
             result[pos] = first_row
@@ -594,20 +594,31 @@ def _check_schema(path: Path, version: int, tables: set[str]) -> None:
         raise FileFormatError(f"{path} is not a bulk-events run journal (tables are missing)")
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """One explicit transaction: committed when the body returns, rolled back if it raises.
+
+    The connection must be in autocommit mode (``isolation_level=None``).
+    """
+    conn.execute(begin)
     try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    if conn.in_transaction:
+        conn.execute("COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    with transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         _check_schema(path, version, _table_names(conn))
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in _split_statements(_MIGRATIONS[target]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
 
 
 def _split_statements(script: str) -> list[str]:
@@ -618,18 +629,12 @@ def _split_statements(script: str) -> list[str]:
 
 
 def _recover_inflight(conn: sqlite3.Connection) -> int:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         cur = conn.execute(
             "UPDATE events SET state = 'unknown', updated_at = ?, "
             "error = CASE WHEN error = '' THEN ? ELSE error END WHERE state = 'inflight'",
             (utc_now(), _RECOVERED_ERROR),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
     return cur.rowcount
 
 
