@@ -39,9 +39,9 @@ def __getattr__(name: str) -> object:
     # The pipeline pulls in pandas, pandera and aiohttp: import it on first use, so that
     # `bulk-events --help` and `import bulk_events.errors` stay quick.
     if name in _PIPELINE:
-        from . import pipeline
+        from . import importer
 
-        return getattr(pipeline, name)
+        return getattr(importer, name)
     if name in _OPTIONS:
         from . import options
 

@@ -26,7 +26,7 @@ from .logs import setup_logging
 from .outcome import Status
 
 if TYPE_CHECKING:
-    from .pipeline import RunResult
+    from .importer import RunResult
 
 EXIT_INTERNAL = 70
 
@@ -345,8 +345,8 @@ def import_command(
     Re-running the same command continues where the last run stopped: rows already sent are
     skipped, failed and pending rows are sent.
     """
+    from .importer import run_import, run_sync
     from .options import ImportOptions
-    from .pipeline import run_import, run_sync
 
     setup_logging(verbose, log_format, quiet)
     path, values = _gather(file, cli.pop("config_path"), **cli)

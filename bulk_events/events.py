@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .outcome import Outcome
 
 if TYPE_CHECKING:
-    from .pipeline import RunResult
+    from .importer import RunResult
 
 
 @dataclass(frozen=True, slots=True)

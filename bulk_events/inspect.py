@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 
 from .events import Event, Progress
+from .importer import Import, run_sync
 from .options import SETTINGS, ImportOptions
 from .outcome import SkipReason, Status
-from .pipeline import Import, run_sync
 
 
 def _duration(seconds: float) -> str:

@@ -27,16 +27,12 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import re
 import sqlite3
-import stat
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -46,7 +42,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from bulk_events.errors import FileFormatError, JournalBusyError
+from bulk_events.errors import FileFormatError
+from bulk_events.files import acquire_lock, create_private_file, make_private_dirs
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -54,7 +51,6 @@ __all__ = [
     "Entry",
     "Journal",
     "Mark",
-    "SeenKeys",
     "State",
     "default_journal_path",
     "utc_now",
@@ -240,11 +236,11 @@ class Journal:
         path = Path(path)
         if readonly:
             return cls._open_readonly(path)
-        _make_private_dirs(path.parent)
-        lock_fd = _acquire_lock(path, wait=wait)
+        make_private_dirs(path.parent)
+        lock_fd = acquire_lock(path, wait=wait, now=utc_now())
         conn: sqlite3.Connection | None = None
         try:
-            _create_private_file(path)
+            create_private_file(path)
             with _translate_errors(path, "cannot open the run journal"):
                 conn = _connect(str(path), uri=False)
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -487,81 +483,6 @@ class Journal:
         return None if row is None else row[0]
 
 
-class SeenKeys:
-    """Within-run duplicate detection that keeps a million keys out of Python's memory.
-
-    The keys live in a private temporary SQLite database (``sqlite3.connect("")``): SQLite keeps
-    a bounded page cache and spills the rest to an anonymous temporary file that disappears on
-    close. Only the current batch is held in Python.
-
-    Example::
-
-        seen = SeenKeys()
-        seen.first_rows([k1, k2, k1], [2, 3, 4])  # -> [None, None, 2]
-        seen.first_rows([k2], [9])                # -> [3]
-    """
-
-    def __init__(self, *, cache_mib: int = 32) -> None:
-        """Create the empty temporary store; ``cache_mib`` bounds SQLite's page cache."""
-        # check_same_thread=False: the pipeline calls it from one worker thread at a time.
-        conn = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-        # Nothing here must survive a crash: no rollback journal, no fsync.
-        conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute(f"PRAGMA cache_size = -{int(cache_mib) * 1024}")
-        # One upsert per key does a single B-tree descent: a new key is inserted; a key already
-        # there gets ``pos`` (its position in the batch) set, and the trigger notes that
-        # position with the row that claimed the key first. Reading ``dups`` back then names
-        # only the duplicates, usually few. (A lookup pass before inserting measured slower.)
-        conn.execute(
-            "CREATE TABLE seen (key BLOB PRIMARY KEY, row INTEGER NOT NULL, pos INTEGER)"
-            " WITHOUT ROWID"
-        )
-        conn.execute("CREATE TABLE dups (pos INTEGER NOT NULL, first_row INTEGER NOT NULL)")
-        conn.execute(
-            "CREATE TRIGGER seen_again AFTER UPDATE OF pos ON seen"
-            " BEGIN INSERT INTO dups (pos, first_row) VALUES (NEW.pos, OLD.row); END"
-        )
-        self._conn: sqlite3.Connection | None = conn
-
-    def first_rows(self, keys: Sequence[bytes], rows: Sequence[int]) -> list[int | None]:
-        """For each ``(key, row)`` in order: the row that first claimed the key in this run, or
-        None if this row is the first. Earlier rows of the same batch count too."""
-        if len(keys) != len(rows):
-            raise ValueError(f"{len(keys)} keys but {len(rows)} rows")
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("SeenKeys is closed")
-        with transaction(conn, "BEGIN"):
-            conn.executemany(
-                "INSERT INTO seen (key, row) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET pos = ?3",
-                zip(keys, rows, range(len(keys)), strict=True),
-            )
-            again = conn.execute("SELECT pos, first_row FROM dups").fetchall()
-            conn.execute("DELETE FROM dups")
-        result: list[int | None] = [None] * len(keys)
-        for pos, first_row in again:
-            result[pos] = first_row
-        return result
-
-    def close(self) -> None:
-        """Drop the temporary store; safe to call twice."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
 # -- helpers ----------------------------------------------------------------------------------
 
 
@@ -651,94 +572,3 @@ def _translate_errors(path: Path, what: str) -> Iterator[None]:
                 "move it aside to start afresh (rows it recorded as sent may then be sent again)"
             ) from exc
         raise FileFormatError(f"{what} {path}: {exc}") from exc
-
-
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and any missing parents as 0700; leave existing ones alone."""
-    missing = []
-    current = directory.absolute()
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # another process made it first
-        except OSError as exc:
-            raise FileFormatError(f"cannot create the journal directory {d}: {exc}") from exc
-        os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask
-
-
-def _create_private_file(path: Path) -> None:
-    """Make sure the database exists with mode 0600 before SQLite opens it.
-
-    SQLite creates the -wal and -shm files with the permissions of the database file, so they
-    follow; an existing wider file (or sidecar) is narrowed.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise FileFormatError(f"cannot open the run journal {path}: {exc.strerror}") from exc
-    try:
-        _narrow(fd)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            sidecar = os.open(f"{path}{suffix}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _narrow(sidecar)
-            finally:
-                os.close(sidecar)
-
-
-def _narrow(fd: int) -> None:
-    mode = os.fstat(fd).st_mode
-    if stat.S_IMODE(mode) & 0o077:
-        os.fchmod(fd, stat.S_IMODE(mode) & 0o700)
-
-
-def _acquire_lock(path: Path, *, wait: bool) -> int:
-    """Take the exclusive lock on ``<path>.lock`` and write who holds it; return its fd."""
-    lock_path = f"{path}.lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise FileFormatError(f"cannot open the journal lock {lock_path}: {exc.strerror}") from exc
-    try:
-        _narrow(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise FileFormatError(f"cannot lock {lock_path}: {exc.strerror}") from exc
-            if not wait:
-                raise JournalBusyError(
-                    f"another bulk-events run is using {path} ({_holder(fd)}); "
-                    "wait for it or pass --wait"
-                ) from None
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        # The lock file is never deleted: unlinking a flock'ed file lets a third process lock a
-        # fresh inode while the second still waits on the old one.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} started {utc_now()}\n".encode(), 0)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _holder(fd: int) -> str:
-    """``pid N, started T`` from the lock file of the run that holds it, as far as known."""
-    text = b""
-    # The holder writes its line right after locking; give it a moment if we read too early.
-    for _ in range(20):
-        text = os.pread(fd, 200, 0)
-        if text.endswith(b"\n"):
-            break
-        time.sleep(0.01)
-    found = re.fullmatch(rb"pid (\d+) started (\S+)\n", text)
-    if found is None:
-        return "pid unknown"
-    return f"pid {found[1].decode()}, started {found[2].decode()}"

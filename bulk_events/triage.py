@@ -13,12 +13,13 @@ from typing import Any
 import pandas as pd
 
 from .delivery.deliverer import Job
-from .journal import Entry, Journal, SeenKeys, State
+from .journal import Entry, Journal, State
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
 from .payload import build_bodies, event_key
 from .report import REPORT_COLUMNS, unescape_formula
 from .schema import Layout, RowValidator
+from .seen import SeenKeys
 
 
 def report_frame(chunk: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

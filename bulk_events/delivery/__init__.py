@@ -7,4 +7,13 @@ from .deliverer import Deliverer, Job, RetryPolicy
 from .verdict import Kind, Verdict, judge
 from .writer import JournalWriter
 
-__all__ = ["Breaker", "Deliverer", "Job", "JournalWriter", "Kind", "RetryPolicy", "Verdict", "judge"]
+__all__ = [
+    "Breaker",
+    "Deliverer",
+    "Job",
+    "JournalWriter",
+    "Kind",
+    "RetryPolicy",
+    "Verdict",
+    "judge",
+]

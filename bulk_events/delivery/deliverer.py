@@ -118,7 +118,9 @@ class Deliverer:
             message = (
                 "stopped while waiting for the answer: the service may have taken it; not resent"
             )
-            self.journal.record_now([Mark(job.key, State.UNKNOWN, job.row, attempts, error=message)])
+            self.journal.record_now(
+                [Mark(job.key, State.UNKNOWN, job.row, attempts, error=message)]
+            )
             return Outcome(job.row, Status.UNKNOWN, message, attempts=attempts)
         if attempts:
             return Outcome(job.row, Status.FAILED, "stopped before a retry", attempts=attempts)
@@ -165,7 +167,11 @@ class Deliverer:
             verdict = judge(answer)
             if isinstance(answer, Reply):
                 log.debug(
-                    "row %d: attempt %d: HTTP %d %s", job.row, attempts, answer.status, verdict.detail
+                    "row %d: attempt %d: HTTP %d %s",
+                    job.row,
+                    attempts,
+                    answer.status,
+                    verdict.detail,
                 )
             outcome = await self._act(job, progress, verdict, sent_clock)
             if outcome is not None:
@@ -246,7 +252,9 @@ class Deliverer:
                 self._stop(exc)
                 return failed(f"{v.message}; {exc}")
         if renewed:
-            progress.last = Outcome(job.row, Status.FAILED, v.message, v.http_status, progress.attempts)
+            progress.last = Outcome(
+                job.row, Status.FAILED, v.message, v.http_status, progress.attempts
+            )
             return None
         self._stop(
             AuthRejected(
