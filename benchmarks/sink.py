@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 
+from bulk_events.sandbox import max_in_window
+
 try:  # the sink should be the cheaper side of the measurement: uvloop when it is installed
     import uvloop
 except ImportError:  # pragma: no cover - optional
@@ -70,18 +72,6 @@ class Stats:
             "last_event_at": self.last_event_at,
             "max_in_window": max_in_window(self.starts),
         }
-
-
-def max_in_window(starts: list[float], window: float = 1.0) -> int:
-    """The most request starts inside any half-open interval ``[t, t + window)``."""
-    best = 0
-    j = 0
-    times = sorted(starts)
-    for i, start in enumerate(times):
-        while j < len(times) and times[j] < start + window:
-            j += 1
-        best = max(best, j - i)
-    return best
 
 
 def _control_routes(app: web.Application, stats: Stats) -> None:

@@ -4,9 +4,12 @@
 >>> result = bulk_events.import_file("customers.xlsx", event="registration", dry_run=True)  # doctest: +SKIP
 >>> result.counts, result.report_path, result.exit_code  # doctest: +SKIP
 
-Each row becomes one event; the per-row outcomes are in the report. See ``ImportOptions`` for every
-option (the same as the command line's).
+Each row becomes one event; the per-row outcomes are in the report. Settings are named as on the
+command line (``bulk_events.options.Settings`` lists them). Nothing is printed: pass
+``on_event=`` to follow a run's events (``bulk_events.events``).
 """
+
+import logging
 
 from .errors import (
     AuthRejected,
@@ -21,20 +24,28 @@ from .errors import (
     ServiceUnavailable,
     UsageError,
 )
-from .outcome import Outcome, Status
+from .outcome import Outcome, SkipReason, Status
 
 __version__ = "0.1.0"
 
-_PIPELINE = ("Import", "ImportOptions", "RunResult", "import_file", "run_import")
+# A library stays silent unless its caller sets up logging (the CLI does).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_PIPELINE = ("Import", "RunResult", "import_file", "run_import")
+_OPTIONS = ("ImportOptions", "Settings")
 
 
 def __getattr__(name: str) -> object:
     # The pipeline pulls in pandas, pandera and aiohttp: import it on first use, so that
     # `bulk-events --help` and `import bulk_events.errors` stay quick.
     if name in _PIPELINE:
-        from . import pipeline
+        from . import importer
 
-        return getattr(pipeline, name)
+        return getattr(importer, name)
+    if name in _OPTIONS:
+        from . import options
+
+        return getattr(options, name)
     raise AttributeError(f"module 'bulk_events' has no attribute {name!r}")
 
 
@@ -53,6 +64,8 @@ __all__ = [
     "Outcome",
     "RunResult",
     "ServiceUnavailable",
+    "Settings",
+    "SkipReason",
     "Status",
     "UsageError",
     "__version__",

@@ -15,14 +15,18 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from . import redact
 from .errors import EXIT_INPUT, BulkEventsError, UsageError
+from .events import Detected, Event, Finished, Progress, Recovered, Stopping, Waiting
 from .logs import setup_logging
 from .outcome import Status
+
+if TYPE_CHECKING:
+    from .importer import RunResult
 
 EXIT_INTERNAL = 70
 
@@ -34,7 +38,59 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _summary(result: Any, dry_run: bool) -> str:
+class _Renderer:
+    """Shows a run's events on stderr: what was detected, the progress bar, stops and waits."""
+
+    def __init__(self, progress: bool) -> None:
+        self.progress = progress  # on a terminal: announce at the start, show a bar
+        self.announced = False
+        self._bar: Any = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Progress):
+            if self._bar is not None:
+                self._bar.update(1)
+        elif isinstance(event, Detected):
+            if self.progress:
+                click.echo(
+                    f"bulk-events: reading {event.input_name}: {event.description}", err=True
+                )
+                self.announced = True
+                from tqdm import tqdm
+
+                self._bar = tqdm(
+                    total=event.row_estimate,
+                    unit="row",
+                    file=sys.stderr,
+                    dynamic_ncols=True,
+                    smoothing=0.1,
+                )
+        elif isinstance(event, Recovered):
+            click.echo(
+                f"bulk-events: {event.rows} row(s) were in flight when an earlier run stopped; "
+                "they are unknown and not resent (--retry-unknown resends them)",
+                err=True,
+            )
+        elif isinstance(event, Waiting):
+            click.echo(f"bulk-events: {event.reason}; waiting", err=True)
+        elif isinstance(event, Stopping):
+            doing = "finishing the requests in flight, then " if event.in_flight else ""
+            click.echo(
+                f"bulk-events: {event.cause}: {doing}writing the report; rows not attempted are "
+                "pending (press Ctrl-C again to stop at once)",
+                err=True,
+            )
+        elif isinstance(event, Finished):
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.total = self._bar.n  # the estimate counted blank rows too
+            self._bar.close()
+            self._bar = None
+
+
+def _summary(result: RunResult, dry_run: bool, announced: bool) -> str:
     parts = [f"{result.counts[s]} {s}" for s in _STATUS_ORDER if result.counts.get(s)]
     rows = sum(result.counts.values())
     line = f"bulk-events: {rows} row{'s' if rows != 1 else ''}: {', '.join(parts) or 'none'}"
@@ -44,7 +100,7 @@ def _summary(result: Any, dry_run: bool) -> str:
             rate = f"{result.rate:.1f} requests/s, " if result.rate else ""
             line += f" ({rate}{result.requests} request{'s' if result.requests != 1 else ''})"
     lines = [line]
-    if result.detected and not result.announced:
+    if result.detected and not announced:
         lines.insert(0, f"bulk-events: read {result.input_name}: {result.detected}")
     if result.stopped:
         lines.append(f"bulk-events: {result.stopped}")
@@ -131,7 +187,7 @@ def _common_input_options(f: Any) -> Any:
         ),
         click.option(
             "--map",
-            "mapping",
+            "map",
             metavar="COLUMN=NAME",
             multiple=True,
             help='Use a column as NAME: --map "E-mail=email", --map "Телефон=phone". Repeatable.',
@@ -205,7 +261,7 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
     if cli.get("url"):
         redact.register_url(cli["url"])
     for key, value in cli.items():
-        if key in ("types", "mapping"):
+        if key in ("types", "map"):
             if value:
                 merged = dict(values.get(key, {}))
                 merged.update(parse_assignments(value, "--type" if key == "types" else "--map"))
@@ -289,7 +345,8 @@ def import_command(
     Re-running the same command continues where the last run stopped: rows already sent are
     skipped, failed and pending rows are sent.
     """
-    from .pipeline import ImportOptions, run_import, run_sync
+    from .importer import run_import, run_sync
+    from .options import ImportOptions
 
     setup_logging(verbose, log_format, quiet)
     path, values = _gather(file, cli.pop("config_path"), **cli)
@@ -303,17 +360,19 @@ def import_command(
             abort=True,
             err=True,
         )
-    options = ImportOptions(**values)
-    options.progress = not quiet and sys.stderr.isatty()
+    options = ImportOptions.from_settings(**values)
     # On a terminal, say what was detected before the progress bar; in cron, in the summary.
-    options.announce = options.progress
-    if options.url and cli.get("url"):
+    renderer = _Renderer(progress=not quiet and sys.stderr.isatty())
+    if options.target.url and cli.get("url"):
         click.echo(
             "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",
             err=True,
         )
-    result = run_sync(run_import(path, options))
-    click.echo(redact.redact(_summary(result, options.dry_run)), err=True)
+    try:
+        result = run_sync(run_import(path, options, on_event=renderer))
+    finally:
+        renderer.close()
+    click.echo(redact.redact(_summary(result, options.dry_run, renderer.announced)), err=True)
     sys.exit(result.exit_code)
 
 

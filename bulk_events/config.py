@@ -57,7 +57,7 @@ SECRET_KEYS = ("url", "client_id", "client_secret", "token", "access_token")
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a config file into ImportOptions-shaped values (plus ``input``)."""
+    """Read a config file into settings named as on the command line (plus ``input``)."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
@@ -98,7 +98,7 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         if not all(isinstance(v, str) for v in table.values()):
             raise ConfigError(f"{p.name}: every value under [{key}] must be a string")
         if table:
-            values["types" if key == "types" else "mapping"] = dict(table)
+            values[key] = dict(table)
 
     credentials = data.get("credentials", {})
     for key, name in credentials.items():

@@ -9,8 +9,10 @@ from typing import Any
 
 import orjson
 
-from .outcome import Outcome, Status
-from .pipeline import Import, ImportOptions, run_sync
+from .events import Event, Progress
+from .importer import Import, run_sync
+from .options import SETTINGS, ImportOptions
+from .outcome import SkipReason, Status
 
 
 def _duration(seconds: float) -> str:
@@ -25,25 +27,23 @@ def _duration(seconds: float) -> str:
 
 def inspect_file(path: Path, values: dict[str, Any]) -> str:
     """A plain-text plan of an import of ``path`` with the given options (nothing is sent)."""
-    values = {k: v for k, v in values.items() if k in ImportOptions.__dataclass_fields__}
+    values = {k: v for k, v in values.items() if k in SETTINGS}
     values.update(dry_run=True, sandbox=False)
     with tempfile.TemporaryDirectory() as tmp:
         values["report"] = str(Path(tmp) / "plan.csv")
-        options = ImportOptions(**values)
-        reasons: Counter[str] = Counter()
+        options = ImportOptions.from_settings(**values)
+        reasons: Counter[SkipReason] = Counter()
 
-        def note(outcome: Outcome) -> None:
-            if outcome.status is Status.SKIPPED:
-                reasons[
-                    "duplicate" if outcome.error.startswith("duplicate") else "already sent"
-                ] += 1
+        def note(event: Event) -> None:
+            if isinstance(event, Progress) and event.outcome.reason is not None:
+                reasons[event.outcome.reason] += 1
 
-        run = Import(path, options, on_outcome=note, samples=3)
+        run = Import(path, options, on_event=note, samples=3)
         result = run_sync(run.run())
     counts = result.counts
     lines = [
         f"File:    {path.name}: {result.detected}",
-        f"Target:  {options.target_label}",
+        f"Target:  {options.target.label}",
         "Columns:",
     ]
     assert run.layout is not None  # set once the file is open
@@ -57,7 +57,7 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
     valid = counts.get(Status.VALID.value, 0)
     lines.append(
         f"Rows:    {sum(counts.values())}: {valid} to send, {counts.get(Status.INVALID.value, 0)} invalid, "
-        f"{reasons['duplicate']} duplicate, {reasons['already sent']} already sent, "
+        f"{reasons[SkipReason.DUPLICATE]} duplicate, {reasons[SkipReason.ALREADY_SENT]} already sent, "
         f"{counts.get(Status.UNKNOWN.value, 0)} unknown from an earlier run"
     )
     journal = run.journal_path
@@ -67,7 +67,7 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
         for row, body in run.samples:
             lines.append(f"  row {row}: {orjson.dumps(body).decode()}")
     if valid:
-        rate = options.rate
+        rate = options.delivery.rate
         eta = (
             f"about {_duration(valid / rate)} at {rate:g} events/s"
             if rate

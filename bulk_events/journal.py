@@ -27,25 +27,23 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import re
 import sqlite3
-import stat
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from bulk_events.errors import FileFormatError, JournalBusyError
+from bulk_events.errors import FileFormatError
+from bulk_events.files import acquire_lock, create_private_file, make_private_dirs
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,11 +51,22 @@ __all__ = [
     "Entry",
     "Journal",
     "Mark",
-    "SeenKeys",
+    "State",
     "default_journal_path",
+    "utc_now",
 ]
 
-STATES = ("inflight", "sent", "failed", "unknown")
+
+class State(StrEnum):
+    """Where a key is in its life (see the module docstring); beside the report's ``Status``."""
+
+    INFLIGHT = "inflight"  # its request is (or was, when a run crashed) on its way
+    SENT = "sent"  # final
+    FAILED = "failed"  # safe to send again
+    UNKNOWN = "unknown"  # may have arrived: resent only with --retry-unknown
+
+
+STATES = tuple(State)
 SCHEMA_VERSION = 1
 
 # SQLite's default limit is far higher, but short IN lists keep each statement small and cheap
@@ -123,7 +132,7 @@ class Entry:
     """What the journal knows about one key."""
 
     key: bytes
-    state: str  # "inflight" | "sent" | "failed" | "unknown"
+    state: State
     row: int | None
     run_id: int | None
     attempts: int
@@ -138,7 +147,7 @@ class Mark:
     """One state change to record for a key."""
 
     key: bytes
-    state: str
+    state: State | str
     row: int
     attempts: int = 0
     http_status: int | None = None
@@ -227,11 +236,11 @@ class Journal:
         path = Path(path)
         if readonly:
             return cls._open_readonly(path)
-        _make_private_dirs(path.parent)
-        lock_fd = _acquire_lock(path, wait=wait)
+        make_private_dirs(path.parent)
+        lock_fd = acquire_lock(path, wait=wait, now=utc_now())
         conn: sqlite3.Connection | None = None
         try:
-            _create_private_file(path)
+            create_private_file(path)
             with _translate_errors(path, "cannot open the run journal"):
                 conn = _connect(str(path), uri=False)
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -345,8 +354,8 @@ class Journal:
                 rows = conn.execute(
                     f"SELECT {_ENTRY_COLUMNS} FROM events WHERE key IN ({marks})", chunk
                 ).fetchall()
-            for values in rows:
-                found[values[0]] = Entry(*values)
+            for key, state, *rest in rows:
+                found[key] = Entry(key, State(state), *rest)
         return found
 
     def write(self, marks: Sequence[Mark], run_id: int) -> None:
@@ -384,7 +393,7 @@ class Journal:
 
     def counts(self) -> dict[str, int]:
         """How many keys are in each state (every state is present, possibly 0)."""
-        result = dict.fromkeys(STATES, 0)
+        result = dict.fromkeys((s.value for s in State), 0)
         with self._reading() as conn:
             if conn is None:
                 return result
@@ -465,101 +474,13 @@ class Journal:
             conn = self._conn
             if self._closed or conn is None:
                 raise RuntimeError(f"the run journal {self.path} is closed")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn, "BEGIN IMMEDIATE"):
                 yield conn
-            except BaseException:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise
-            if conn.in_transaction:
-                conn.execute("COMMIT")
 
     def _state_of(self, key: bytes) -> str | None:
         assert self._conn is not None
         row = self._conn.execute("SELECT state FROM events WHERE key = ?", (key,)).fetchone()
         return None if row is None else row[0]
-
-
-class SeenKeys:
-    """Within-run duplicate detection that keeps a million keys out of Python's memory.
-
-    The keys live in a private temporary SQLite database (``sqlite3.connect("")``): SQLite keeps
-    a bounded page cache and spills the rest to an anonymous temporary file that disappears on
-    close. Only the current batch is held in Python.
-
-    Example::
-
-        seen = SeenKeys()
-        seen.first_rows([k1, k2, k1], [2, 3, 4])  # -> [None, None, 2]
-        seen.first_rows([k2], [9])                # -> [3]
-    """
-
-    def __init__(self, *, cache_mib: int = 32) -> None:
-        """Create the empty temporary store; ``cache_mib`` bounds SQLite's page cache."""
-        # check_same_thread=False: the pipeline calls it from one worker thread at a time.
-        conn = sqlite3.connect("", isolation_level=None, check_same_thread=False)
-        # Nothing here must survive a crash: no rollback journal, no fsync.
-        conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute(f"PRAGMA cache_size = -{int(cache_mib) * 1024}")
-        # One upsert per key does a single B-tree descent: a new key is inserted; a key already
-        # there gets ``pos`` (its position in the batch) set, and the trigger notes that
-        # position with the row that claimed the key first. Reading ``dups`` back then names
-        # only the duplicates, usually few. (A lookup pass before inserting measured slower.)
-        conn.execute(
-            "CREATE TABLE seen (key BLOB PRIMARY KEY, row INTEGER NOT NULL, pos INTEGER)"
-            " WITHOUT ROWID"
-        )
-        conn.execute("CREATE TABLE dups (pos INTEGER NOT NULL, first_row INTEGER NOT NULL)")
-        conn.execute(
-            "CREATE TRIGGER seen_again AFTER UPDATE OF pos ON seen"
-            " BEGIN INSERT INTO dups (pos, first_row) VALUES (NEW.pos, OLD.row); END"
-        )
-        self._conn: sqlite3.Connection | None = conn
-
-    def first_rows(self, keys: Sequence[bytes], rows: Sequence[int]) -> list[int | None]:
-        """For each ``(key, row)`` in order: the row that first claimed the key in this run, or
-        None if this row is the first. Earlier rows of the same batch count too."""
-        if len(keys) != len(rows):
-            raise ValueError(f"{len(keys)} keys but {len(rows)} rows")
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("SeenKeys is closed")
-        conn.execute("BEGIN")
-        try:
-            conn.executemany(
-                "INSERT INTO seen (key, row) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET pos = ?3",
-                zip(keys, rows, range(len(keys)), strict=True),
-            )
-            again = conn.execute("SELECT pos, first_row FROM dups").fetchall()
-            conn.execute("DELETE FROM dups")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.rollback()
-            raise
-        result: list[int | None] = [None] * len(keys)
-        for pos, first_row in again:
-            result[pos] = first_row
-        return result
-
-    def close(self) -> None:
-        """Drop the temporary store; safe to call twice."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -594,20 +515,31 @@ def _check_schema(path: Path, version: int, tables: set[str]) -> None:
         raise FileFormatError(f"{path} is not a bulk-events run journal (tables are missing)")
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """One explicit transaction: committed when the body returns, rolled back if it raises.
+
+    The connection must be in autocommit mode (``isolation_level=None``).
+    """
+    conn.execute(begin)
     try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    if conn.in_transaction:
+        conn.execute("COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    with transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         _check_schema(path, version, _table_names(conn))
         for target in range(version + 1, SCHEMA_VERSION + 1):
             for statement in _split_statements(_MIGRATIONS[target]):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {target}")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
 
 
 def _split_statements(script: str) -> list[str]:
@@ -618,18 +550,12 @@ def _split_statements(script: str) -> list[str]:
 
 
 def _recover_inflight(conn: sqlite3.Connection) -> int:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(conn):
         cur = conn.execute(
             "UPDATE events SET state = 'unknown', updated_at = ?, "
             "error = CASE WHEN error = '' THEN ? ELSE error END WHERE state = 'inflight'",
             (utc_now(), _RECOVERED_ERROR),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
     return cur.rowcount
 
 
@@ -646,94 +572,3 @@ def _translate_errors(path: Path, what: str) -> Iterator[None]:
                 "move it aside to start afresh (rows it recorded as sent may then be sent again)"
             ) from exc
         raise FileFormatError(f"{what} {path}: {exc}") from exc
-
-
-def _make_private_dirs(directory: Path) -> None:
-    """Create ``directory`` and any missing parents as 0700; leave existing ones alone."""
-    missing = []
-    current = directory.absolute()
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # another process made it first
-        except OSError as exc:
-            raise FileFormatError(f"cannot create the journal directory {d}: {exc}") from exc
-        os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask
-
-
-def _create_private_file(path: Path) -> None:
-    """Make sure the database exists with mode 0600 before SQLite opens it.
-
-    SQLite creates the -wal and -shm files with the permissions of the database file, so they
-    follow; an existing wider file (or sidecar) is narrowed.
-    """
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise FileFormatError(f"cannot open the run journal {path}: {exc.strerror}") from exc
-    try:
-        _narrow(fd)
-    finally:
-        os.close(fd)
-    for suffix in ("-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            sidecar = os.open(f"{path}{suffix}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _narrow(sidecar)
-            finally:
-                os.close(sidecar)
-
-
-def _narrow(fd: int) -> None:
-    mode = os.fstat(fd).st_mode
-    if stat.S_IMODE(mode) & 0o077:
-        os.fchmod(fd, stat.S_IMODE(mode) & 0o700)
-
-
-def _acquire_lock(path: Path, *, wait: bool) -> int:
-    """Take the exclusive lock on ``<path>.lock`` and write who holds it; return its fd."""
-    lock_path = f"{path}.lock"
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise FileFormatError(f"cannot open the journal lock {lock_path}: {exc.strerror}") from exc
-    try:
-        _narrow(fd)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise FileFormatError(f"cannot lock {lock_path}: {exc.strerror}") from exc
-            if not wait:
-                raise JournalBusyError(
-                    f"another bulk-events run is using {path} ({_holder(fd)}); "
-                    "wait for it or pass --wait"
-                ) from None
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        # The lock file is never deleted: unlinking a flock'ed file lets a third process lock a
-        # fresh inode while the second still waits on the old one.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} started {utc_now()}\n".encode(), 0)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _holder(fd: int) -> str:
-    """``pid N, started T`` from the lock file of the run that holds it, as far as known."""
-    text = b""
-    # The holder writes its line right after locking; give it a moment if we read too early.
-    for _ in range(20):
-        text = os.pread(fd, 200, 0)
-        if text.endswith(b"\n"):
-            break
-        time.sleep(0.01)
-    found = re.fullmatch(rb"pid (\d+) started (\S+)\n", text)
-    if found is None:
-        return "pid unknown"
-    return f"pid {found[1].decode()}, started {found[2].decode()}"

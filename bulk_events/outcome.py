@@ -21,6 +21,15 @@ class Status(StrEnum):
 OK_STATUSES = frozenset({Status.VALID, Status.SENT, Status.SKIPPED})
 
 
+class SkipReason(StrEnum):
+    """Why a row was decided without being sent (its ``error`` says it to people)."""
+
+    DUPLICATE = "duplicate"  # the same event as an earlier row of the file
+    ALREADY_SENT = "already_sent"  # an earlier run sent it
+    NOT_SELECTED = "not_selected"  # --only-failed, and it did not fail before
+    UNANSWERED_BEFORE = "unanswered_before"  # an earlier run sent it and got no answer
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """The final state of one input row.
@@ -35,3 +44,9 @@ class Outcome:
     attempts: int = 0
     sent_at: str | None = None
     response: str = ""
+    reason: SkipReason | None = None
+
+
+def not_attempted(row: int, why: str = "the run stopped early") -> Outcome:
+    """The outcome of a row the run never tried to send: pending, so the next run sends it."""
+    return Outcome(row, Status.PENDING, f"not attempted: {why}")

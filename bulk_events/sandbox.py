@@ -168,6 +168,10 @@ class Sandbox:
             raise ValueError("times must be at least 1")
         self._misbehaviours.append(_Misbehaviour(kind, times, when, delay))
 
+    def calm(self) -> None:
+        """Forget every misbehaviour still waiting to happen: from now on the service behaves."""
+        self._misbehaviours.clear()
+
     def expire_tokens(self) -> None:
         """Expire every token issued so far: the next event request with one gets 401."""
         for token in self._tokens:

@@ -174,6 +174,33 @@ def test_python_api_dry_run(tmp_path):
     assert result.report_path == tmp_path / "r.csv"
 
 
+def test_python_api_dry_run_prints_nothing(tmp_path, capfd):
+    """A Python caller's dry run writes nothing to stdout or stderr (a duplicate, an invalid row
+    and a bad --map included); what happened comes back as events and the result."""
+    f = write_csv(
+        tmp_path / "c.csv",
+        [["E-mail", "n"], ["a@b.co", "1"], ["a@b.co", "1"], ["bad", "2"], ["c@d.co", "x"]],
+    )
+    events = []
+    result = bulk_events.import_file(
+        f,
+        event="e",
+        dry_run=True,
+        report=tmp_path / "r.csv",
+        map={"E-mail": "email"},
+        types={"n": "integer"},
+        on_event=events.append,
+    )
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert result.counts == {"valid": 1, "skipped": 1, "invalid": 2}
+    from bulk_events.events import Detected, Finished, Progress
+
+    assert isinstance(events[0], Detected) and isinstance(events[-1], Finished)
+    skipped = [e.outcome for e in events if isinstance(e, Progress) and e.outcome.reason]
+    assert [o.reason for o in skipped] == [bulk_events.SkipReason.DUPLICATE]
+
+
 def test_report_fed_back_as_input(cli, tmp_path):
     """A report is recognised as input: its own columns ignored, formula escaping undone."""
     f = write_csv(tmp_path / "c.csv", [["email", "note"], ["a@b.co", "=1+1"], ["c@d.co", "-5"]])

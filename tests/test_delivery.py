@@ -5,11 +5,11 @@ Each test checks, row by row, what arrived at the server against what the report
 
 from __future__ import annotations
 
-import re
+import asyncio
 from collections import Counter
 
 import pytest
-from conftest import contacts, read_report, write_csv
+from conftest import FakeClock, contacts, read_report, wait_until, write_csv
 
 FAST = ["--max-attempts", "4"]
 
@@ -249,8 +249,7 @@ def test_rate_limit_holds_at_the_server(api, tmp_path):
     result = send(cli, f, tmp_path, "--rate", "20", "--concurrency", "8")
     assert result.exit_code == 0, result.output
     assert server.do(lambda: server.box.max_in_window(1.0)) <= 20
-    rate = float(re.search(r"\(([\d.]+) requests/s", result.stderr).group(1))
-    assert 15 <= rate <= 20  # the achieved pace, as the summary reports it
+    assert "requests/s" in result.stderr  # the summary reports the pace (its value: see below)
     assert len(server.bodies()) == 70
     refused = server.do(lambda: sum(1 for a in server.box.arrivals if not a.accepted))
     assert refused == 0
@@ -403,47 +402,107 @@ def test_quota_exhausted_stops_with_75(api, tmp_path):
     assert counts["pending"] == 9 and counts["failed"] == 1
 
 
-async def test_deliverer_keeps_no_per_row_state_after_a_row_is_done(tmp_path):
-    """Memory stays flat over a long run: nothing per row is left in the deliverer once it is done."""
-    from bulk_events.delivery import Deliverer, Job, JournalWriter
+def _delivery(tmp_path, handler, *, rate=0.0, clock=None):
+    """A Deliverer over an in-memory transport, a real journal and (optionally) a fake clock."""
+    from bulk_events.delivery import Deliverer, JournalWriter
     from bulk_events.journal import Journal
-    from bulk_events.payload import event_key
     from bulk_events.ratelimit import RateLimiter
-    from bulk_events.sandbox import Sandbox
-    from bulk_events.transport import ApiTransport
+    from bulk_events.transport import MemoryTransport
 
-    box = Sandbox()
-    url = await box.start()
-    transport = ApiTransport(url, box.client_id, box.client_secret, "e")
-    await transport.open()
-    try:
-        with Journal.open(tmp_path / "j.sqlite") as journal:
-            writer = JournalWriter(journal, journal.start_run(input="x", target="y"))
-            deliverer = Deliverer(transport, RateLimiter(0), writer)
-            for i in range(20):
-                body = {"email": f"u{i}@example.com"}
-                job = Job(row=i + 2, key=event_key("t", body), body=body, slot=None)
-                assert (await deliverer.deliver(job)).status.value == "sent"
-            assert deliverer.attempts == {} and deliverer.inflight == {}
-    finally:
-        await transport.aclose()
-        await box.stop()
+    journal = Journal.open(tmp_path / "j.sqlite")
+    writer = JournalWriter(journal, journal.start_run(input="x", target="y"))
+    timing = {"clock": clock, "sleep": clock.sleep} if clock else {}
+    limiter = RateLimiter(rate, **timing)
+    transport = MemoryTransport(handler)
+    deliverer = Deliverer(transport, limiter, writer, **({"clock": clock} if clock else {}))
+    return deliverer, transport, journal
 
 
-def test_a_429_pauses_the_whole_run_not_just_its_row(api, tmp_path):
-    """After a 429 with Retry-After: 1, no request at all starts for that second, then every row arrives."""
-    server, cli = api()
-    server.do(
-        lambda: server.box.misbehave(
-            "429-retry-after", when=lambda b: b["email"] == "user5@example.com"
+def _jobs(n):
+    from bulk_events.delivery import Job
+    from bulk_events.payload import event_key
+
+    bodies = [{"email": f"user{i}@example.com"} for i in range(n)]
+    return [Job(row=i + 2, key=event_key("t", b), body=b) for i, b in enumerate(bodies)]
+
+
+async def _deliver_all(deliverer, jobs, concurrency):
+    queue = list(jobs)
+    outcomes = []
+
+    async def worker():
+        while queue:
+            outcomes.append(await deliverer.deliver(queue.pop(0)))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return outcomes
+
+
+async def test_the_pace_holds_to_the_rate_on_the_limiters_clock(tmp_path):
+    """70 rows at --rate 20 with 8 in flight: no second holds more than 20 starts, and the pace
+    the summary reports is just under 20/s (on an injected clock: no real time involved)."""
+    from bulk_events.sandbox import max_in_window
+    from bulk_events.transport import Reply
+
+    clock = FakeClock()
+    starts = []
+
+    def handler(body):
+        starts.append(clock())
+        return Reply(200, '{"result": true}')
+
+    deliverer, _, journal = _delivery(tmp_path, handler, rate=20, clock=clock)
+    with journal:
+        outcomes = await _deliver_all(deliverer, _jobs(70), 8)
+    assert {o.status.value for o in outcomes} == {"sent"} and len(starts) == 70
+    assert max_in_window(starts) <= 20
+    rate = (deliverer.requests - 1) / deliverer.sending_time
+    assert 18 <= rate <= 20
+
+
+async def test_a_429_pauses_the_whole_run_not_just_its_row(tmp_path):
+    """After a 429 with Retry-After: 1, no request at all starts for that second, then every row
+    arrives once (on the limiter's injected clock)."""
+    from bulk_events.transport import Reply
+
+    clock = FakeClock()
+    sends = []
+
+    def handler(body):
+        refuse = body["email"] == "user5@example.com" and not any(
+            b == body for _, b, _ in sends
         )
-    )
-    f = write_csv(tmp_path / "c.csv", contacts(40))
-    result = send(cli, f, tmp_path, "--rate", "20", "--concurrency", "4")
-    assert result.exit_code == 0, result.output
-    arrivals = server.do(lambda: [(a.at, a.accepted) for a in server.box.arrivals])
-    refused_at = next(at for at, accepted in arrivals if not accepted)
-    later = [at for at, _ in arrivals if at > refused_at]
-    # Requests already on their way may land just after; none may *start* well inside the pause.
-    assert not [at for at in later if refused_at + 0.15 < at < refused_at + 0.95]
-    assert arrived_emails(server) == Counter({f"user{i}@example.com": 1 for i in range(40)})
+        sends.append((clock(), body, refuse))
+        if refuse:
+            return Reply(429, '{"message": "slow down"}', retry_after=1.0)
+        return Reply(200, '{"result": true}')
+
+    deliverer, _, journal = _delivery(tmp_path, handler, rate=20, clock=clock)
+    with journal:
+        outcomes = await _deliver_all(deliverer, _jobs(40), 4)
+    assert [o.status.value for o in outcomes].count("sent") == 40
+    refused_at = next(at for at, _, refused in sends if refused)
+    assert not [at for at, _, _ in sends if refused_at < at < refused_at + 1.0]
+    accepted = Counter(b["email"] for _, b, refused in sends if not refused)
+    assert accepted == Counter({f"user{i}@example.com": 1 for i in range(40)})
+
+
+async def test_a_delivery_cancelled_mid_request_records_its_row_unknown(tmp_path):
+    """Torn down while waiting for the answer: the deliverer itself journals the row as unknown."""
+    from bulk_events.journal import State
+
+    never = asyncio.Event()
+
+    async def handler(body):
+        await never.wait()
+
+    deliverer, transport, journal = _delivery(tmp_path, handler)
+    [job] = _jobs(1)
+    with journal:
+        task = asyncio.create_task(deliverer.deliver(job))
+        await wait_until(lambda: transport.sent)
+        task.cancel()
+        outcome = await task
+        assert outcome.status.value == "unknown" and outcome.attempts == 1
+        assert "may have taken it" in outcome.error
+        assert journal.lookup([job.key])[job.key].state is State.UNKNOWN

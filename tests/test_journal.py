@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,15 +29,16 @@ from hypothesis.stateful import (
     rule,
 )
 
+from bulk_events import files
 from bulk_events.errors import FileFormatError, JournalBusyError
 from bulk_events.journal import (
     SCHEMA_VERSION,
     STATES,
     Journal,
     Mark,
-    SeenKeys,
     default_journal_path,
 )
+from bulk_events.seen import SeenKeys
 
 REPO = Path(__file__).resolve().parent.parent
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -381,15 +384,30 @@ def test_second_process_gets_busy_error_and_wait_succeeds(journal_path: Path) ->
             except BaseException as exc:
                 failed.append(exc)
 
+        source, first = inspect.getsourcelines(files.acquire_lock)
+        blocking = first + next(
+            i for i, line in enumerate(source) if line.strip() == "fcntl.flock(fd, fcntl.LOCK_EX)"
+        )
         waiter = threading.Thread(target=open_waiting, daemon=True)
         waiter.start()
-        waiter.join(0.3)
-        assert waiter.is_alive() and not failed  # blocked: the child still holds the lock
+        assert waiter.ident is not None
+        deadline = time.monotonic() + 30
+        # Blocked means: its innermost Python frame is the blocking lock call (flock is C code).
+        while (frame := sys._current_frames().get(waiter.ident)) is None or (
+            frame.f_code.co_name != "acquire_lock" or frame.f_lineno != blocking
+        ):
+            assert waiter.is_alive() and not failed, failed
+            assert time.monotonic() < deadline, "the waiter never reached the lock"
+            time.sleep(0.01)
+        lock_file = Path(f"{journal_path}.lock")
+        assert lock_file.read_text().startswith(f"pid {proc.pid} ")  # still the child's
+        assert waiter.is_alive() and not opened
         assert proc.stdin is not None
         proc.stdin.write("release\n")
         proc.stdin.flush()
         waiter.join(60)
         assert not failed and len(opened) == 1
+        assert lock_file.read_text().startswith(f"pid {os.getpid()} ")  # now ours
         opened[0].close()
     finally:
         proc.kill()

@@ -111,7 +111,7 @@ def test_options_repr_hides_credentials():
     from bulk_events import ImportOptions
 
     text = repr(
-        ImportOptions(
+        ImportOptions.from_settings(
             url=f"https://events.sendpulse.com/events/id/{'b' * 32}/7", client_secret=SECRET
         )
     )

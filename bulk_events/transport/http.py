@@ -1,8 +1,7 @@
-"""The "deliver one body" seam: post one event body, tell the caller what happened.
+"""The HTTP transports behind the seam of :mod:`bulk_events.transport.base`.
 
-The delivery layer talks only to the :class:`Transport` protocol. Two aiohttp implementations
-live here: :class:`ApiTransport` (SendPulse REST API with an OAuth token) and
-:class:`EventUrlTransport` (an event's own URL, JSON or form-data, no authorization)::
+:class:`ApiTransport` (SendPulse REST API with an OAuth token) and :class:`EventUrlTransport`
+(an event's own URL, JSON or form-data, no authorization), both over one aiohttp session::
 
     transport = ApiTransport("https://api.sendpulse.com", client_id, client_secret, "registration")
     await transport.open()
@@ -26,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -36,60 +35,12 @@ from yarl import URL
 from bulk_events import redact as _redact
 from bulk_events.errors import CredentialsError, DeliveryError, ServiceUnavailable, UsageError
 
+from .base import MaybeSent, NotSent, Reply
+
 log = logging.getLogger(__name__)
 
 MAX_REPLY_TEXT = 2000
 KEEPALIVE_TIMEOUT = 15.0  # shorter than common server idle timeouts, so we close idle sockets first
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """The service's complete answer to one event request."""
-
-    status: int  # HTTP status
-    text: str  # response body, at most 2000 characters, secrets masked
-    retry_after: float | None  # seconds, from a Retry-After header, else None
-    auth_generation: int  # credentials generation used; 0 when the transport has no auth
-
-
-class NotSent(Exception):
-    """The request certainly never reached the service (connect refused or timed out, DNS, TLS)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class MaybeSent(Exception):
-    """The request was, or may have been, sent but no complete answer came back."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@runtime_checkable
-class Transport(Protocol):
-    """Delivers one event body; what the delivery layer and tests program against."""
-
-    label: str  # printable description of the destination, secrets masked
-    identity: str  # full destination (may hold a secret); only for hashing journal keys
-
-    async def open(self) -> None:
-        """Prepare to send (session, first token); raise a DeliveryError if that is impossible."""
-        ...
-
-    async def send(self, body: dict[str, Any]) -> Reply:
-        """Post one body; raise NotSent/MaybeSent on transport failure, never for a status."""
-        ...
-
-    async def reauthenticate(self, generation: int) -> bool:
-        """Get fresh credentials after a 401 seen with ``generation``; False if refused."""
-        ...
-
-    async def aclose(self) -> None:
-        """Release connections."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,9 +210,8 @@ class _HttpTransport:
 class EventUrlTransport(_HttpTransport):
     """Posts to an event's own URL (the URL is the credential), as JSON or as multipart form-data.
 
-    >>> t = EventUrlTransport("https://events.sendpulse.com/events/id/eb561baa181247d1cd378c4ead632877/7")
-    >>> t.label
-    'event URL https://events.sendpulse.com/events/id/eb56…/7 (JSON)'
+    >>> EventUrlTransport("https://events.sendpulse.com/events/id/eb561baa181247d1cd378c4ead632877/7")
+    <EventUrlTransport https://events.sendpulse.com/events/id/eb56…/7 (JSON)>
     """
 
     def __init__(
@@ -276,11 +226,10 @@ class EventUrlTransport(_HttpTransport):
         _redact.register_url(url)
         self._url = _check_url(url, "event URL")
         self._form = form
-        self.label = f"event URL {_redact.redact_url(url)} ({'form-data' if form else 'JSON'})"
-        self.identity = f"url:{url}"
+        self._shown = f"{_redact.redact_url(url)} ({'form-data' if form else 'JSON'})"
 
     def __repr__(self) -> str:
-        return f"<EventUrlTransport {self.label}>"
+        return f"<EventUrlTransport {self._shown}>"
 
     async def send(self, body: dict[str, Any]) -> Reply:
         """Post ``body`` once; see the module docstring for the exceptions."""
@@ -353,11 +302,10 @@ class ApiTransport(_HttpTransport):
         self._retry_refresh_at = 0.0
         self._generation = 0
         self._lock = asyncio.Lock()
-        self.label = f'SendPulse API {_redact.redact_url(api_url)}, event "{event_name}"'
-        self.identity = f"api:{api_url}/events/name/{event_name}"
+        self._shown = f'{_redact.redact_url(api_url)}, event "{event_name}"'
 
     def __repr__(self) -> str:
-        return f"<ApiTransport {self.label} generation={self._generation}>"
+        return f"<ApiTransport {self._shown} generation={self._generation}>"
 
     @property
     def generation(self) -> int:

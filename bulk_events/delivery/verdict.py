@@ -1,0 +1,134 @@
+"""What one answer means, as a value: a pure function of the reply (or of the failure to get one).
+
+=============================================  ===========================================
+what happened                                  verdict
+=============================================  ===========================================
+2xx, body not ``"result": false``              ``SENT``
+2xx with ``"result": false``                   ``REFUSED`` (the service works; the row is wrong)
+401                                            ``REAUTH``: a fresh token, then resend
+429 (with or without ``Retry-After``)          ``RATE_LIMITED``: the whole run pauses
+5xx, 408, connection not made                  ``RETRY`` with backoff
+403                                            ``REFUSED``, and it counts against the service
+other 4xx                                      ``REFUSED``: the data is wrong
+sent, but no answer (timeout, dropped)         ``UNKNOWN``: never resent
+=============================================  ===========================================
+
+>>> judge(Reply(200, '{"result": true}')).kind
+<Kind.SENT: 'sent'>
+>>> judge(NotSent("connect timeout")).message
+'not sent: connect timeout'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+
+from bulk_events.transport.base import MaybeSent, NotSent, Reply
+
+
+class Kind(StrEnum):
+    SENT = "sent"
+    REFUSED = "refused"  # final: failed, not retried
+    RETRY = "retry"  # safe to send again after a backoff
+    REAUTH = "reauth"  # the token was refused: renew it, then resend
+    RATE_LIMITED = "rate-limited"  # 429: pause the whole run, slow down, resend
+    UNKNOWN = "unknown"  # may have arrived: never resent
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The meaning of one attempt.
+
+    ``service_ok`` feeds the circuit breaker: whether the service itself worked (a refused row
+    is the row's fault; a 403 or a dropped connection is not). ``note`` is the short reason the
+    breaker quotes when it trips.
+    """
+
+    kind: Kind
+    message: str = ""
+    http_status: int | None = None
+    detail: str = ""  # the service's own message, for the report's response column
+    retry_after: float | None = None
+    auth_generation: int = 0
+    service_ok: bool = True
+    note: str = ""
+
+
+def judge(answer: Reply | NotSent | MaybeSent) -> Verdict:
+    """The verdict on one attempt; see the module's table."""
+    if isinstance(answer, NotSent):
+        message = f"not sent: {answer.reason}"
+        return Verdict(Kind.RETRY, message, service_ok=False, note=message)
+    if isinstance(answer, MaybeSent):
+        message = f"no answer after sending ({answer.reason}); not resent, to avoid a duplicate"
+        return Verdict(Kind.UNKNOWN, message, service_ok=False, note=answer.reason)
+    status = answer.status
+    detail = service_message(answer)
+    plain = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
+
+    def verdict(kind: Kind, message: str, *, service_ok: bool = True) -> Verdict:
+        return Verdict(
+            kind,
+            message,
+            status,
+            detail,
+            answer.retry_after,
+            answer.auth_generation,
+            service_ok,
+            message,
+        )
+
+    if 200 <= status < 300:
+        if is_refusal(answer):
+            return verdict(Kind.REFUSED, f"refused: {detail or 'result false'}")
+        return verdict(Kind.SENT, "")
+    if status == 401:
+        return verdict(Kind.REAUTH, f"HTTP 401: {detail or 'unauthorized'}")
+    if status == 429:
+        return verdict(Kind.RATE_LIMITED, f"HTTP 429: {detail or 'too many requests'}")
+    if status >= 500 or status == 408:
+        return verdict(Kind.RETRY, plain, service_ok=False)
+    # A 4xx is about this row's data, and must not stop the run: a file whose first rows are
+    # refused contacts would otherwise never get past them. 403 is about the account (blocked,
+    # no access), so it counts towards stopping.
+    return verdict(Kind.REFUSED, plain, service_ok=status != 403)
+
+
+_TAG = re.compile(r"<[^>]+>")
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
+def service_message(reply: Reply) -> str:
+    """The useful part of an answer: the service's message, or the gist of an HTML page."""
+    text = reply.text.strip()
+    try:
+        data = orjson.loads(text) if text[:1] in "{[" else None
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        parts = [str(data[k]) for k in ("message", "error_description", "error") if data.get(k)]
+        code = data.get("error_code")
+        if code is not None:
+            parts.append(f"error_code {code}")
+        if parts:
+            return "; ".join(dict.fromkeys(parts))
+    if "<" in text:
+        title = _TITLE.search(text)
+        text = title.group(1) if title else _TAG.sub(" ", text)
+    return " ".join(text.split())[:200]
+
+
+def is_refusal(reply: Reply) -> bool:
+    """A 2xx answer whose body says the event was not taken (``{"result": false}``)."""
+    text = reply.text.strip()
+    if not text.startswith("{"):
+        return False
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("result") is False

@@ -1,0 +1,212 @@
+"""The options of one import, in frozen groups checked when they are made.
+
+Every setting has one name, the same on the command line (``--map``), in a TOML config file
+(``[map]``) and in Python (``map=``)::
+
+    options = ImportOptions.from_settings(event="registration", map={"E-mail": "email"}, rate=5)
+    options.delivery.rate  # 5.0
+
+:class:`Settings` lists them all, typed, for ``import_file(path, **settings)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict, Unpack
+
+from .errors import UsageError
+from .target import Credentials, Target
+from .transport.http import Timeouts
+
+CHUNK_ROWS = 20_000
+
+PathLike = str | os.PathLike[str]
+
+
+class Settings(TypedDict, total=False):
+    """Every setting of an import, by the name the command line and config files use."""
+
+    # target
+    event: str | None
+    url: str | None
+    form: bool
+    sandbox: bool
+    api_url: str | None
+    client_id: str | None
+    client_secret: str | None
+    client_id_env: str
+    client_secret_env: str
+    # reading
+    sheet: str | int | None
+    encoding: str | None
+    delimiter: str | None
+    chunk_rows: int
+    # schema
+    types: Mapping[str, str]
+    map: Mapping[str, str]
+    automation_id: int | None
+    date_format: str | None
+    default_country: str | None
+    # selection
+    allow_duplicates: bool
+    retry_unknown: bool
+    only_failed: bool
+    fresh: bool
+    # delivery
+    rate: float
+    concurrency: int
+    max_attempts: int
+    connect_timeout: float
+    read_timeout: float
+    grace: float
+    wait: bool
+    # the run
+    dry_run: bool
+    report: PathLike | None
+    state: PathLike | None
+
+
+SETTINGS = frozenset(Settings.__annotations__)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How to read the file (default: detected)."""
+
+    sheet: str | int | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    chunk_rows: int = CHUNK_ROWS
+
+    def __post_init__(self) -> None:
+        if self.chunk_rows < 1:
+            raise UsageError("chunk_rows must be at least 1")
+
+
+@dataclass(frozen=True)
+class Schema:
+    """How to read the columns: declared types, renames, defaults."""
+
+    types: Mapping[str, str] = field(default_factory=dict)
+    map: Mapping[str, str] = field(default_factory=dict)
+    automation_id: int | None = None
+    date_format: str | None = None
+    default_country: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.automation_id is not None and self.automation_id < 1:
+            raise UsageError("--automation-id must be a positive whole number")
+        if self.date_format:
+            _check_date_format(self.date_format)
+        if self.default_country:
+            # Normalised while being made (the instance is not visible to anyone yet).
+            object.__setattr__(self, "default_country", _check_country(self.default_country))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which rows a run sends."""
+
+    allow_duplicates: bool = False
+    retry_unknown: bool = False
+    only_failed: bool = False
+    fresh: bool = False  # forget the journal first
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How fast and how patiently to send."""
+
+    rate: float = 10.0
+    concurrency: int = 10
+    max_attempts: int = 5
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    grace: float = 30.0  # after a stop, how long requests in flight may take to finish
+    wait: bool = False  # wait for another run to release the journal
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            raise UsageError(
+                "--rate must be 0 (no limit) or a positive number of events per second"
+            )
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if self.max_attempts < 1:
+            raise UsageError("--max-attempts must be at least 1")
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(connect=self.connect_timeout, read=self.read_timeout)
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    """Everything one import needs besides the file; build it with :meth:`from_settings`."""
+
+    target: Target
+    credentials: Credentials = field(default_factory=Credentials)
+    reading: Reading = field(default_factory=Reading)
+    schema: Schema = field(default_factory=Schema)
+    selection: Selection = field(default_factory=Selection)
+    delivery: Delivery = field(default_factory=Delivery)
+    dry_run: bool = False
+    report: PathLike | None = None
+    state: PathLike | None = None
+
+    def __post_init__(self) -> None:
+        if self.dry_run and self.target.sandbox:
+            raise UsageError("--dry-run and --sandbox exclude each other")
+
+    @classmethod
+    def from_settings(cls, **settings: Unpack[Settings]) -> ImportOptions:
+        """The options from settings named as on the command line; unknown names are refused."""
+        unknown = sorted(set(settings) - SETTINGS)
+        if unknown:
+            raise UsageError(f"unknown setting {unknown[0]!r}")
+        given: dict[str, Any] = {k: v for k, v in settings.items() if v is not None}
+        for key in ("types", "map"):
+            if key in given:
+                given[key] = dict(given[key])
+
+        def pick(kind: Any) -> dict[str, Any]:
+            return {k: given[k] for k in kind.__dataclass_fields__ if k in given}
+
+        return cls(
+            target=Target(**pick(Target)),
+            credentials=Credentials(**pick(Credentials)),
+            reading=Reading(**pick(Reading)),
+            schema=Schema(**pick(Schema)),
+            selection=Selection(**pick(Selection)),
+            delivery=Delivery(**pick(Delivery)),
+            dry_run=bool(given.get("dry_run", False)),
+            report=given.get("report"),
+            state=given.get("state"),
+        )
+
+
+def _check_date_format(fmt: str) -> None:
+    """A --date-format must read back a date it wrote: %d/%m/%Y yes, %Q or "dd.mm" no."""
+    sample = datetime(2021, 5, 28)
+    try:
+        ok = "%" in fmt and datetime.strptime(sample.strftime(fmt), fmt).date() == sample.date()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(
+            f'--date-format "{fmt}" cannot read a whole date; use strptime codes such as %d/%m/%Y'
+        )
+
+
+def _check_country(code: str) -> str:
+    import phonenumbers
+
+    region = code.strip().upper()
+    if phonenumbers.country_code_for_region(region) == 0:
+        raise UsageError(
+            f'--default-country "{code}" is not a two-letter country code such as UA, PL or US'
+        )
+    return region

@@ -1,0 +1,105 @@
+"""Who stops a run, how hard, why, and with which exit code: one owner for all of it.
+
+A soft stop starts no new request and lets the ones in flight finish (for at most ``grace``
+seconds); a hard stop cancels them. Three things stop a run: the user (a signal, or
+:meth:`Stopper.request` from Python), the delivery layer (quota spent, credentials refused, the
+service down) and the reader (a flaw found mid-file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Mapping
+
+from .errors import EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, BulkEventsError, DeliveryError
+from .events import Emit, Stopping
+from .outcome import OK_STATUSES, Status
+
+log = logging.getLogger(__name__)
+
+
+class Stopper:
+    """The stop state of one run.
+
+    >>> stopper = Stopper()
+    >>> stopper.stopping, stopper.exit_code({"sent": 3})
+    (False, 0)
+    """
+
+    def __init__(self, grace: float = 30.0, emit: Emit | None = None) -> None:
+        self.grace = grace
+        self._emit = emit
+        self.signal: int | None = None  # 0: asked from Python
+        self.delivery_error: DeliveryError | None = None
+        self.read_error: BulkEventsError | None = None
+        self.last_row_read = 0
+        self.stopping = False
+        self.hard = False
+        self._cancel: Callable[[], None] | None = None
+
+    def arm(self, cancel: Callable[[], None]) -> None:
+        """Requests are under way from now: a hard stop calls ``cancel``."""
+        self._cancel = cancel
+
+    def request(self, signum: int | None = None) -> None:
+        """First call: finish what is in flight, start nothing new. Second call: stop at once."""
+        if self.signal is not None or (signum is None and self.stopping):
+            self.hard_stop()
+            return
+        self.signal = signum if signum is not None else 0
+        self._soft()
+        if signum is not None and self._emit is not None:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            self._emit(Stopping(name, in_flight=self._cancel is not None))
+
+    def fail(self, error: DeliveryError) -> None:
+        """The delivery layer cannot go on (quota, credentials, the service down)."""
+        if self.stopping:  # already stopping for another reason: that reason stands
+            return
+        if self.delivery_error is None:
+            self.delivery_error = error
+            log.warning("stopping: %s", error)  # the summary says it again at the end
+        self._soft()
+
+    def read_failed(self, error: BulkEventsError) -> None:
+        """The reader found a flaw mid-file: send nothing more, report what was read."""
+        self.read_error = error
+        self._soft()
+
+    def hard_stop(self) -> None:
+        if self.hard:
+            return
+        self.hard = True
+        self.stopping = True
+        if self._cancel is not None:
+            self._cancel()
+
+    def _soft(self) -> None:
+        self.stopping = True
+        if self._cancel is not None:
+            asyncio.get_running_loop().call_later(self.grace, self.hard_stop)
+
+    @property
+    def reason(self) -> str:
+        """Why the run stopped early, for people; empty when it did not."""
+        if self.read_error is not None:
+            last = self.last_row_read
+            if not last:
+                return f"error: {self.read_error}; no row was read or sent"
+            return (
+                f"error: {self.read_error}; rows up to {last} are in the report, nothing after "
+                f"row {last} was read or sent: fix the file and run the same command again"
+            )
+        return str(self.delivery_error) if self.delivery_error else ""
+
+    def exit_code(self, counts: Mapping[str, int]) -> int:
+        if self.read_error is not None:
+            return self.read_error.exit_code
+        if self.signal:
+            return EXIT_SIGTERM if self.signal == signal.SIGTERM else EXIT_SIGINT
+        if self.delivery_error is not None:
+            return self.delivery_error.exit_code
+        bad = sum(n for s, n in counts.items() if Status(s) not in OK_STATUSES)
+        return EXIT_ROWS if bad else EXIT_OK

@@ -1,0 +1,59 @@
+"""The "deliver one body" seam: post one event body, tell the caller what happened.
+
+The delivery layer talks only to the :class:`Transport` protocol. ``send`` never raises for an
+HTTP status; it raises :class:`NotSent` when the request certainly never reached the service (safe
+to retry) and :class:`MaybeSent` when it may have arrived but no complete answer came back
+(retrying could send the event twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The service's complete answer to one event request."""
+
+    status: int  # HTTP status
+    text: str = ""  # response body, at most 2000 characters, secrets masked
+    retry_after: float | None = None  # seconds, from a Retry-After header, else None
+    auth_generation: int = 0  # credentials generation used; 0 when the transport has no auth
+
+
+class NotSent(Exception):
+    """The request certainly never reached the service (connect refused or timed out, DNS, TLS)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MaybeSent(Exception):
+    """The request was, or may have been, sent but no complete answer came back."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """Delivers one event body; what the delivery layer and tests program against."""
+
+    async def open(self) -> None:
+        """Prepare to send (session, first token); raise a DeliveryError if that is impossible."""
+        ...
+
+    async def send(self, body: dict[str, Any]) -> Reply:
+        """Post one body; raise NotSent/MaybeSent on transport failure, never for a status."""
+        ...
+
+    async def reauthenticate(self, generation: int) -> bool:
+        """Get fresh credentials after a 401 seen with ``generation``; False if refused."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
