@@ -30,8 +30,7 @@ ENTITY_NEEDLES = tuple(
 def password_protected(name: str) -> FileFormatError:
     """The one message for every kind of password-protected workbook."""
     return FileFormatError(
-        f"{name} is password-protected: open it in Excel, remove the password, save, "
-        "and try again"
+        f"{name} is password-protected: open it in Excel, remove the password, save, and try again"
     )
 
 
