@@ -27,6 +27,7 @@ from pathlib import Path
 
 from bulk_events.errors import FileFormatError, UsageError
 
+from .calamine import open_workbook
 from .csvfile import open_csv
 from .detect import SAMPLE_CHARS, sniff_kind
 from .excel import open_xlsx
@@ -43,9 +44,9 @@ def open_table(
     encoding: str | None = None,
     delimiter: str | None = None,
 ) -> Table:
-    """Open a CSV or Excel file for reading, detecting what is not given.
+    """Open a CSV file or a workbook (.xlsx/.xlsm, .xls, .ods, .xlsb), detecting what is not given.
 
-    ``sheet`` (Excel only) is a sheet name (exact, then ignoring case) or a tab position counted
+    ``sheet`` (workbooks only) is a sheet name (exact, then ignoring case) or a tab position counted
     from 1; the default is the first visible sheet. ``encoding`` and ``delimiter`` (CSV only)
     override detection; the delimiter may be spelled ``"\\t"``, ``"tab"``, ``"semicolon"``...
 
@@ -72,10 +73,12 @@ def open_table(
             raise UsageError("--sheet, --encoding and --delimiter do not apply to a .jsonl report")
         return open_jsonl_report(path)
     kind = sniff_kind(head, path)
+    if kind != "csv" and (encoding is not None or delimiter is not None):
+        raise UsageError("encoding and delimiter apply to CSV files, not to Excel workbooks")
     if kind == "xlsx":
-        if encoding is not None or delimiter is not None:
-            raise UsageError("encoding and delimiter apply to CSV files, not to Excel workbooks")
         return as_input(open_xlsx(path, sheet))
+    if kind in ("xls", "ods", "xlsb"):
+        return as_input(open_workbook(path, kind, sheet))
     if sheet is not None:
         raise UsageError(f"{name} is a CSV file, which has no sheets")
     return as_input(open_csv(path, head, encoding, delimiter))

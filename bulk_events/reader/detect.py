@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import re
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,9 @@ import numpy as np
 
 from bulk_events.errors import FileFormatError, UsageError
 
+from . import ole2
 from .table import BLOCK, MAX_CELL_CHARS
+from .ziparchive import password_protected
 
 SAMPLE_CHARS = 64 << 10  # text looked at to choose the delimiter
 # This many bytes of valid multi-byte UTF-8 before the first invalid byte make a file "UTF-8 with
@@ -55,15 +58,12 @@ EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xltx", ".xltm", ".xls", ".xlsb", ".ods"}
 
 
 def sniff_kind(head: bytes, path: Path) -> str:
-    """Return "xlsx" or "csv" from the first bytes, or raise for anything else."""
+    """Return "xlsx", "xlsb", "ods", "xls" or "csv" from the file's content, or raise."""
     name = path.name
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "xlsx"
+        return _zip_kind(path)
     if head.startswith(OLE2_MAGIC):
-        raise FileFormatError(
-            f"{name} is an old-style Excel 97-2003 workbook (.xls) or a password-protected one; "
-            "open it in Excel and save it as .xlsx or CSV"
-        )
+        return _ole2_kind(path)
     for magic, what in _NOT_TEXT_MAGIC.items():
         if head.startswith(magic):
             raise FileFormatError(f"{name} is {what}, not a CSV file or an Excel workbook")
@@ -75,6 +75,43 @@ def sniff_kind(head: bytes, path: Path) -> str:
             f"{name} is an XML or HTML file, not CSV; open it in Excel and save it as .xlsx or CSV"
         )
     return "csv"
+
+
+def _zip_kind(path: Path) -> str:
+    """Which zip-based workbook this is, from its parts (a broken zip is left to the xlsx checks)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            mimetype = b""
+            if "mimetype" in names and archive.getinfo("mimetype").file_size < 200:
+                mimetype = archive.read("mimetype").strip()
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError):
+        # A broken zip (a truncated download, say): its name is all there is to go by.
+        return {".ods": "ods", ".xlsb": "xlsb"}.get(path.suffix.lower(), "xlsx")
+    if mimetype == b"application/vnd.oasis.opendocument.spreadsheet":
+        return "ods"
+    if mimetype.startswith(b"application/vnd.oasis.opendocument."):
+        raise FileFormatError(
+            f"{path.name} is an OpenDocument file but not a spreadsheet; "
+            "open it in LibreOffice Calc and save it as .ods, .xlsx or CSV"
+        )
+    if "xl/workbook.bin" in names:
+        return "xlsb"
+    return "xlsx"
+
+
+def _ole2_kind(path: Path) -> str:
+    """An OLE2 compound file is a .xls, a password-protected .xlsx/.xlsb, or no workbook."""
+    name = path.name
+    try:
+        streams = ole2.streams(path)
+    except ole2.Ole2Error:
+        raise FileFormatError(f"{name} is damaged: it cannot be read as a workbook") from None
+    if "EncryptedPackage" in streams:
+        raise password_protected(name)
+    if "Workbook" in streams or "Book" in streams:
+        return "xls"
+    raise FileFormatError(f"{name} is an Office file but not an Excel workbook")
 
 
 def normalise_delimiter(delimiter: str) -> str:

@@ -26,7 +26,6 @@ from bulk_events.errors import FileFormatError
 
 from .render import pad_tokens, render, render_padded
 from .table import (
-    BLOCK,
     CELL_ERRORS,
     MAX_CELL_CHARS,
     Detected,
@@ -37,6 +36,7 @@ from .table import (
     no_header_error,
     row_index,
 )
+from .ziparchive import refuse_zip_bomb, scan_members
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +44,6 @@ log = logging.getLogger(__name__)
 # whole run: such sheets are streamed by openpyxl instead.
 CALAMINE_MAX_SHEET_XML = 100 * 1000 * 1000
 
-# Zip-bomb limits, checked against the zip directory before anything is decompressed.
-_MAX_UNZIPPED_TOTAL = 1 << 30
-_MAX_RATIO = 200
-_RATIO_APPLIES_ABOVE = 50 * 1000 * 1000
-_MAX_MEMBERS = 20_000
-
-
-_ENTITY_NEEDLES = tuple(
-    needle.encode(enc)
-    for needle in ("<!DOCTYPE", "<!ENTITY")
-    for enc in ("utf-8", "utf-16-le", "utf-16-be")
-)
 # A cell of type "e" holds a formula error (#N/A, #DIV/0!...), which calamine reads as empty.
 _ERROR_CELL_NEEDLES = (b't="e"', b"t='e'")
 # What Excel shows for a formula error; anything else in an error cell is shown as #VALUE!.
@@ -113,7 +101,7 @@ def _inspect_xlsx(path: Path) -> _Workbook:
         raise not_workbook from None
     with archive:
         members = archive.infolist()
-        _refuse_zip_bomb(name, members)
+        refuse_zip_bomb(name, members)
         names = {m.filename for m in members}
         if "xl/workbook.bin" in names:
             raise FileFormatError(
@@ -121,7 +109,7 @@ def _inspect_xlsx(path: Path) -> _Workbook:
             )
         if "mimetype" in names and "content.xml" in names:
             raise FileFormatError(f"{name} is an OpenDocument spreadsheet; save it as .xlsx or CSV")
-        error_parts = _scan_members(name, archive, members)
+        error_parts = scan_members(name, archive, members, _ERROR_CELL_NEEDLES)
         workbook_part = _office_document_part(archive, names)
         if workbook_part is None or workbook_part not in names:
             raise not_workbook
@@ -131,58 +119,6 @@ def _inspect_xlsx(path: Path) -> _Workbook:
             raise FileFormatError(f"{name} is damaged: its workbook part cannot be read") from exc
         workbook.error_parts = error_parts
         return workbook
-
-
-def _refuse_zip_bomb(name: str, members: list[zipfile.ZipInfo]) -> None:
-    if len(members) > _MAX_MEMBERS:
-        raise FileFormatError(f"{name} has {len(members)} parts; refusing to read it")
-    total = 0
-    for m in members:
-        total += m.file_size
-        ratio = m.file_size / max(m.compress_size, 1)
-        if m.file_size > _RATIO_APPLIES_ABOVE and ratio > _MAX_RATIO:
-            raise FileFormatError(
-                f"{name} looks like a zip bomb ({m.filename} unpacks {ratio:.0f} times larger); "
-                "refusing to read it"
-            )
-    if total > _MAX_UNZIPPED_TOTAL:
-        raise FileFormatError(
-            f"{name} would unpack to {total / (1 << 30):.1f} GiB; refusing to read it"
-        )
-
-
-def _scan_members(name: str, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo]) -> set[str]:
-    """Decompress every part once, streaming: CRCs verify the sizes the directory declared, and no
-    part may declare XML entities (billion laughs, external entities). Returns the parts that
-    hold formula error cells."""
-    keep = max(len(n) for n in _ENTITY_NEEDLES) - 1
-    error_parts = set()
-    for member in members:
-        if member.is_dir():
-            continue
-        tail = b""
-        try:
-            with archive.open(member) as part:
-                while block := part.read(BLOCK):
-                    window = tail + block
-                    if any(n in window for n in _ENTITY_NEEDLES):
-                        raise FileFormatError(
-                            f"{name} contains XML entity declarations; refusing to read it"
-                        )
-                    if any(n in window for n in _ERROR_CELL_NEEDLES):
-                        error_parts.add(member.filename)
-                    tail = window[-keep:]
-        except FileFormatError:
-            raise
-        except RuntimeError:  # zipfile: "File is encrypted, password required"
-            raise FileFormatError(f"{name} is encrypted; save it without a password") from None
-        except NotImplementedError:
-            raise FileFormatError(f"{name} uses an unsupported zip compression") from None
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
-            raise FileFormatError(
-                f"{name} is damaged (its part {member.filename} is corrupt)"
-            ) from None
-    return error_parts
 
 
 def _parse_xml(archive: zipfile.ZipFile, part: str) -> Any:

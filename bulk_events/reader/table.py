@@ -28,11 +28,19 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+_WORKBOOK_NAMES = {
+    "xlsx": "Excel",
+    "xls": "Excel 97-2003 (.xls)",
+    "ods": "OpenDocument (.ods)",
+    "xlsb": "Excel binary (.xlsb)",
+}
+
+
 @dataclass(frozen=True)
 class Detected:
     """What :func:`open_table` found out about a file, and how it will be read."""
 
-    format: str  # "csv" | "xlsx"
+    format: str  # "csv" | "xlsx" | "xls" | "ods" | "xlsb" | "jsonl"
     encoding: str | None = None  # csv only: "utf-8", "utf-8-sig", "utf-16", "cp1251", ...
     delimiter: str | None = None  # csv only: ",", ";", "\t", "|"
     sheet: str | None = None  # xlsx only: the sheet read
@@ -42,19 +50,23 @@ class Detected:
     encoding_given: bool = False  # True when the caller forced the encoding
     delimiter_given: bool = False  # True when the caller forced the delimiter
     report: bool = False  # a bulk-events report read back: its input cells, not its own columns
+    hidden_unknown: bool = False  # the format's reader cannot tell hidden rows/columns: all are read
 
     def describe(self) -> str:
         """One line for a person, e.g. ``CSV, cp1251 (detected), delimiter ";" (detected)``."""
         if self.format == "jsonl":
             return "a bulk-events JSONL report (its input cells, under their original row numbers)"
-        if self.format == "xlsx":
+        if self.format in _WORKBOOK_NAMES:
             position = self.sheets.index(self.sheet) + 1 if self.sheet in self.sheets else 1
-            text = f'Excel sheet "{self.sheet}" ({position} of {len(self.sheets)})'
+            kind = _WORKBOOK_NAMES[self.format]
+            text = f'{kind} sheet "{self.sheet}" ({position} of {len(self.sheets)})'
         else:
             how_enc = "given" if self.encoding_given else "detected"
             how_delim = "given" if self.delimiter_given else "detected"
             shown = "TAB" if self.delimiter == "\t" else f'"{self.delimiter}"'
             text = f"CSV, {self.encoding} ({how_enc}), delimiter {shown} ({how_delim})"
+        if self.hidden_unknown:
+            text += "; hidden rows and columns cannot be told in this format: all are read"
         if self.report:
             text += "; a bulk-events report: its input cells are read, its own columns ignored"
         return text

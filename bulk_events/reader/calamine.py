@@ -1,0 +1,265 @@
+"""The workbooks only python-calamine reads: .xls (Excel 97-2003), .ods (OpenDocument), .xlsb.
+
+:func:`open_workbook` gives them the contract of :func:`~bulk_events.reader.excel.open_xlsx`:
+cells rendered by :mod:`.render`, blank rows skipped but counted, the same sheet choice and the
+same refusals. Before calamine opens a file (it holds every cell of the rectangle a sheet spans,
+and for .xls and .ods it parses every sheet at once) the file is checked here: zip bombs and XML
+entities in the zip-based formats, the area each sheet spans (from the file's own records, not
+from what it claims), a password, damage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import struct
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from bulk_events.errors import FileFormatError
+
+from . import ole2
+from .excel import _CalamineSource, _choose_sheet, _XlsxSource
+from .ods import OdsSheet, scan_ods
+from .render import render
+from .table import Detected, Layout, Table
+from .ziparchive import password_protected, refuse_zip_bomb, scan_members
+
+# Calamine keeps about 32 bytes per cell of the rectangle a sheet spans, empty ones included,
+# for every sheet of a .xls or .ods at once: past this many cells in all, the file is refused
+# (an .xlsx of the same sheets is streamed instead).
+MAX_CELLS = 4_000_000
+# A .xlsb sheet part bigger than this holds more than calamine should keep in memory.
+MAX_SHEET_PART = 100 * 1000 * 1000
+
+FORMAT_NAMES = {
+    "xls": "Excel 97-2003 workbook (.xls)",
+    "ods": "OpenDocument spreadsheet (.ods)",
+    "xlsb": "Excel binary workbook (.xlsb)",
+}
+ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
+
+
+def open_workbook(path: Path, kind: str, sheet: str | int | None) -> Table:
+    """Open a checked .xls, .ods or .xlsb (``kind``) at ``sheet`` (a name or a tab position)."""
+    name = path.name
+    ods = _check_ods(path) if kind == "ods" else None
+    if kind == "xlsb":
+        _check_xlsb(path)
+    elif kind == "xls":
+        _check_xls(path)
+    sheets = _sheets(path)
+    if not sheets:
+        raise FileFormatError(f"{name} has no worksheets")
+    chosen = _choose_sheet(name, sheets, sheet)
+    source: _CalamineSource
+    if ods is not None:
+        source = _OdsSource(path, chosen, ods.get(chosen, OdsSheet()))
+    else:
+        source = _WorkbookSource(path, chosen)
+    try:
+        header_row, header = source.header()
+        listing = ", ".join(f'"{n}"' for n, _ in sheets)
+        if header_row is None:
+            hint = "; pick another with --sheet" if sheet is None and len(sheets) > 1 else ""
+            raise FileFormatError(f'sheet "{chosen}" in {name} is empty{hint}; sheets: {listing}')
+        layout = Layout.from_header(header)
+        if not layout.kept:
+            raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
+    except BaseException:
+        source.close()
+        raise
+    source.layout = layout
+    source.header_row = header_row
+    detected = Detected(
+        format=kind,
+        sheet=chosen,
+        sheets=tuple(n for n, _ in sheets),
+        engine="calamine",
+        header_row=header_row,
+        hidden_unknown=True,
+    )
+    table = Table(path, detected, list(layout.names), source)
+    last_row = source.last_row()
+    table.row_estimate = None if last_row is None else max(0, last_row - header_row)
+    return table
+
+
+def _sheets(path: Path) -> list[tuple[str, bool]]:
+    """(name, visible) of every worksheet, in tab order; refuses a password or a damaged file."""
+    from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
+
+    try:
+        with path.open("rb") as f, CalamineWorkbook.from_filelike(f) as book:
+            return [
+                (m.name, m.visible == SheetVisibleEnum.Visible)
+                for m in book.sheets_metadata
+                if m.typ == SheetTypeEnum.WorkSheet
+            ]
+    except PasswordError:
+        raise password_protected(path.name) from None
+    except Exception:  # CalamineError and its kin: whatever a damaged file brings
+        raise _damaged(path) from None
+
+
+def _damaged(path: Path) -> FileFormatError:
+    return FileFormatError(f"{path.name} is damaged: it cannot be read as a workbook")
+
+
+def _too_big(path: Path, cells: int) -> FileFormatError:
+    return FileFormatError(
+        f"{path.name} spans {cells:,} cells, more than {MAX_CELLS:,} can be read from this "
+        "format; delete the unused rows and columns, or save it as .xlsx or CSV"
+    )
+
+
+# --------------------------------------------------------------------------- per-format checks
+
+
+def _open_zip(path: Path, what: str) -> tuple[zipfile.ZipFile, list[zipfile.ZipInfo]]:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise FileFormatError(f"{path.name} is damaged: it is not a readable {what}") from None
+    members = archive.infolist()
+    return archive, members
+
+
+def _check_ods(path: Path) -> dict[str, OdsSheet]:
+    archive, members = _open_zip(path, "OpenDocument spreadsheet")
+    with archive:
+        refuse_zip_bomb(path.name, members)
+        names = {m.filename for m in members}
+        if "META-INF/manifest.xml" in names:
+            with archive.open("META-INF/manifest.xml") as f:
+                if b"encryption-data" in f.read(1 << 20):
+                    raise password_protected(path.name)
+        scan_members(path.name, archive, members)
+        if "content.xml" not in names:
+            raise _damaged(path)
+    try:
+        sheets = scan_ods(path)
+    except Exception:  # a parse error of any kind: the XML is broken or truncated
+        raise _damaged(path) from None
+    cells = sum(s.rows * s.columns for s in sheets.values())
+    if cells > MAX_CELLS:
+        raise _too_big(path, cells)
+    return sheets
+
+
+def _check_xlsb(path: Path) -> None:
+    archive, members = _open_zip(path, "Excel binary workbook")
+    with archive:
+        refuse_zip_bomb(path.name, members)
+        scan_members(path.name, archive, members)
+        for m in members:
+            if m.filename.startswith("xl/worksheets/") and m.file_size > MAX_SHEET_PART:
+                raise FileFormatError(
+                    f"{path.name} has a sheet too big to read from .xlsb; save it as .xlsx or CSV"
+                )
+
+
+# BIFF8 records that put a value in a cell: row at offset 0, column at offset 2.
+_CELL_RECORDS = {0x0203, 0x027E, 0x00FD, 0x0204, 0x0205, 0x0006, 0x00D6}
+_MULRK = 0x00BD
+_BOF, _EOF, _FILEPASS = 0x0809, 0x000A, 0x002F
+
+
+def _check_xls(path: Path) -> None:
+    """Walk the Workbook stream's records: a password, and the area every sheet's cells span."""
+    try:
+        stream = ole2.streams(path)
+        part = "Workbook" if "Workbook" in stream else "Book"
+        cells = 0
+        extent = [0, 0]
+        buffer = b""
+        for block in ole2.read_stream(path, part):
+            buffer += block
+            at = 0
+            while at + 4 <= len(buffer):
+                kind, length = struct.unpack_from("<HH", buffer, at)
+                if at + 4 + length > len(buffer):
+                    break
+                body = buffer[at + 4 : at + 4 + length]
+                at += 4 + length
+                if kind in _CELL_RECORDS and length >= 4:
+                    row, col = struct.unpack_from("<HH", body)
+                    extent = [max(extent[0], row + 1), max(extent[1], col + 1)]
+                elif kind == _MULRK and length >= 6:
+                    row = struct.unpack_from("<H", body)[0]
+                    last = struct.unpack_from("<H", body, length - 2)[0]
+                    extent = [max(extent[0], row + 1), max(extent[1], last + 1)]
+                elif kind == _BOF:
+                    extent = [0, 0]
+                elif kind == _EOF:
+                    cells += extent[0] * extent[1]
+                    extent = [0, 0]
+                    if cells > MAX_CELLS:
+                        raise _too_big(path, cells)
+                elif kind == _FILEPASS:
+                    raise password_protected(path.name)
+            buffer = buffer[at:]
+    except ole2.Ole2Error:
+        raise _damaged(path) from None
+
+
+# --------------------------------------------------------------------------- .ods cells
+
+_ISO_DURATION = re.compile(r"^-?PT(\d+)H(\d+)M(\d+(?:\.\d+)?)S$")
+
+
+class _WorkbookSource(_CalamineSource):
+    """calamine's source for .xlsx, opened by content: calamine would go by the file's name."""
+
+    def __init__(self, path: Path, sheet: str):
+        _XlsxSource.__init__(self, path, sheet)
+        from python_calamine import CalamineWorkbook
+
+        try:
+            with path.open("rb") as f:
+                self._book = CalamineWorkbook.from_filelike(f)
+            self._sheet = self._book.get_sheet_by_name(sheet)
+        except Exception:  # CalamineError and its kin: whatever a damaged file brings
+            raise self._damaged() from None
+
+
+class _OdsSource(_WorkbookSource):
+    """calamine's cells with what it misses in .ods put right: booleans and long durations."""
+
+    def __init__(self, path: Path, sheet: str, marks: OdsSheet):
+        super().__init__(path, sheet)
+        self._marks = marks
+
+    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
+        booleans, durations = self._marks.booleans, self._marks.durations
+        if not booleans and not durations:
+            yield from super().rows()
+            return
+        start = self._sheet.start
+        if start is None:
+            return
+        pad = [""] * start[1]
+        try:
+            for number, values in enumerate(self._sheet.iter_rows(), start=1):
+                row = number - 1
+                cells = pad + [
+                    _ods_cell(v, (row, j) in booleans, (row, j) in durations)
+                    for j, v in enumerate(values, start=start[1])
+                ]
+                yield number, cells, []
+        except Exception:
+            raise self._damaged() from None
+
+
+def _ods_cell(value: object, boolean: bool, duration: bool) -> str:
+    if boolean and type(value) is float and value in (0.0, 1.0):
+        return "TRUE" if value else "FALSE"
+    if duration and type(value) is str and (found := _ISO_DURATION.match(value)):
+        hours, minutes, seconds = found.groups()
+        span = dt.timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+        return render(-span if value.startswith("-") else span)
+    if duration and type(value) is dt.time:
+        midnight = dt.datetime.combine(dt.date(2000, 1, 1), dt.time())
+        return render(dt.datetime.combine(midnight.date(), value) - midnight)
+    return value if type(value) is str else render(value)
