@@ -606,7 +606,7 @@ def test_typed_cells_read_as_a_person_sees_them(tmp_path: Path) -> None:
             "2024-05-01",
             "2024-05-01T13:45:10",
             "08:30:00",
-            "1 day, 6:00:00",
+            "30:00:00",
             "TRUE",
             "12.5",
             "Олена",
@@ -1071,21 +1071,116 @@ def test_empty_first_sheet_beside_a_data_sheet_suggests_sheet(tmp_path: Path) ->
 def test_openpyxl_warnings_go_to_the_log_not_the_terminal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A date serial beyond year 9999 makes openpyxl warn: the warning is logged (seen at -v),
-    never shown as a Python warning, and the cell shows #VALUE! as Excel does."""
+    """A workbook with an empty stylesheet makes openpyxl warn: the warning is logged (seen at -v),
+    never shown as a Python warning, and the cells are read."""
     import warnings
 
-    path = files.workbook(
-        tmp_path / "d.xlsx",
-        {"Data": [["email", "when"], ["a@x.com", 2994626]]},
-        formats={"B2": "yyyy-mm-dd"},
-    )
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["email", "n"], ["a@x.com", 7]]})
+    bare = b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"/>'
+    path = files.patch_zip(base, tmp_path / "d.xlsx", {"xl/styles.xml": bare})
     caplog.set_level("INFO", logger="bulk_events")
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         with excel.open_xlsx(path, None, engine="openpyxl") as table:
             chunk = next(table.chunks())
     assert not shown
-    assert "outside the limits for dates" in caplog.text
-    assert records(chunk) == {2: ["a@x.com", "#VALUE!"]}
-    assert chunk.attrs[reader.CELL_ERRORS] == {2: [("when", "B2 shows #VALUE!")]}
+    assert "stylesheet" in caplog.text
+    assert records(chunk) == {2: ["a@x.com", "7"]}
+
+
+@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
+def test_a_serial_past_year_9999_under_a_date_format_reads_as_its_number(
+    tmp_path: Path, engine: str
+) -> None:
+    """Excel shows ##### for a date serial it cannot show: the cell holds a number, and reads as
+    that number (not as an error) through both routes."""
+    path = files.workbook(
+        tmp_path / "d.xlsx",
+        {"Data": [["email", "when"], ["a@x.com", 2994626]]},
+        formats={"B2": "yyyy-mm-dd"},
+    )
+    with excel.open_xlsx(path, None, engine=engine) as table:
+        chunk = next(table.chunks())
+    assert records(chunk) == {2: ["a@x.com", "2994626"]}
+    assert not chunk.attrs[reader.CELL_ERRORS]
+
+
+# Every number format case whose rendering once depended on the route: (format, value, shown).
+DATE_FORMAT_CASES = [
+    ("[h]:mm:ss", 1, "24:00:00"),
+    ("[h]:mm:ss", 12.3, "295:12:00"),
+    ("[hh]:mm", 1.5, "36:00:00"),
+    ("[s]", 1, "24:00:00"),
+    ("[ss]", 0.5, "12:00:00"),
+    ("[mm]:ss", 0.01, "0:14:24"),
+    ("[h]:mm:ss", -0.25, "-6:00:00"),
+    ("h:mm AM/PM", 1, "00:00:00"),
+    ("h:mm A/P", 1, "00:00:00"),
+    ("h:mm A/P", 0.75, "18:00:00"),
+    ("hh:mm:ss", 1.5, "12:00:00"),
+    ("mm:ss", 0.01, "00:14:24"),
+    ("[$-409]h:mm AM/PM", 0.5, "12:00:00"),
+    ("yyyy-mm-dd", 0.5, "12:00:00"),
+    ("yyyy-mm-dd", 0, "00:00:00"),
+    ("yyyy-mm-dd h:mm", 0.25, "06:00:00"),
+    ("YY", -1.2, "-1.2"),
+    ("yyyy-mm-dd", -1, "-1"),
+    ("h:mm", -0.5, "-0.5"),
+    ("d/m/yyyy", 45000, "2023-03-15"),
+    ("yyyy-mm-dd", 45000.5, "2023-03-15T12:00:00"),
+    ("[Red]yyyy-mm-dd", 45000, "2023-03-15"),
+    ("dd/mm/yyyy;@", 45000, "2023-03-15"),
+    ("mmm", 45000, "2023-03-15"),
+    ("yyyy-mm-dd", 3000000, "3000000"),
+    ("m/d/yyyy", 59, "1900-02-28"),
+    ("m/d/yyyy", 61, "1900-03-01"),
+    ("yyyy-mm-dd", 1, "1900-01-01"),
+    ("#,##0.00", 1234.5, "1234.5"),
+    ("0.00", 1.5, "1.5"),
+]
+
+
+def date_format_workbook(path: Path) -> Path:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append(["email", "format", "value"])
+    for i, (fmt, value, _shown) in enumerate(DATE_FORMAT_CASES, start=2):
+        ws.append([f"a{i}@x.com", fmt, value])
+        ws[f"C{i}"].number_format = fmt
+    wb.save(path)
+    return path
+
+
+def test_dates_times_and_elapsed_times_read_the_same_through_both_routes(tmp_path: Path) -> None:
+    """Every date, time-of-day, elapsed-time and not-a-date case renders to the same text through
+    calamine and openpyxl, and that text is the reading contract's."""
+    path = date_format_workbook(tmp_path / "dates.xlsx")
+    seen = {}
+    for engine in ("calamine", "openpyxl"):
+        with excel.open_xlsx(path, None, engine=engine) as table:
+            assert table.detected.engine == engine
+            seen[engine] = records(pd.concat(table.chunks(7)))
+    assert seen["calamine"] == seen["openpyxl"]
+    for i, (fmt, value, expected) in enumerate(DATE_FORMAT_CASES, start=2):
+        assert seen["calamine"][i] == [f"a{i}@x.com", fmt, expected], (fmt, value)
+
+
+def test_1904_workbooks_read_their_dates_from_1904(tmp_path: Path) -> None:
+    """A workbook counting days from 1904 (old Mac Excel) gives the same dates through both routes."""
+    path = files.workbook(
+        tmp_path / "mac.xlsx",
+        {"Data": [["email", "when"], ["a@x.com", 43538], ["b@x.com", -3]]},
+        formats={"B2": "yyyy-mm-dd", "B3": "yyyy-mm-dd"},
+    )
+    path = files.patch_zip(
+        path,
+        tmp_path / "mac1904.xlsx",
+        {"xl/workbook.xml": lambda x: x.replace(b"<workbookPr />", b'<workbookPr date1904="1" />')},
+    )
+    for engine in ("calamine", "openpyxl"):
+        with excel.open_xlsx(path, None, engine=engine) as table:
+            assert records(next(table.chunks())) == {
+                2: ["a@x.com", "2023-03-15"],
+                3: ["b@x.com", "-3"],
+            }, engine

@@ -24,7 +24,8 @@ from defusedxml import ElementTree as SafeET
 
 from bulk_events.errors import FileFormatError
 
-from .render import pad_tokens, render, render_padded
+from .render import builtin_kind, format_kind, pad_tokens, render, render_padded, render_serial
+from .sheetxml import SheetFacts, scan_sheet
 from .table import (
     BLOCK,
     CELL_ERRORS,
@@ -101,6 +102,8 @@ class _Workbook:
     parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
     strings_part: str | None = None  # the shared strings table, if any
     error_parts: set[str] = field(default_factory=set)  # parts holding formula error cells
+    style_kinds: dict[int, str] = field(default_factory=dict)  # cell style -> date/time kind
+    date1904: bool = False  # serials count from 1904-01-01 (old Mac workbooks)
 
 
 def _inspect_xlsx(path: Path) -> _Workbook:
@@ -251,21 +254,43 @@ def _read_workbook_parts(
         sizes[name] = archive.getinfo(part).file_size if part in names else 0
         parts[name] = part
     styles = next((t for rt, t in rels.values() if rt.endswith("/styles")), None)
-    pads = _pad_formats(archive, styles) if styles in names else {}
+    pads, kinds = _number_formats(archive, styles) if styles in names else ({}, {})
     strings = next((t for rt, t in rels.values() if rt.endswith("/sharedStrings")), None)
-    return _Workbook(sheets, pads, sizes, parts, strings if strings in names else None)
+    date1904 = any(el.get("date1904") in ("1", "true") for el in _named(root, "workbookPr"))
+    return _Workbook(
+        sheets,
+        pads,
+        sizes,
+        parts,
+        strings if strings in names else None,
+        style_kinds=kinds,
+        date1904=date1904,
+    )
 
 
-def _pad_formats(archive: zipfile.ZipFile, styles_part: str) -> dict[str, list[tuple[str, str]]]:
-    """Zero-padding custom number formats that some cell style actually uses."""
+def _number_formats(
+    archive: zipfile.ZipFile, styles_part: str
+) -> tuple[dict[str, list[tuple[str, str]]], dict[int, str]]:
+    """Zero-padding custom number formats that some cell style actually uses, and the cell
+    styles (by index) whose format is a date, a time or an elapsed time."""
     root = _parse_xml(archive, styles_part)
     custom = {el.get("numFmtId"): el.get("formatCode", "") for el in _named(root, "numFmt")}
-    used = {xf.get("numFmtId") for xfs in _named(root, "cellXfs") for xf in xfs}
+    xfs = [xf for group in _named(root, "cellXfs") for xf in group]
+    used = {xf.get("numFmtId") for xf in xfs}
     pads = {}
     for fmt_id, code in custom.items():
         if fmt_id in used and (tokens := pad_tokens(code)) is not None:
             pads[code] = tokens
-    return pads
+    kinds = {}
+    for index, xf in enumerate(xfs):
+        fmt_id = xf.get("numFmtId") or "0"
+        if fmt_id in custom:
+            kind = format_kind(custom[fmt_id])
+        else:
+            kind = builtin_kind(int(fmt_id)) if fmt_id.isdigit() else None
+        if kind is not None:
+            kinds[index] = kind
+    return pads, kinds
 
 
 def _raw_shared_strings(path: Path, part: str) -> list[str]:
@@ -307,11 +332,25 @@ def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) ->
     too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
     errors = workbook.parts.get(chosen) in workbook.error_parts
     engine = engine or ("openpyxl" if workbook.pad_formats or too_big or errors else "calamine")
+    part = workbook.parts.get(chosen, "")
+    facts = scan_sheet(
+        path,
+        part,
+        style_kinds=workbook.style_kinds if engine == "calamine" else None,
+        date1904=workbook.date1904,
+    )
     source: _XlsxSource
     if engine == "calamine":
-        source = _CalamineSource(path, chosen)
+        source = _CalamineSource(path, chosen, facts)
     else:
-        source = _OpenpyxlSource(path, chosen, workbook.pad_formats, workbook.strings_part)
+        source = _OpenpyxlSource(
+            path,
+            chosen,
+            workbook.pad_formats,
+            workbook.strings_part,
+            workbook.style_kinds,
+            workbook.date1904,
+        )
     try:
         header_row, header = source.header()
         listing = ", ".join(f'"{n}"' for n in all_names)
@@ -449,10 +488,13 @@ class _XlsxSource:
 
 
 class _CalamineSource(_XlsxSource):
-    """The fast path: python-calamine (Rust) reads the sheet; we render its typed values."""
+    """The fast path: python-calamine (Rust) reads the sheet; we render its typed values, but for
+    the few cells whose typed value loses what the format shows (a negative serial under a date
+    format comes back as a time of day), which the sheet scan rendered from their serials."""
 
-    def __init__(self, path: Path, sheet: str):
+    def __init__(self, path: Path, sheet: str, facts: SheetFacts | None = None):
         super().__init__(path, sheet)
+        self._serials = facts.serials if facts is not None else {}
         from python_calamine import CalamineWorkbook
 
         try:
@@ -468,10 +510,17 @@ class _CalamineSource(_XlsxSource):
         # iter_rows() yields every row from the sheet's first row (leading ones empty) but only
         # the columns from the first used one: pad those back so position 0 is column A.
         pad = [""] * start[1]
+        serials = self._serials
         try:
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
                 cells = [v if type(v) is str else render(v) for v in values]
-                yield number, pad + cells if pad else cells, _NO_ERRORS
+                if pad:
+                    cells = pad + cells
+                if serials and number in serials:
+                    for j, text in serials[number].items():
+                        if j < len(cells):
+                            cells[j] = text
+                yield number, cells, _NO_ERRORS
         except Exception:
             raise self._damaged() from None
 
@@ -493,11 +542,15 @@ class _OpenpyxlSource(_XlsxSource):
         sheet: str,
         pads: dict[str, list[tuple[str, str]]],
         strings_part: str | None = None,
+        style_kinds: dict[int, str] | None = None,
+        date1904: bool = False,
     ):
         super().__init__(path, sheet)
         import openpyxl
 
         self._pads = pads
+        self._kinds = style_kinds or {}
+        self._date1904 = date1904
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -506,6 +559,10 @@ class _OpenpyxlSource(_XlsxSource):
                 )
             for warning in caught:  # "Unknown extension...": for the log, not the terminal
                 log.info("openpyxl on %s: %s", path.name, warning.message)
+            # Numbers come as stored: dates and times are rendered from their serials by the
+            # same rules as calamine's cells (openpyxl would turn -1 into 1899-12-29).
+            self._book._date_formats = set()
+            self._book._timedelta_formats = set()
             self._sheet = self._book[sheet]
             if strings_part is not None:
                 self._use_raw_strings(strings_part)
@@ -531,6 +588,8 @@ class _OpenpyxlSource(_XlsxSource):
 
     def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
         pads = self._pads
+        kinds = self._kinds
+        date1904 = self._date1904
         sheet = self._sheet
         sheet.reset_dimensions()  # the stored dimension can be wrong; read what is there
         try:
@@ -546,6 +605,10 @@ class _OpenpyxlSource(_XlsxSource):
                         out.append(value if value in ERROR_CODES else "#VALUE!")
                     elif kind is str:
                         out.append(decode_ooxml_escapes(value))
+                    elif (kind is int or kind is float) and (
+                        date_kind := kinds.get(getattr(cell, "_style_id", 0) or 0)
+                    ):
+                        out.append(render_serial(value, date_kind, date1904))
                     elif (kind is int or kind is float) and cell.number_format in pads:
                         out.append(render_padded(value, pads[cell.number_format]))
                     else:
