@@ -1184,3 +1184,72 @@ def test_1904_workbooks_read_their_dates_from_1904(tmp_path: Path) -> None:
                 2: ["a@x.com", "2023-03-15"],
                 3: ["b@x.com", "-3"],
             }, engine
+
+
+def hidden_workbook(path: Path) -> Path:
+    """Rows 3 (hidden by hand) and 5 (hidden by an autofilter on Status), column C hidden; row 7
+    hidden but blank; every cell else shown."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append(["email", "Status", "Internal note"])
+    ws.append(["a@x.com", "active", ""])
+    ws.append(["b@x.com", "active", "do not contact"])
+    ws.append(["c@x.com", "active", ""])
+    ws.append(["d@x.com", "left", "gone"])
+    ws.append(["e@x.com", "active", ""])
+    ws.row_dimensions[3].hidden = True
+    ws.auto_filter.ref = "A1:C6"
+    ws.auto_filter.add_filter_column(1, ["active"])
+    ws.row_dimensions[5].hidden = True  # what Excel writes for a row its filter hides
+    ws.row_dimensions[7].hidden = True
+    ws.column_dimensions["C"].hidden = True
+    wb.save(path)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
+def test_hidden_rows_and_columns_are_on_the_table(tmp_path: Path, engine: str) -> None:
+    """Rows hidden by hand or by an autofilter, and hidden columns, read the same by both routes."""
+    path = hidden_workbook(tmp_path / "h.xlsx")
+    with excel.open_xlsx(path, None, engine=engine) as table:
+        assert table.hidden_rows == frozenset({3, 5})
+        assert table.hidden_columns == ["Internal note"]
+        assert sorted(records(pd.concat(table.chunks()))) == [2, 3, 4, 5, 6]
+
+
+def test_a_sheet_that_hides_nothing_has_no_hidden_rows(tmp_path: Path) -> None:
+    """A plain sheet hides nothing, and the policy hands it back untouched."""
+    path = files.workbook(tmp_path / "p.xlsx", {"Data": [["email"], ["a@x.com"]]})
+    with open_table(path) as table:
+        assert table.hidden_rows == frozenset() and table.hidden_columns == []
+        assert reader.hidden_policy(table, None) is table
+
+
+def test_hidden_policy_refuses_until_told_then_skips_or_includes(tmp_path: Path) -> None:
+    """Without a choice the table is refused naming what is hidden and both choices; skip leaves
+    out the hidden rows (listed per chunk) and columns; include keeps everything."""
+    path = hidden_workbook(tmp_path / "h.xlsx")
+    with open_table(path) as table:
+        with pytest.raises(FileFormatError) as caught:
+            reader.hidden_policy(table, None)
+        message = str(caught.value)
+        assert "2 rows (3, 5)" in message and '"Internal note"' in message
+        assert "--hidden skip" in message and "--hidden include" in message
+        assert "\n" not in message and caught.value.exit_code == 2
+        with pytest.raises(UsageError):
+            reader.hidden_policy(table, "maybe")
+        shown = reader.hidden_policy(table, "skip")
+        chunks = list(shown.chunks(2))
+    assert shown.columns == ["email", "Status"]
+    rows = pd.concat(chunks)
+    assert records(rows) == {
+        2: ["a@x.com", "active"],
+        4: ["c@x.com", "active"],
+        6: ["e@x.com", "active"],
+    }
+    assert sorted(r for c in chunks for r in c.attrs.get(reader.HIDDEN_ROWS, [])) == [3, 5]
+    with open_table(path) as table:
+        everything = reader.hidden_policy(table, "include")
+        assert everything.columns == ["email", "Status", "Internal note"]
+        assert sorted(records(pd.concat(everything.chunks()))) == [2, 3, 4, 5, 6]

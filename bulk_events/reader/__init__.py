@@ -30,10 +30,20 @@ from bulk_events.errors import FileFormatError, UsageError
 from .csvfile import open_csv
 from .detect import SAMPLE_CHARS, sniff_kind
 from .excel import open_xlsx
+from .hidden import HIDDEN_ROWS, describe_hidden, hidden_policy
 from .report_input import as_input, open_jsonl_report
 from .table import CELL_ERRORS, MAX_CELL_CHARS, Detected, Table
 
-__all__ = ["CELL_ERRORS", "MAX_CELL_CHARS", "Detected", "Table", "open_table"]
+__all__ = [
+    "CELL_ERRORS",
+    "HIDDEN_ROWS",
+    "MAX_CELL_CHARS",
+    "Detected",
+    "Table",
+    "describe_hidden",
+    "hidden_policy",
+    "open_table",
+]
 
 
 def open_table(

@@ -373,6 +373,10 @@ def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) ->
         header_row=header_row,
     )
     table = Table(path, detected, list(layout.names), source)
+    table.hidden_rows = frozenset(r for r in facts.hidden_rows if r > header_row)
+    table.hidden_columns = [
+        n for n, j in zip(layout.names, layout.kept, strict=True) if j in facts.hidden_columns
+    ]
     last_row = source.last_row()
     table.row_estimate = None if last_row is None else max(0, last_row - header_row)
     return table
