@@ -1253,3 +1253,60 @@ def test_hidden_policy_refuses_until_told_then_skips_or_includes(tmp_path: Path)
         everything = reader.hidden_policy(table, "include")
         assert everything.columns == ["email", "Status", "Internal note"]
         assert sorted(records(pd.concat(everything.chunks()))) == [2, 3, 4, 5, 6]
+
+
+TITLED = [
+    ["Customers, May 2024"],
+    [],
+    ["Name", "E-mail"],
+    ["Ann", "ann@x.com"],
+    ["Bob", "bob@x.com"],
+]
+
+
+@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
+def test_title_and_blank_row_above_the_header_are_skipped(tmp_path: Path, engine: str) -> None:
+    """The first row naming an email column, with data under it, is the header; rows keep the
+    sheet's own numbers."""
+    path = files.workbook(tmp_path / "t.xlsx", {"Data": TITLED})
+    with excel.open_xlsx(path, None, engine=engine) as table:
+        assert table.detected.header_row == 3
+        assert table.columns == ["Name", "E-mail"]
+        assert records(next(table.chunks())) == {4: ["Ann", "ann@x.com"], 5: ["Bob", "bob@x.com"]}
+
+
+def test_header_row_option_says_where_the_header_is(tmp_path: Path) -> None:
+    """--header-row N reads row N as the header, even one naming no contact column."""
+    rows = [["Report", "May"], ["id", "who"], ["1", "ann@x.com"]]
+    path = files.workbook(tmp_path / "t.xlsx", {"Data": rows})
+    _, first = read_all(path)
+    assert list(first.columns) == ["Report", "May"]  # no row names a contact column: row 1
+    table, chunk = read_all(path, header_row=2)
+    assert table.columns == ["id", "who"] and records(chunk) == {3: ["1", "ann@x.com"]}
+    with pytest.raises(FileFormatError, match="no row 9"):
+        read_all(path, header_row=9)
+    with pytest.raises(UsageError, match="--header-row"):
+        read_all(path, header_row=0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "advice"),
+    [
+        (
+            [["Title"], ["email", "name"], ["a@x.com", "A"], ["phone", "x"], ["1", "2"]],
+            "rows 2 and 4 both look like the header; say which with --header-row 2 or --header-row 4",
+        ),
+        (
+            [["Contact", "Details"], ["email", "name"], ["a@x.com", "A"]],
+            "row 2 looks like the header, but row 1 above it holds several cells",
+        ),
+    ],
+)
+def test_an_ambiguous_header_is_refused_naming_header_row(
+    tmp_path: Path, rows: list[list[str]], advice: str
+) -> None:
+    """Two rows that could be the header: refused, naming --header-row and the rows."""
+    path = files.workbook(tmp_path / "t.xlsx", {"Data": rows})
+    with pytest.raises(FileFormatError) as caught:
+        read_all(path)
+    assert advice in str(caught.value) and "--header-row" in str(caught.value)

@@ -52,12 +52,15 @@ def open_table(
     sheet: str | int | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
+    header_row: int | None = None,
 ) -> Table:
     """Open a CSV or Excel file for reading, detecting what is not given.
 
     ``sheet`` (Excel only) is a sheet name (exact, then ignoring case) or a tab position counted
     from 1; the default is the first visible sheet. ``encoding`` and ``delimiter`` (CSV only)
     override detection; the delimiter may be spelled ``"\\t"``, ``"tab"``, ``"semicolon"``...
+    ``header_row`` (Excel only) is the sheet row of the header; by default it is the first row,
+    or the row below a title that names an email or phone column (:mod:`.header`).
 
         >>> table = open_table("customers.xlsx", sheet="Data")   # doctest: +SKIP
     """
@@ -81,11 +84,17 @@ def open_table(
         if sheet is not None or encoding is not None or delimiter is not None:
             raise UsageError("--sheet, --encoding and --delimiter do not apply to a .jsonl report")
         return open_jsonl_report(path)
+    if header_row is not None and (isinstance(header_row, bool) or header_row < 1):
+        raise UsageError(f"--header-row must be a row number from 1, not {header_row}")
     kind = sniff_kind(head, path)
     if kind == "xlsx":
         if encoding is not None or delimiter is not None:
             raise UsageError("encoding and delimiter apply to CSV files, not to Excel workbooks")
-        return as_input(open_xlsx(path, sheet))
+        return as_input(open_xlsx(path, sheet, header_row=header_row))
     if sheet is not None:
         raise UsageError(f"{name} is a CSV file, which has no sheets")
+    if header_row is not None:
+        raise UsageError(
+            "--header-row applies to Excel sheets; delete the lines above a CSV header"
+        )
     return as_input(open_csv(path, head, encoding, delimiter))

@@ -24,6 +24,7 @@ from defusedxml import ElementTree as SafeET
 
 from bulk_events.errors import FileFormatError
 
+from .header import find_header
 from .render import builtin_kind, format_kind, pad_tokens, render, render_padded, render_serial
 from .sheetxml import SheetFacts, scan_sheet
 from .table import (
@@ -314,8 +315,11 @@ def _raw_shared_strings(path: Path, part: str) -> list[str]:
     return strings
 
 
-def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) -> Table:
+def open_xlsx(
+    path: Path, sheet: str | int | None, engine: str | None = None, header_row: int | None = None
+) -> Table:
     """Open a checked workbook with the engine that fits it (``engine``, for tests, forces one).
+    ``header_row`` says where the header is; by default :func:`.header.find_header` finds it.
 
     calamine is about five times faster but holds the whole sheet in memory (about twice the
     sheet's XML) for as long as the table is open, and it can see neither number formats nor
@@ -352,7 +356,7 @@ def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) ->
             workbook.date1904,
         )
     try:
-        header_row, header = source.header()
+        header_row, header = source.header(header_row, f'sheet "{chosen}" in {name}')
         listing = ", ".join(f'"{n}"' for n in all_names)
         if header_row is None:
             hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
@@ -423,11 +427,8 @@ class _XlsxSource:
         """The sheet's last used row number as the workbook states it, if it does."""
         return None
 
-    def header(self) -> tuple[int | None, list[str]]:
-        for number, cells, _errors in self.rows():
-            if any(cells):
-                return number, cells
-        return None, []
+    def header(self, header_row: int | None, where: str) -> tuple[int | None, list[str]]:
+        return find_header(((n, cells) for n, cells, _ in self.rows()), header_row, where)
 
     def frames(self, size: int) -> Iterator[pd.DataFrame]:
         layout = self.layout
