@@ -1310,3 +1310,23 @@ def test_an_ambiguous_header_is_refused_naming_header_row(
     with pytest.raises(FileFormatError) as caught:
         read_all(path)
     assert advice in str(caught.value) and "--header-row" in str(caught.value)
+
+
+def test_a_zip_named_csv_is_called_a_zip(tmp_path: Path) -> None:
+    """A zip archive named .csv is refused as a zip to unzip, like its gzip twin, not blamed on Excel."""
+    with zipfile.ZipFile(tmp_path / "data.csv", "w") as z:
+        z.writestr("data.csv", "email\na@x.com\n")
+    with pytest.raises(FileFormatError) as caught:
+        read_all(tmp_path / "data.csv")
+    assert str(caught.value) == "data.csv is a zip archive, not a CSV file: unzip it first"
+
+
+def test_a_workbook_whose_parts_are_named_with_backslashes_is_read(tmp_path: Path) -> None:
+    """Some writers name zip parts xl\\workbook.xml: Excel and calamine read them, and so do we."""
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["email"], ["a@x.com"]]})
+    path = tmp_path / "back.xlsx"
+    with zipfile.ZipFile(base) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename.replace("/", "\\"), zin.read(item.filename))
+    table, rows = read_all(path)
+    assert table.columns == ["email"] and records(rows) == {2: ["a@x.com"]}

@@ -24,6 +24,7 @@ from defusedxml import ElementTree as SafeET
 
 from bulk_events.errors import FileFormatError
 
+from .detect import EXCEL_SUFFIXES
 from .header import find_header
 from .render import builtin_kind, format_kind, pad_tokens, render, render_padded, render_serial
 from .sheetxml import SheetFacts, scan_sheet
@@ -105,6 +106,7 @@ class _Workbook:
     error_parts: set[str] = field(default_factory=set)  # parts holding formula error cells
     style_kinds: dict[int, str] = field(default_factory=dict)  # cell style -> date/time kind
     date1904: bool = False  # serials count from 1904-01-01 (old Mac workbooks)
+    backslashes: bool = False  # parts named with "\\" (only calamine reads such a zip)
 
 
 def _inspect_xlsx(path: Path) -> _Workbook:
@@ -118,6 +120,7 @@ def _inspect_xlsx(path: Path) -> _Workbook:
     with archive:
         members = archive.infolist()
         _refuse_zip_bomb(name, members)
+        backslashes = _use_forward_slashes(archive)
         names = {m.filename for m in members}
         if "xl/workbook.bin" in names:
             raise FileFormatError(
@@ -128,13 +131,29 @@ def _inspect_xlsx(path: Path) -> _Workbook:
         error_parts = _scan_members(name, archive, members)
         workbook_part = _office_document_part(archive, names)
         if workbook_part is None or workbook_part not in names:
+            if path.suffix.lower() not in EXCEL_SUFFIXES:
+                raise FileFormatError(f"{name} is a zip archive, not a CSV file: unzip it first")
             raise not_workbook
         try:
             workbook = _read_workbook_parts(archive, names, workbook_part)
         except (SafeET.ParseError, KeyError, ValueError) as exc:
             raise FileFormatError(f"{name} is damaged: its workbook part cannot be read") from exc
         workbook.error_parts = error_parts
+        workbook.backslashes = backslashes
         return workbook
+
+
+def _use_forward_slashes(archive: zipfile.ZipFile) -> bool:
+    """Some writers name parts ``xl\\workbook.xml``: read them under their ``/`` names (as Excel
+    and calamine do). Returns whether any part was so named."""
+    renamed = False
+    for member in archive.infolist():
+        if "\\" in member.filename:
+            member.filename = member.filename.replace("\\", "/")
+            renamed = True
+    if renamed:
+        archive.NameToInfo = {m.filename: m for m in archive.infolist()}
+    return renamed
 
 
 def _refuse_zip_bomb(name: str, members: list[zipfile.ZipInfo]) -> None:
@@ -297,7 +316,7 @@ def _number_formats(
 def _raw_shared_strings(path: Path, part: str) -> list[str]:
     """The shared strings table as written (rich-text runs joined, phonetic runs left out)."""
     strings = []
-    with zipfile.ZipFile(path) as archive, archive.open(part) as f:
+    with zipfile.ZipFile(path) as archive, archive.open(part) as f:  # openpyxl: "/" names only
         for _event, el in SafeET.iterparse(f, forbid_dtd=True):
             if el.tag.rpartition("}")[2] != "si":
                 continue
@@ -335,7 +354,8 @@ def open_xlsx(
     chosen = _choose_sheet(name, workbook.sheets, sheet)
     too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
     errors = workbook.parts.get(chosen) in workbook.error_parts
-    engine = engine or ("openpyxl" if workbook.pad_formats or too_big or errors else "calamine")
+    wants_openpyxl = workbook.pad_formats or too_big or errors
+    engine = engine or ("openpyxl" if wants_openpyxl and not workbook.backslashes else "calamine")
     part = workbook.parts.get(chosen, "")
     facts = scan_sheet(
         path,

@@ -54,6 +54,8 @@ def scan_sheet(
         needles.append(re.compile(rb"""\ss\s*=\s*["'](?:""" + b"|".join(lossy) + rb""")["']"""))
     try:
         with zipfile.ZipFile(path) as archive:
+            if part not in archive.NameToInfo:
+                part = part.replace("/", "\\")  # a zip whose writer named parts with "\\"
             if not _has_any(archive, part, needles):
                 return SheetFacts()
             with archive.open(part) as f:
