@@ -190,6 +190,15 @@ def plan_columns(
         name = role if role != "variable" else names[h]
         if not name:
             continue
+        displaced = next((r for r, c in roles.items() if h in c and chosen.get(r) != h), None)
+        if role == "variable" and displaced is not None and chosen[displaced] in targets:
+            mapped = chosen[displaced].strip()
+            raise ColumnError(
+                f'--map "{mapped}={displaced}" makes "{mapped}" the {displaced} column, the role '
+                f'"{h.strip()}" had; "{h.strip()}" would then go out as a variable named '
+                f'"{name}", which is reserved: give it another name, e.g. --map "{h.strip()}='
+                f'{h.strip()} (file)"'
+            )
         folded_name = name.casefold()
         if folded_name in seen_names:
             raise ColumnError(

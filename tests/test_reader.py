@@ -606,7 +606,7 @@ def test_typed_cells_read_as_a_person_sees_them(tmp_path: Path) -> None:
             "2024-05-01",
             "2024-05-01T13:45:10",
             "08:30:00",
-            "1 day, 6:00:00",
+            "30:00:00",
             "TRUE",
             "12.5",
             "Олена",
@@ -1073,21 +1073,262 @@ def test_empty_first_sheet_beside_a_data_sheet_suggests_sheet(tmp_path: Path) ->
 def test_openpyxl_warnings_go_to_the_log_not_the_terminal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A date serial beyond year 9999 makes openpyxl warn: the warning is logged (seen at -v),
-    never shown as a Python warning, and the cell shows #VALUE! as Excel does."""
+    """A workbook with an empty stylesheet makes openpyxl warn: the warning is logged (seen at -v),
+    never shown as a Python warning, and the cells are read."""
     import warnings
 
-    path = files.workbook(
-        tmp_path / "d.xlsx",
-        {"Data": [["email", "when"], ["a@x.com", 2994626]]},
-        formats={"B2": "yyyy-mm-dd"},
-    )
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["email", "n"], ["a@x.com", 7]]})
+    bare = b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"/>'
+    path = files.patch_zip(base, tmp_path / "d.xlsx", {"xl/styles.xml": bare})
     caplog.set_level("INFO", logger="bulk_events")
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         with excel.open_xlsx(path, None, engine="openpyxl") as table:
             chunk = next(table.chunks())
     assert not shown
-    assert "outside the limits for dates" in caplog.text
-    assert records(chunk) == {2: ["a@x.com", "#VALUE!"]}
-    assert chunk.attrs[reader.CELL_ERRORS] == {2: [("when", "B2 shows #VALUE!")]}
+    assert "stylesheet" in caplog.text
+    assert records(chunk) == {2: ["a@x.com", "7"]}
+
+
+@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
+def test_a_serial_past_year_9999_under_a_date_format_reads_as_its_number(
+    tmp_path: Path, engine: str
+) -> None:
+    """Excel shows ##### for a date serial it cannot show: the cell holds a number, and reads as
+    that number (not as an error) through both routes."""
+    path = files.workbook(
+        tmp_path / "d.xlsx",
+        {"Data": [["email", "when"], ["a@x.com", 2994626]]},
+        formats={"B2": "yyyy-mm-dd"},
+    )
+    with excel.open_xlsx(path, None, engine=engine) as table:
+        chunk = next(table.chunks())
+    assert records(chunk) == {2: ["a@x.com", "2994626"]}
+    assert not chunk.attrs[reader.CELL_ERRORS]
+
+
+# Every number format case whose rendering once depended on the route: (format, value, shown).
+DATE_FORMAT_CASES = [
+    ("[h]:mm:ss", 1, "24:00:00"),
+    ("[h]:mm:ss", 12.3, "295:12:00"),
+    ("[hh]:mm", 1.5, "36:00:00"),
+    ("[s]", 1, "24:00:00"),
+    ("[ss]", 0.5, "12:00:00"),
+    ("[mm]:ss", 0.01, "0:14:24"),
+    ("[h]:mm:ss", -0.25, "-6:00:00"),
+    ("h:mm AM/PM", 1, "00:00:00"),
+    ("h:mm A/P", 1, "00:00:00"),
+    ("h:mm A/P", 0.75, "18:00:00"),
+    ("hh:mm:ss", 1.5, "12:00:00"),
+    ("mm:ss", 0.01, "00:14:24"),
+    ("[$-409]h:mm AM/PM", 0.5, "12:00:00"),
+    ("yyyy-mm-dd", 0.5, "12:00:00"),
+    ("yyyy-mm-dd", 0, "00:00:00"),
+    ("yyyy-mm-dd h:mm", 0.25, "06:00:00"),
+    ("YY", -1.2, "-1.2"),
+    ("yyyy-mm-dd", -1, "-1"),
+    ("h:mm", -0.5, "-0.5"),
+    ("d/m/yyyy", 45000, "2023-03-15"),
+    ("yyyy-mm-dd", 45000.5, "2023-03-15T12:00:00"),
+    ("[Red]yyyy-mm-dd", 45000, "2023-03-15"),
+    ("dd/mm/yyyy;@", 45000, "2023-03-15"),
+    ("mmm", 45000, "2023-03-15"),
+    ("yyyy-mm-dd", 3000000, "3000000"),
+    ("m/d/yyyy", 59, "1900-02-28"),
+    ("m/d/yyyy", 61, "1900-03-01"),
+    ("yyyy-mm-dd", 1, "1900-01-01"),
+    ("#,##0.00", 1234.5, "1234.5"),
+    ("0.00", 1.5, "1.5"),
+]
+
+
+def date_format_workbook(path: Path) -> Path:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append(["email", "format", "value"])
+    for i, (fmt, value, _shown) in enumerate(DATE_FORMAT_CASES, start=2):
+        ws.append([f"a{i}@x.com", fmt, value])
+        ws[f"C{i}"].number_format = fmt
+    wb.save(path)
+    return path
+
+
+def test_dates_times_and_elapsed_times_read_the_same_through_both_routes(tmp_path: Path) -> None:
+    """Every date, time-of-day, elapsed-time and not-a-date case renders to the same text through
+    calamine and openpyxl, and that text is the reading contract's."""
+    path = date_format_workbook(tmp_path / "dates.xlsx")
+    seen = {}
+    for engine in ("calamine", "openpyxl"):
+        with excel.open_xlsx(path, None, engine=engine) as table:
+            assert table.detected.engine == engine
+            seen[engine] = records(pd.concat(table.chunks(7)))
+    assert seen["calamine"] == seen["openpyxl"]
+    for i, (fmt, value, expected) in enumerate(DATE_FORMAT_CASES, start=2):
+        assert seen["calamine"][i] == [f"a{i}@x.com", fmt, expected], (fmt, value)
+
+
+def test_1904_workbooks_read_their_dates_from_1904(tmp_path: Path) -> None:
+    """A workbook counting days from 1904 (old Mac Excel) gives the same dates through both routes."""
+    path = files.workbook(
+        tmp_path / "mac.xlsx",
+        {"Data": [["email", "when"], ["a@x.com", 43538], ["b@x.com", -3]]},
+        formats={"B2": "yyyy-mm-dd", "B3": "yyyy-mm-dd"},
+    )
+    path = files.patch_zip(
+        path,
+        tmp_path / "mac1904.xlsx",
+        {"xl/workbook.xml": lambda x: x.replace(b"<workbookPr />", b'<workbookPr date1904="1" />')},
+    )
+    for engine in ("calamine", "openpyxl"):
+        with excel.open_xlsx(path, None, engine=engine) as table:
+            assert records(next(table.chunks())) == {
+                2: ["a@x.com", "2023-03-15"],
+                3: ["b@x.com", "-3"],
+            }, engine
+
+
+def hidden_workbook(path: Path) -> Path:
+    """Rows 3 (hidden by hand) and 5 (hidden by an autofilter on Status), column C hidden; row 7
+    hidden but blank; every cell else shown."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Data"
+    ws.append(["email", "Status", "Internal note"])
+    ws.append(["a@x.com", "active", ""])
+    ws.append(["b@x.com", "active", "do not contact"])
+    ws.append(["c@x.com", "active", ""])
+    ws.append(["d@x.com", "left", "gone"])
+    ws.append(["e@x.com", "active", ""])
+    ws.row_dimensions[3].hidden = True
+    ws.auto_filter.ref = "A1:C6"
+    ws.auto_filter.add_filter_column(1, ["active"])
+    ws.row_dimensions[5].hidden = True  # what Excel writes for a row its filter hides
+    ws.row_dimensions[7].hidden = True
+    ws.column_dimensions["C"].hidden = True
+    wb.save(path)
+    return path
+
+
+@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
+def test_hidden_rows_and_columns_are_on_the_table(tmp_path: Path, engine: str) -> None:
+    """Rows hidden by hand or by an autofilter, and hidden columns, read the same by both routes."""
+    path = hidden_workbook(tmp_path / "h.xlsx")
+    with excel.open_xlsx(path, None, engine=engine) as table:
+        assert table.hidden_rows == frozenset({3, 5})
+        assert table.hidden_columns == ["Internal note"]
+        assert sorted(records(pd.concat(table.chunks()))) == [2, 3, 4, 5, 6]
+
+
+def test_a_sheet_that_hides_nothing_has_no_hidden_rows(tmp_path: Path) -> None:
+    """A plain sheet hides nothing, and the policy hands it back untouched."""
+    path = files.workbook(tmp_path / "p.xlsx", {"Data": [["email"], ["a@x.com"]]})
+    with open_table(path) as table:
+        assert table.hidden_rows == frozenset() and table.hidden_columns == []
+        assert reader.hidden_policy(table, None) is table
+
+
+def test_hidden_policy_refuses_until_told_then_skips_or_includes(tmp_path: Path) -> None:
+    """Without a choice the table is refused naming what is hidden and both choices; skip leaves
+    out the hidden rows (listed per chunk) and columns; include keeps everything."""
+    path = hidden_workbook(tmp_path / "h.xlsx")
+    with open_table(path) as table:
+        with pytest.raises(FileFormatError) as caught:
+            reader.hidden_policy(table, None)
+        message = str(caught.value)
+        assert "2 rows (3, 5)" in message and '"Internal note"' in message
+        assert "--hidden skip" in message and "--hidden include" in message
+        assert "\n" not in message and caught.value.exit_code == 2
+        with pytest.raises(UsageError):
+            reader.hidden_policy(table, "maybe")
+        shown = reader.hidden_policy(table, "skip")
+        chunks = list(shown.chunks(2))
+    assert shown.columns == ["email", "Status"]
+    rows = pd.concat(chunks)
+    assert records(rows) == {
+        2: ["a@x.com", "active"],
+        4: ["c@x.com", "active"],
+        6: ["e@x.com", "active"],
+    }
+    assert sorted(r for c in chunks for r in c.attrs.get(reader.HIDDEN_ROWS, [])) == [3, 5]
+    with open_table(path) as table:
+        everything = reader.hidden_policy(table, "include")
+        assert everything.columns == ["email", "Status", "Internal note"]
+        assert sorted(records(pd.concat(everything.chunks()))) == [2, 3, 4, 5, 6]
+
+
+TITLED = [
+    ["Customers, May 2024"],
+    [],
+    ["Name", "E-mail"],
+    ["Ann", "ann@x.com"],
+    ["Bob", "bob@x.com"],
+]
+
+
+@pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
+def test_title_and_blank_row_above_the_header_are_skipped(tmp_path: Path, engine: str) -> None:
+    """The first row naming an email column, with data under it, is the header; rows keep the
+    sheet's own numbers."""
+    path = files.workbook(tmp_path / "t.xlsx", {"Data": TITLED})
+    with excel.open_xlsx(path, None, engine=engine) as table:
+        assert table.detected.header_row == 3
+        assert table.columns == ["Name", "E-mail"]
+        assert records(next(table.chunks())) == {4: ["Ann", "ann@x.com"], 5: ["Bob", "bob@x.com"]}
+
+
+def test_header_row_option_says_where_the_header_is(tmp_path: Path) -> None:
+    """--header-row N reads row N as the header, even one naming no contact column."""
+    rows = [["Report", "May"], ["id", "who"], ["1", "ann@x.com"]]
+    path = files.workbook(tmp_path / "t.xlsx", {"Data": rows})
+    _, first = read_all(path)
+    assert list(first.columns) == ["Report", "May"]  # no row names a contact column: row 1
+    table, chunk = read_all(path, header_row=2)
+    assert table.columns == ["id", "who"] and records(chunk) == {3: ["1", "ann@x.com"]}
+    with pytest.raises(FileFormatError, match="no row 9"):
+        read_all(path, header_row=9)
+    with pytest.raises(UsageError, match="--header-row"):
+        read_all(path, header_row=0)
+
+
+@pytest.mark.parametrize(
+    ("rows", "advice"),
+    [
+        (
+            [["Title"], ["email", "name"], ["a@x.com", "A"], ["phone", "x"], ["1", "2"]],
+            "rows 2 and 4 both look like the header; say which with --header-row 2 or --header-row 4",
+        ),
+        (
+            [["Contact", "Details"], ["email", "name"], ["a@x.com", "A"]],
+            "row 2 looks like the header, but row 1 above it holds several cells",
+        ),
+    ],
+)
+def test_an_ambiguous_header_is_refused_naming_header_row(
+    tmp_path: Path, rows: list[list[str]], advice: str
+) -> None:
+    """Two rows that could be the header: refused, naming --header-row and the rows."""
+    path = files.workbook(tmp_path / "t.xlsx", {"Data": rows})
+    with pytest.raises(FileFormatError) as caught:
+        read_all(path)
+    assert advice in str(caught.value) and "--header-row" in str(caught.value)
+
+
+def test_a_zip_named_csv_is_called_a_zip(tmp_path: Path) -> None:
+    """A zip archive named .csv is refused as a zip to unzip, like its gzip twin, not blamed on Excel."""
+    with zipfile.ZipFile(tmp_path / "data.csv", "w") as z:
+        z.writestr("data.csv", "email\na@x.com\n")
+    with pytest.raises(FileFormatError) as caught:
+        read_all(tmp_path / "data.csv")
+    assert str(caught.value) == "data.csv is a zip archive, not a CSV file: unzip it first"
+
+
+def test_a_workbook_whose_parts_are_named_with_backslashes_is_read(tmp_path: Path) -> None:
+    """Some writers name zip parts xl\\workbook.xml: Excel and calamine read them, and so do we."""
+    base = files.workbook(tmp_path / "b.xlsx", {"Data": [["email"], ["a@x.com"]]})
+    path = tmp_path / "back.xlsx"
+    with zipfile.ZipFile(base) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item.filename.replace("/", "\\"), zin.read(item.filename))
+    table, rows = read_all(path)
+    assert table.columns == ["email"] and records(rows) == {2: ["a@x.com"]}

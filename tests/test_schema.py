@@ -491,3 +491,19 @@ def test_good_email_bad_phone_goes_out_by_email_alone():
     assert any("phone" in e for e in result.errors[3])
     assert len(result.errors[4]) == 2
     assert build_bodies(result, layout) == [{"email": "a@b.co"}, None, None]
+
+
+def test_mapping_a_column_to_a_role_another_column_had_says_so() -> None:
+    """--map "Index=email" beside an Email column: the message says Index takes Email's role and
+    what Email would become, in one line, and the advice it gives works."""
+    with pytest.raises(ColumnError) as caught:
+        plan_columns(["Index", "Email", "Name"], mapping={"Index": "email"})
+    message = str(caught.value)
+    assert message.startswith('--map "Index=email" makes "Index" the email column')
+    assert 'the role "Email" had' in message and "both send" not in message
+    assert "\n" not in message
+    advice = message.rsplit("--map ", 1)[1].strip('"')
+    source, target = advice.split("=")
+    layout = plan_columns(["Index", "Email", "Name"], mapping={"Index": "email", source: target})
+    assert layout.by_role("email").source == "Index"
+    assert [c.name for c in layout.variables] == ["Email (file)", "Name"]

@@ -31,10 +31,20 @@ from .calamine import open_workbook
 from .csvfile import open_csv
 from .detect import SAMPLE_CHARS, sniff_kind
 from .excel import open_xlsx
+from .hidden import HIDDEN_ROWS, describe_hidden, hidden_policy
 from .report_input import as_input, open_jsonl_report
 from .table import CELL_ERRORS, MAX_CELL_CHARS, Detected, Table
 
-__all__ = ["CELL_ERRORS", "MAX_CELL_CHARS", "Detected", "Table", "open_table"]
+__all__ = [
+    "CELL_ERRORS",
+    "HIDDEN_ROWS",
+    "MAX_CELL_CHARS",
+    "Detected",
+    "Table",
+    "describe_hidden",
+    "hidden_policy",
+    "open_table",
+]
 
 
 def open_table(
@@ -43,12 +53,15 @@ def open_table(
     sheet: str | int | None = None,
     encoding: str | None = None,
     delimiter: str | None = None,
+    header_row: int | None = None,
 ) -> Table:
     """Open a CSV file or a workbook (.xlsx/.xlsm, .xls, .ods, .xlsb), detecting what is not given.
 
     ``sheet`` (workbooks only) is a sheet name (exact, then ignoring case) or a tab position counted
     from 1; the default is the first visible sheet. ``encoding`` and ``delimiter`` (CSV only)
     override detection; the delimiter may be spelled ``"\\t"``, ``"tab"``, ``"semicolon"``...
+    ``header_row`` (workbooks only) is the sheet row of the header; by default it is the first row,
+    or the row below a title that names an email or phone column (:mod:`.header`).
 
         >>> table = open_table("customers.xlsx", sheet="Data")   # doctest: +SKIP
     """
@@ -72,13 +85,19 @@ def open_table(
         if sheet is not None or encoding is not None or delimiter is not None:
             raise UsageError("--sheet, --encoding and --delimiter do not apply to a .jsonl report")
         return open_jsonl_report(path)
+    if header_row is not None and (isinstance(header_row, bool) or header_row < 1):
+        raise UsageError(f"--header-row must be a row number from 1, not {header_row}")
     kind = sniff_kind(head, path)
     if kind != "csv" and (encoding is not None or delimiter is not None):
         raise UsageError("encoding and delimiter apply to CSV files, not to Excel workbooks")
     if kind == "xlsx":
-        return as_input(open_xlsx(path, sheet))
+        return as_input(open_xlsx(path, sheet, header_row=header_row))
     if kind in ("xls", "ods", "xlsb"):
-        return as_input(open_workbook(path, kind, sheet))
+        return as_input(open_workbook(path, kind, sheet, header_row))
     if sheet is not None:
         raise UsageError(f"{name} is a CSV file, which has no sheets")
+    if header_row is not None:
+        raise UsageError(
+            "--header-row applies to Excel sheets; delete the lines above a CSV header"
+        )
     return as_input(open_csv(path, head, encoding, delimiter))

@@ -41,8 +41,11 @@ FORMAT_NAMES = {
 ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 
 
-def open_workbook(path: Path, kind: str, sheet: str | int | None) -> Table:
-    """Open a checked .xls, .ods or .xlsb (``kind``) at ``sheet`` (a name or a tab position)."""
+def open_workbook(
+    path: Path, kind: str, sheet: str | int | None, header_row: int | None = None
+) -> Table:
+    """Open a checked .xls, .ods or .xlsb (``kind``) at ``sheet`` (a name or a tab position);
+    ``header_row`` as for :func:`~bulk_events.reader.excel.open_xlsx`."""
     name = path.name
     ods = _check_ods(path) if kind == "ods" else None
     if kind == "xlsb":
@@ -59,7 +62,7 @@ def open_workbook(path: Path, kind: str, sheet: str | int | None) -> Table:
     else:
         source = _WorkbookSource(path, chosen)
     try:
-        header_row, header = source.header()
+        header_row, header = source.header(header_row, f'sheet "{chosen}" in {name}')
         listing = ", ".join(f'"{n}"' for n, _ in sheets)
         if header_row is None:
             hint = "; pick another with --sheet" if sheet is None and len(sheets) > 1 else ""
@@ -214,6 +217,7 @@ class _WorkbookSource(_CalamineSource):
 
     def __init__(self, path: Path, sheet: str):
         _XlsxSource.__init__(self, path, sheet)
+        self._serials = {}  # no sheet XML to consult: calamine's typed values are all there is
         from python_calamine import CalamineWorkbook
 
         try:

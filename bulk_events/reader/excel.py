@@ -24,7 +24,10 @@ from defusedxml import ElementTree as SafeET
 
 from bulk_events.errors import FileFormatError
 
-from .render import pad_tokens, render, render_padded
+from .detect import EXCEL_SUFFIXES
+from .header import find_header
+from .render import builtin_kind, format_kind, pad_tokens, render, render_padded, render_serial
+from .sheetxml import SheetFacts, scan_sheet
 from .table import (
     CELL_ERRORS,
     MAX_CELL_CHARS,
@@ -89,6 +92,9 @@ class _Workbook:
     parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
     strings_part: str | None = None  # the shared strings table, if any
     error_parts: set[str] = field(default_factory=set)  # parts holding formula error cells
+    style_kinds: dict[int, str] = field(default_factory=dict)  # cell style -> date/time kind
+    date1904: bool = False  # serials count from 1904-01-01 (old Mac workbooks)
+    backslashes: bool = False  # parts named with "\\" (only calamine reads such a zip)
 
 
 def _inspect_xlsx(path: Path) -> _Workbook:
@@ -102,6 +108,7 @@ def _inspect_xlsx(path: Path) -> _Workbook:
     with archive:
         members = archive.infolist()
         refuse_zip_bomb(name, members)
+        backslashes = _use_forward_slashes(archive)
         names = {m.filename for m in members}
         if "xl/workbook.bin" in names:
             raise FileFormatError(
@@ -112,13 +119,29 @@ def _inspect_xlsx(path: Path) -> _Workbook:
         error_parts = scan_members(name, archive, members, _ERROR_CELL_NEEDLES)
         workbook_part = _office_document_part(archive, names)
         if workbook_part is None or workbook_part not in names:
+            if path.suffix.lower() not in EXCEL_SUFFIXES:
+                raise FileFormatError(f"{name} is a zip archive, not a CSV file: unzip it first")
             raise not_workbook
         try:
             workbook = _read_workbook_parts(archive, names, workbook_part)
         except (SafeET.ParseError, KeyError, ValueError) as exc:
             raise FileFormatError(f"{name} is damaged: its workbook part cannot be read") from exc
         workbook.error_parts = error_parts
+        workbook.backslashes = backslashes
         return workbook
+
+
+def _use_forward_slashes(archive: zipfile.ZipFile) -> bool:
+    """Some writers name parts ``xl\\workbook.xml``: read them under their ``/`` names (as Excel
+    and calamine do). Returns whether any part was so named."""
+    renamed = False
+    for member in archive.infolist():
+        if "\\" in member.filename:
+            member.filename = member.filename.replace("\\", "/")
+            renamed = True
+    if renamed:
+        archive.NameToInfo = {m.filename: m for m in archive.infolist()}
+    return renamed
 
 
 def _parse_xml(archive: zipfile.ZipFile, part: str) -> Any:
@@ -187,27 +210,49 @@ def _read_workbook_parts(
         sizes[name] = archive.getinfo(part).file_size if part in names else 0
         parts[name] = part
     styles = next((t for rt, t in rels.values() if rt.endswith("/styles")), None)
-    pads = _pad_formats(archive, styles) if styles in names else {}
+    pads, kinds = _number_formats(archive, styles) if styles in names else ({}, {})
     strings = next((t for rt, t in rels.values() if rt.endswith("/sharedStrings")), None)
-    return _Workbook(sheets, pads, sizes, parts, strings if strings in names else None)
+    date1904 = any(el.get("date1904") in ("1", "true") for el in _named(root, "workbookPr"))
+    return _Workbook(
+        sheets,
+        pads,
+        sizes,
+        parts,
+        strings if strings in names else None,
+        style_kinds=kinds,
+        date1904=date1904,
+    )
 
 
-def _pad_formats(archive: zipfile.ZipFile, styles_part: str) -> dict[str, list[tuple[str, str]]]:
-    """Zero-padding custom number formats that some cell style actually uses."""
+def _number_formats(
+    archive: zipfile.ZipFile, styles_part: str
+) -> tuple[dict[str, list[tuple[str, str]]], dict[int, str]]:
+    """Zero-padding custom number formats that some cell style actually uses, and the cell
+    styles (by index) whose format is a date, a time or an elapsed time."""
     root = _parse_xml(archive, styles_part)
     custom = {el.get("numFmtId"): el.get("formatCode", "") for el in _named(root, "numFmt")}
-    used = {xf.get("numFmtId") for xfs in _named(root, "cellXfs") for xf in xfs}
+    xfs = [xf for group in _named(root, "cellXfs") for xf in group]
+    used = {xf.get("numFmtId") for xf in xfs}
     pads = {}
     for fmt_id, code in custom.items():
         if fmt_id in used and (tokens := pad_tokens(code)) is not None:
             pads[code] = tokens
-    return pads
+    kinds = {}
+    for index, xf in enumerate(xfs):
+        fmt_id = xf.get("numFmtId") or "0"
+        if fmt_id in custom:
+            kind = format_kind(custom[fmt_id])
+        else:
+            kind = builtin_kind(int(fmt_id)) if fmt_id.isdigit() else None
+        if kind is not None:
+            kinds[index] = kind
+    return pads, kinds
 
 
 def _raw_shared_strings(path: Path, part: str) -> list[str]:
     """The shared strings table as written (rich-text runs joined, phonetic runs left out)."""
     strings = []
-    with zipfile.ZipFile(path) as archive, archive.open(part) as f:
+    with zipfile.ZipFile(path) as archive, archive.open(part) as f:  # openpyxl: "/" names only
         for _event, el in SafeET.iterparse(f, forbid_dtd=True):
             if el.tag.rpartition("}")[2] != "si":
                 continue
@@ -225,8 +270,11 @@ def _raw_shared_strings(path: Path, part: str) -> list[str]:
     return strings
 
 
-def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) -> Table:
+def open_xlsx(
+    path: Path, sheet: str | int | None, engine: str | None = None, header_row: int | None = None
+) -> Table:
     """Open a checked workbook with the engine that fits it (``engine``, for tests, forces one).
+    ``header_row`` says where the header is; by default :func:`.header.find_header` finds it.
 
     calamine is about five times faster but holds the whole sheet in memory (about twice the
     sheet's XML) for as long as the table is open, and it can see neither number formats nor
@@ -242,14 +290,29 @@ def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) ->
     chosen = _choose_sheet(name, workbook.sheets, sheet)
     too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
     errors = workbook.parts.get(chosen) in workbook.error_parts
-    engine = engine or ("openpyxl" if workbook.pad_formats or too_big or errors else "calamine")
+    wants_openpyxl = workbook.pad_formats or too_big or errors
+    engine = engine or ("openpyxl" if wants_openpyxl and not workbook.backslashes else "calamine")
+    part = workbook.parts.get(chosen, "")
+    facts = scan_sheet(
+        path,
+        part,
+        style_kinds=workbook.style_kinds if engine == "calamine" else None,
+        date1904=workbook.date1904,
+    )
     source: _XlsxSource
     if engine == "calamine":
-        source = _CalamineSource(path, chosen)
+        source = _CalamineSource(path, chosen, facts)
     else:
-        source = _OpenpyxlSource(path, chosen, workbook.pad_formats, workbook.strings_part)
+        source = _OpenpyxlSource(
+            path,
+            chosen,
+            workbook.pad_formats,
+            workbook.strings_part,
+            workbook.style_kinds,
+            workbook.date1904,
+        )
     try:
-        header_row, header = source.header()
+        header_row, header = source.header(header_row, f'sheet "{chosen}" in {name}')
         listing = ", ".join(f'"{n}"' for n in all_names)
         if header_row is None:
             hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
@@ -270,6 +333,10 @@ def open_xlsx(path: Path, sheet: str | int | None, engine: str | None = None) ->
         header_row=header_row,
     )
     table = Table(path, detected, list(layout.names), source)
+    table.hidden_rows = frozenset(r for r in facts.hidden_rows if r > header_row)
+    table.hidden_columns = [
+        n for n, j in zip(layout.names, layout.kept, strict=True) if j in facts.hidden_columns
+    ]
     last_row = source.last_row()
     table.row_estimate = None if last_row is None else max(0, last_row - header_row)
     return table
@@ -316,11 +383,8 @@ class _XlsxSource:
         """The sheet's last used row number as the workbook states it, if it does."""
         return None
 
-    def header(self) -> tuple[int | None, list[str]]:
-        for number, cells, _errors in self.rows():
-            if any(cells):
-                return number, cells
-        return None, []
+    def header(self, header_row: int | None, where: str) -> tuple[int | None, list[str]]:
+        return find_header(((n, cells) for n, cells, _ in self.rows()), header_row, where)
 
     def frames(self, size: int) -> Iterator[pd.DataFrame]:
         layout = self.layout
@@ -385,10 +449,13 @@ class _XlsxSource:
 
 
 class _CalamineSource(_XlsxSource):
-    """The fast path: python-calamine (Rust) reads the sheet; we render its typed values."""
+    """The fast path: python-calamine (Rust) reads the sheet; we render its typed values, but for
+    the few cells whose typed value loses what the format shows (a negative serial under a date
+    format comes back as a time of day), which the sheet scan rendered from their serials."""
 
-    def __init__(self, path: Path, sheet: str):
+    def __init__(self, path: Path, sheet: str, facts: SheetFacts | None = None):
         super().__init__(path, sheet)
+        self._serials = facts.serials if facts is not None else {}
         from python_calamine import CalamineWorkbook
 
         try:
@@ -404,10 +471,17 @@ class _CalamineSource(_XlsxSource):
         # iter_rows() yields every row from the sheet's first row (leading ones empty) but only
         # the columns from the first used one: pad those back so position 0 is column A.
         pad = [""] * start[1]
+        serials = self._serials
         try:
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
                 cells = [v if type(v) is str else render(v) for v in values]
-                yield number, pad + cells if pad else cells, _NO_ERRORS
+                if pad:
+                    cells = pad + cells
+                if serials and number in serials:
+                    for j, text in serials[number].items():
+                        if j < len(cells):
+                            cells[j] = text
+                yield number, cells, _NO_ERRORS
         except Exception:
             raise self._damaged() from None
 
@@ -429,11 +503,15 @@ class _OpenpyxlSource(_XlsxSource):
         sheet: str,
         pads: dict[str, list[tuple[str, str]]],
         strings_part: str | None = None,
+        style_kinds: dict[int, str] | None = None,
+        date1904: bool = False,
     ):
         super().__init__(path, sheet)
         import openpyxl
 
         self._pads = pads
+        self._kinds = style_kinds or {}
+        self._date1904 = date1904
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -442,6 +520,10 @@ class _OpenpyxlSource(_XlsxSource):
                 )
             for warning in caught:  # "Unknown extension...": for the log, not the terminal
                 log.info("openpyxl on %s: %s", path.name, warning.message)
+            # Numbers come as stored: dates and times are rendered from their serials by the
+            # same rules as calamine's cells (openpyxl would turn -1 into 1899-12-29).
+            self._book._date_formats = set()
+            self._book._timedelta_formats = set()
             self._sheet = self._book[sheet]
             if strings_part is not None:
                 self._use_raw_strings(strings_part)
@@ -467,6 +549,8 @@ class _OpenpyxlSource(_XlsxSource):
 
     def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
         pads = self._pads
+        kinds = self._kinds
+        date1904 = self._date1904
         sheet = self._sheet
         sheet.reset_dimensions()  # the stored dimension can be wrong; read what is there
         try:
@@ -482,6 +566,10 @@ class _OpenpyxlSource(_XlsxSource):
                         out.append(value if value in ERROR_CODES else "#VALUE!")
                     elif kind is str:
                         out.append(decode_ooxml_escapes(value))
+                    elif (kind is int or kind is float) and (
+                        date_kind := kinds.get(getattr(cell, "_style_id", 0) or 0)
+                    ):
+                        out.append(render_serial(value, date_kind, date1904))
                     elif (kind is int or kind is float) and cell.number_format in pads:
                         out.append(render_padded(value, pads[cell.number_format]))
                     else:

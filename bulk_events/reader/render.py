@@ -3,6 +3,18 @@
 Both Excel routes (calamine and openpyxl) hand their typed values to :func:`render`, so a cell
 reads the same whichever route read it: numbers without float noise (15 significant digits, as
 Excel shows them), whole numbers without ".0", dates as ISO text, TRUE/FALSE.
+
+A number under a date or time format is rendered from its serial by :func:`render_serial`, by the
+kind :func:`format_kind` gives the format (the README's reading contract):
+
+* ``"date"`` (the format shows a day, month or year): ``2024-05-01`` or ``2024-05-01T13:45:10``;
+  a serial in [0, 1) is Excel's day 0, no date: the time of day it holds, ``12:00:00``;
+* ``"time"`` (hours, minutes, seconds, AM/PM or A/P and no date part): the time of day the clock
+  shows, whole days dropped as Excel drops them (1.5 under ``h:mm`` -> ``12:00:00``);
+* ``"elapsed"`` (``[h]``, ``[hh]``, ``[m]``, ``[mm]``, ``[s]``, ``[ss]``): a duration in hours,
+  ``H:MM:SS`` (1 -> ``24:00:00``, 12.3 -> ``295:12:00``, -0.25 -> ``-6:00:00``);
+* a serial that is no date (negative, or past 9999-12-31) under a date or time format reads as the
+  number itself (``-1.2``): Excel shows ``#####`` there, and the number is what the cell holds.
 """
 
 from __future__ import annotations
@@ -42,6 +54,115 @@ def pad_tokens(code: str) -> list[tuple[str, str]] | None:
     return tokens
 
 
+DATE, TIME, ELAPSED = "date", "time", "elapsed"
+_LAST_SERIAL = 2958466  # 9999-12-31 is serial 2958465: anything from here on is no date
+# Built-in format ids without a code in the file: 14-22 and 45-47 are the classic ones; 27-36 and
+# 50-58 are East Asian locale dates.
+_BUILTIN_KINDS = {
+    **dict.fromkeys(range(14, 18), DATE),
+    **dict.fromkeys(range(18, 22), TIME),
+    22: DATE,
+    **dict.fromkeys(range(27, 37), DATE),
+    45: TIME,
+    46: ELAPSED,
+    47: TIME,
+    **dict.fromkeys(range(50, 59), DATE),
+}
+
+
+def builtin_kind(format_id: int) -> str | None:
+    """The kind of a built-in number format id (14 is a date, 46 ``[h]:mm:ss``...), or None."""
+    return _BUILTIN_KINDS.get(format_id)
+
+
+def format_kind(code: str) -> str | None:
+    """``"date"``, ``"time"``, ``"elapsed"`` or None (a number format) for a format code.
+
+    Only the first section counts; quoted text, ``\\x`` and ``_x`` escapes, ``*x`` fills and
+    ``[...]`` (colours, locales, conditions) are no date parts, except the elapsed ``[h]``, ``[m]``,
+    ``[s]``. These are the rules calamine follows, so both routes agree on what is a date.
+
+    >>> format_kind("dd/mm/yyyy;@"), format_kind("h:mm A/P"), format_kind("[h]:mm"), format_kind("0.00")
+    ('date', 'time', 'elapsed', None)
+    """
+    letters: list[str] = []
+    escaped = quoted = False
+    bracket = ""
+    in_bracket = False
+    ampm = False
+    for ch in code:
+        if escaped:
+            escaped = False
+        elif quoted:
+            quoted = ch != '"'
+        elif in_bracket:
+            if ch == "]":
+                in_bracket = False
+                if bracket and bracket[0] in "hms" and bracket == bracket[0] * len(bracket):
+                    return ELAPSED
+            else:
+                bracket += ch.lower()
+        elif ch in "_\\*":
+            escaped = True
+        elif ch == '"':
+            quoted = True
+        elif ch == "[":
+            in_bracket, bracket = True, ""
+        elif ch == ";":
+            break
+        else:
+            low = ch.lower()
+            if low == "a" and not ampm:
+                ampm = True  # AM/PM or A/P: a clock, if an h, m, p or / follows
+            elif ampm and low in "pm/":
+                letters.append("h")
+            elif not ampm and low in "dmhys":
+                letters.append(low)
+    if not letters:
+        return None
+    if "d" in letters or "y" in letters:
+        return DATE
+    if "m" in letters and "h" not in letters and "s" not in letters:
+        return DATE  # m alone is a month; next to h or s it is minutes
+    return TIME
+
+
+def render_serial(value: float, kind: str, date1904: bool = False) -> str:
+    """A number under a format of ``kind`` -> its text (rules in the module docstring).
+
+    >>> render_serial(45000.5, "date"), render_serial(0.25, "date"), render_serial(1.5, "time")
+    ('2023-03-15T12:00:00', '06:00:00', '12:00:00')
+    >>> render_serial(12.3, "elapsed"), render_serial(-1.2, "date")
+    ('295:12:00', '-1.2')
+    """
+    if not math.isfinite(value):
+        return ""
+    if kind == ELAPSED:
+        return _render_elapsed(round(value * 86400))
+    if value < 0 or value >= _LAST_SERIAL - (1462 if date1904 else 0):
+        return _render_float(float(value))
+    seconds = round(value * 86400)
+    days, second_of_day = divmod(seconds, 86400)
+    clock = dt.time(second_of_day // 3600, second_of_day // 60 % 60, second_of_day % 60)
+    if kind == TIME or days == 0:
+        return clock.isoformat()
+    if date1904:
+        day = dt.date(1904, 1, 1) + dt.timedelta(days=days)
+    elif days >= 61:
+        day = dt.date(1899, 12, 30) + dt.timedelta(days=days)
+    else:  # Excel's made-up 1900-02-29 (serial 60) reads as the 28th, as both libraries read it
+        day = dt.date(1899, 12, 31) + dt.timedelta(days=min(days, 59))
+    if second_of_day == 0:
+        return day.isoformat()
+    return dt.datetime.combine(day, clock).isoformat(timespec="seconds")
+
+
+def _render_elapsed(seconds: int) -> str:
+    sign = "-" if seconds < 0 else ""
+    hours, rest = divmod(abs(seconds), 3600)
+    return f"{sign}{hours}:{rest // 60:02d}:{rest % 60:02d}"
+
+
 def render(value: Any) -> str:
     """A cell value from calamine or openpyxl -> the text a person sees (see module rules)."""
     if value is None:
@@ -65,8 +186,8 @@ def render(value: Any) -> str:
     if kind is dt.time:
         moment = _round_to_second(dt.datetime.combine(dt.date(2000, 1, 1), value))
         return moment.time().isoformat(timespec="seconds")
-    if kind is dt.timedelta:
-        return str(dt.timedelta(seconds=round(value.total_seconds())))
+    if kind is dt.timedelta:  # an elapsed time ([h]:mm:ss): hours, not "1 day, 6:00:00"
+        return _render_elapsed(round(value.total_seconds()))
     return str(value)
 
 

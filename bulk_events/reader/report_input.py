@@ -64,6 +64,9 @@ def as_input(table: Table) -> Table:
     detected = dataclasses.replace(table.detected, report=True)
     inner = Table(table.path, detected, columns, source)
     inner.row_estimate = table.row_estimate
+    inner.hidden_rows = table.hidden_rows
+    renamed = source.renamed
+    inner.hidden_columns = [renamed[c] for c in table.hidden_columns if c in renamed]
     return inner
 
 

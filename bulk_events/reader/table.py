@@ -86,6 +86,10 @@ class Table:
         self._source = source
         # About how many rows follow the header (blank ones included), for a progress bar.
         self.row_estimate: int | None = None
+        # What the sheet hides (Excel only): sheet row numbers of hidden rows holding values
+        # (hidden by hand or by an autofilter), and the headers of hidden columns.
+        self.hidden_rows: frozenset[int] = frozenset()
+        self.hidden_columns: list[str] = []
 
     def chunks(self, size: int = 50_000) -> Iterator[pd.DataFrame]:
         """Yield DataFrames of at most ``size`` non-blank rows, in file order.

@@ -1,0 +1,71 @@
+"""Where the header is: the first row, or the row below a title that names the contact column.
+
+A sheet often starts with a title ("Customers, May 2024") and a blank row above its header.
+:func:`find_header` takes the first non-blank row when it names an email or phone column (or
+when no row does); otherwise the one row below it that does and has data under it. When two rows
+could be the header it refuses, naming ``--header-row`` and the rows to choose from: it never
+guesses. ``header_row`` given says where the header is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bulk_events.errors import FileFormatError
+from bulk_events.schema import ALIASES, fold
+
+LOOK_AHEAD = 20  # non-blank rows looked at for a header below a title
+_CONTACT = ALIASES["email"] | ALIASES["phone"]
+
+
+def names_a_contact_column(cells: list[str]) -> bool:
+    """Whether a row holds a header cell for email or phone (``E-mail``, ``Phone number``...)."""
+    return any(fold(c) in _CONTACT for c in cells if c)
+
+
+def find_header(
+    rows: Iterable[tuple[int, list[str]]], header_row: int | None, where: str
+) -> tuple[int | None, list[str]]:
+    """(row number, cells) of the header among ``rows`` (row number, cells), or (None, []) when
+    every row is blank. ``where`` names the sheet in messages (``sheet "Data" in list.xlsx``)."""
+    if header_row is not None:
+        for number, cells in rows:
+            if number == header_row:
+                if not any(c.strip() for c in cells):
+                    raise FileFormatError(f"{where}: row {header_row} (--header-row) is blank")
+                return number, cells
+            if number > header_row:
+                break
+        raise FileFormatError(f"{where} has no row {header_row} (--header-row)")
+    seen: list[tuple[int, list[str]]] = []
+    for number, cells in rows:
+        if not any(c.strip() for c in cells):
+            continue
+        seen.append((number, cells))
+        if len(seen) > LOOK_AHEAD:
+            break
+    if not seen:
+        return None, []
+    first = seen[0]
+    if names_a_contact_column(first[1]):
+        return first
+    # A candidate names a contact column and has a non-blank row under it.
+    candidates = [i for i in range(1, len(seen) - 1) if names_a_contact_column(seen[i][1])]
+    if not candidates:
+        return first
+    if len(candidates) > 1:
+        a, b = (seen[i][0] for i in candidates[:2])
+        raise FileFormatError(
+            f"{where}: rows {a} and {b} both look like the header; "
+            f"say which with --header-row {a} or --header-row {b}"
+        )
+    at = candidates[0]
+    number, cells = seen[at]
+    above_number, above = seen[at - 1]
+    if sum(1 for c in above if c.strip()) > 1:
+        raise FileFormatError(
+            f"{where}: row {number} looks like the header, but row {above_number} above it holds "
+            f"several cells (a second header row?); say which with --header-row {number} "
+            f"or --header-row {above_number}"
+        )
+    return number, cells
