@@ -8,8 +8,35 @@ only the rare rest goes through Python, once per distinct value.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
+
+_Parsed = TypeVar("_Parsed", pd.Series, tuple[pd.Series, pd.Series])
+
+
+def by_distinct_value(s: pd.Series, parse: Callable[[pd.Series], _Parsed]) -> _Parsed:
+    """``parse(s)``, computed once per distinct value of ``s`` and spread back to every row.
+
+    For element-wise parsers only (each value judged on its own), on columns that repeat: a
+    million rows of dates hold a few thousand distinct ones. A column of mostly distinct values
+    is parsed as it is.
+    """
+    if len(s) < 2:
+        return parse(s)
+    codes, uniques = pd.factorize(s.array, use_na_sentinel=False)
+    if 2 * len(uniques) > len(s):
+        return parse(s)
+    result = parse(pd.Series(uniques, dtype=s.dtype, name=s.name))
+
+    def spread(r: pd.Series) -> pd.Series:
+        return pd.Series(r.array.take(codes), index=s.index, dtype=r.dtype, name=r.name)
+
+    if isinstance(result, tuple):
+        return tuple(spread(r) for r in result)  # type: ignore[return-value]
+    return spread(result)
+
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "да", "так", "истина", "t"})
 FALSE_WORDS = frozenset({"false", "no", "n", "0", "нет", "ні", "ложь", "f"})

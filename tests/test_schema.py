@@ -507,3 +507,31 @@ def test_mapping_a_column_to_a_role_another_column_had_says_so() -> None:
     layout = plan_columns(["Index", "Email", "Name"], mapping={"Index": "email", source: target})
     assert layout.by_role("email").source == "Index"
     assert [c.name for c in layout.variables] == ["Email (file)", "Name"]
+
+
+# --- list-based cell work against the pandas string methods it replaced -------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bulk_events.schema import drop_float_fraction, fullmatches  # noqa: E402
+
+_PIECES = st.sampled_from(
+    ["+380", "50", " ", "\u00a0", "-", "(", ")", ".", ".0", "0", "\n", "\t", "A", "b@", "x.co",
+     "Ö", "\u200b", "'", "@", "9" * 8]
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(_PIECES, max_size=6).map("".join), max_size=30))
+def test_cell_work_equals_pandas_string_methods(values):
+    """Trimming, lower-casing, phone formatting and whole matches as pandas' .str gave them."""
+    s = pd.Series(values, index=range(2, 2 + len(values)), dtype=object)
+    old_fraction = s.str.replace(r"^(\+?\d+)\.0+$", r"\1", regex=True)
+    assert drop_float_fraction(s).tolist() == old_fraction.tolist()
+    old_phone = old_fraction.str.replace(r"[\s\-.()\u00a0\u2010-\u2015]", "", regex=True)
+    assert normalise_phone(s).tolist() == old_phone.tolist()
+    assert normalise_email(s).tolist() == s.str.strip().str.lower().tolist()
+    for pattern in (EMAIL_PATTERN, PHONE_PATTERN):
+        old = s.str.fullmatch(pattern).fillna(False).astype(bool)
+        assert fullmatches(s, pattern).tolist() == old.tolist()

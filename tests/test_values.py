@@ -260,3 +260,32 @@ def test_suggest_type_for_columns_that_would_go_out_as_strings(sample, expected)
     from bulk_events.values import suggest_type
 
     assert suggest_type(pd.Series(sample)) == expected
+
+
+# --- once per distinct value: the same answers as every value on its own -------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from bulk_events.values import by_distinct_value, parse_booleans  # noqa: E402
+
+_TYPED = [
+    "2021-05-28", "28.05.2021", "05/06/2021", "3/14/2024", "27 Nov 2024", "2021-13-45", "",
+    "12.50", "1 234,50 ₴", "1,234", "1e400", "abc", "TRUE", "no", "да", "maybe", " 7 ",
+]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(_TYPED), min_size=0, max_size=80), st.booleans())
+def test_parsing_per_distinct_value_equals_parsing_every_value(values, decimal_comma):
+    """Dates, numbers and booleans read once per distinct cell match reading every cell."""
+    s = pd.Series(values, index=range(5, 5 + len(values)), dtype=object, name="c")
+    for parse in (
+        parse_dates,
+        lambda x: parse_dates(x, "%d/%m/%Y"),
+        lambda x: parse_numbers(x, decimal_comma),
+    ):
+        want, got = parse(s), by_distinct_value(s, parse)
+        for w, g in zip(want, got, strict=True):
+            pd.testing.assert_series_equal(g, w, check_dtype=True)
+    pd.testing.assert_series_equal(by_distinct_value(s, parse_booleans), parse_booleans(s))
