@@ -99,7 +99,7 @@ def _summary(result: RunResult, dry_run: bool, announced: bool) -> str:
         if result.requests:
             rate = f"{result.rate:.1f} requests/s, " if result.rate else ""
             line += f" ({rate}{result.requests} request{'s' if result.requests != 1 else ''})"
-    lines = [line]
+    lines = [line, *notes(result)]
     if result.detected and not announced:
         lines.insert(0, f"bulk-events: read {result.input_name}: {result.detected}")
     if result.stopped:
@@ -110,6 +110,30 @@ def _summary(result: RunResult, dry_run: bool, announced: bool) -> str:
     if result.journal_path:
         lines.append(f"journal: {result.journal_path}")
     return "\n".join(lines)
+
+
+def notes(result: RunResult) -> list[str]:
+    """What a person should know besides the counts: per-event counts, held-back changed rows
+    and phones going out without a country code."""
+    lines = []
+    if result.per_event:
+        shown = ", ".join(f"{e} {n}" for e, n in sorted(result.per_event.items()))
+        lines.append(f"bulk-events: rows by event: {shown}")
+    changed = result.reasons.get("changed_contact", 0)
+    if changed:
+        lines.append(
+            f"bulk-events: {changed} of them: contact already received this event in an earlier "
+            "run, with other cells (see the report); --key COLUMN says what makes an event new, "
+            "--resend-changed sends them"
+        )
+    if result.national_phones:
+        n = result.national_phones
+        lines.append(
+            f"bulk-events: warning: {n} phone{' looks' if n == 1 else 's look'} national (no "
+            "country code) and would go out as written; --default-country CC or "
+            "--country-column COLUMN makes them international"
+        )
+    return lines
 
 
 class _Group(click.Group):
@@ -207,6 +231,39 @@ def _common_input_options(f: Any) -> Any:
             help="Turn national phone numbers into international ones (e.g. UA).",
         ),
         click.option(
+            "--country-column",
+            metavar="COLUMN",
+            help="The column giving each row's country (UA, Poland, ...) for national phones.",
+        ),
+        click.option(
+            "--exclude",
+            metavar="COLUMN",
+            multiple=True,
+            help="Leave a column out of every body. Repeatable.",
+        ),
+        click.option(
+            "--columns",
+            metavar="A,B,...",
+            multiple=True,
+            help="Send only these variables (besides email, phone and automation_id).",
+        ),
+        click.option(
+            "--event-column",
+            metavar="COLUMN",
+            help="Each row goes to the REST API event its cell in COLUMN names.",
+        ),
+        click.option(
+            "--key",
+            metavar="COLUMN",
+            multiple=True,
+            help='What identifies an event across runs: --key email (once per contact), --key "Order ID". Repeatable.',
+        ),
+        click.option(
+            "--resend-changed/--no-resend-changed",
+            default=None,
+            help="Send rows of contacts who got this event before with other cells.",
+        ),
+        click.option(
             "--allow-duplicates/--no-allow-duplicates",
             default=None,
             help="Send rows with identical events each time they occur.",
@@ -266,6 +323,9 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
                 merged = dict(values.get(key, {}))
                 merged.update(parse_assignments(value, "--type" if key == "types" else "--map"))
                 values[key] = merged
+        elif key in ("exclude", "columns", "key"):
+            if value:  # the command line's list replaces the file's
+                values[key] = list(value)
         elif value is not None:
             values[key] = value
     if not values.get("event") and not values.get("url") and os.environ.get("SENDPULSE_EVENT_URL"):
@@ -394,7 +454,7 @@ def inspect_command(file: str | None, verbose: int, log_format: str, **cli: Any)
 
     setup_logging(verbose, log_format)
     path, values = _gather(file, cli.pop("config_path"), **cli)
-    if not values.get("event") and not values.get("url"):
+    if not values.get("event") and not values.get("url") and not values.get("event_column"):
         values["event"] = "(none)"
     click.echo(redact.redact(inspect_file(Path(path), values)))
 

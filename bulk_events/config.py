@@ -6,6 +6,8 @@
     report = "/var/log/bulk-events/nightly.csv"
     state = "/var/lib/bulk-events/nightly.sqlite"
     rate = 10
+    key = ["Email"]                                 # what identifies an event across runs
+    exclude = ["Internal note"]                     # or: columns = ["Name", "Plan"]
     [types]
     order_total = "number"
     [map]
@@ -49,6 +51,12 @@ SCALARS: dict[str, type | tuple[type, ...]] = {
     "connect_timeout": (int, float),
     "read_timeout": (int, float),
     "api_url": str,
+    "country_column": str,
+    "event_column": str,
+    "resend_changed": bool,
+    "key": list,
+    "exclude": list,
+    "columns": (list, str),
 }
 TABLES = ("types", "map", "credentials")
 CREDENTIAL_KEYS = ("client_id_env", "client_secret_env", "url_env")
@@ -86,6 +94,8 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         # bool is an int to Python, but `rate = true` is a mistake, not 1 event per second.
         if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
             raise ConfigError(f'{p.name}: "{key}" has the wrong type ({type(value).__name__})')
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            raise ConfigError(f'{p.name}: "{key}" must be a list of column names')
         if key in PATH_KEYS:
             path_value = str(value)
             value = (

@@ -14,14 +14,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from .columns import Chosen, choose_columns
 from .delivery import Deliverer, JournalWriter, RetryPolicy
 from .errors import ColumnError, JournalBusyError, UsageError
-from .events import Detected, Emit, Event, Finished, Recovered, Waiting
+from .events import Detected, Emit, Event, Finished, Progress, Recovered, Waiting
 from .journal import Journal, default_journal_path
 from .options import ImportOptions, PathLike, Settings
 from .outcome import Status
@@ -58,6 +59,10 @@ class RunResult:
     input_name: str = ""
     journal_path: Path | None = None
     sandbox_record: Path | None = None
+    reasons: Counter[str] = field(default_factory=Counter)  # skipped and unknown rows, by why
+    per_event: Counter[str] = field(default_factory=Counter)  # --event-column: rows by event
+    national_phones: int = 0  # phones that look national and go out without a country code
+    without_automation_id: int = 0  # rows sent (or valid) with no automation_id
 
     @property
     def rate(self) -> float:
@@ -98,12 +103,16 @@ class Import:
         self.samples: list[tuple[int, dict[str, Any]]] = []
         self._sample_limit = samples
         self.layout: Layout | None = None
+        self.chosen: Chosen | None = None
+        self.reasons: Counter[str] = Counter()
         self.journal_path: Path | None = None
         self._transport_override = transport
         self._on_event = on_event
         self.stopper = Stopper(options.delivery.grace, self._emit)
 
     def _emit(self, event: Event) -> None:
+        if isinstance(event, Progress) and event.outcome.reason is not None:
+            self.reasons[event.outcome.reason.value] += 1
         if self._on_event is not None:
             self._on_event(event)
 
@@ -133,7 +142,17 @@ class Import:
                 mapping=o.schema.map,
                 file_label=self.path.name,
                 default_automation_id=o.schema.automation_id is not None,
+                country_column=o.schema.country_column,
             )
+            b = o.body
+            self.chosen = choose_columns(
+                layout,
+                exclude=b.exclude,
+                columns=b.columns,
+                event_column=o.target.event_column,
+                key=b.key,
+            )
+            layout = self.chosen.layout
         except ColumnError as exc:
             sheets = table.detected.sheets
             if len(sheets) > 1 and o.reading.sheet is None:
@@ -163,8 +182,13 @@ class Import:
         report_path = Path(o.report) if o.report else default_report_path(self.path)
         report = ReportWriter(report_path, columns)
         journal_path = (
-            Path(o.state) if o.state else default_journal_path(target.identity, target.journal_name)
+            Path(o.state)
+            if o.state
+            else default_journal_path(target.journal_identity, target.journal_name)
         )
+        legacy = None if o.state or not target.event else self._legacy_journal(target.event)
+        if o.dry_run and legacy is not None and legacy.exists() and not journal_path.exists():
+            journal_path = legacy  # what an earlier version recorded, until a run adopts it
         self.journal_path = journal_path
         loop = asyncio.get_running_loop()
         installed = self._install_signal_handlers(loop)
@@ -182,6 +206,8 @@ class Import:
                 journal = await asyncio.to_thread(Journal.open, journal_path, readonly=True)
             else:
                 journal = await self._open_journal(journal_path)
+                if legacy is not None:
+                    journal.adopt(legacy)
                 if o.selection.fresh:
                     journal.reset()
                 if journal.recovered:
@@ -196,12 +222,22 @@ class Import:
                     RetryPolicy(max_attempts=o.delivery.max_attempts),
                     stopper=self.stopper,
                 )
+            assert self.chosen is not None
+            adopt = (
+                None
+                if o.state or journal.readonly
+                else lambda event, j=journal: j.adopt(self._legacy_journal(event))
+            )
             triage = Triage(
                 layout,
                 validator,
                 identity=target.identity,
                 selection=o.selection,
                 journal=journal,
+                chosen=self.chosen,
+                identity_of=target.identity_of if target.event_column else None,
+                run_id=run_id,
+                on_new_event=adopt if target.event_column else None,
             )
             await pump(
                 table,
@@ -231,6 +267,10 @@ class Import:
                 input_name=self.path.name,
                 journal_path=None if o.dry_run else journal.path,
                 sandbox_record=_record_of(sandbox),
+                reasons=self.reasons,
+                per_event=triage.per_event,
+                national_phones=triage.national_phones,
+                without_automation_id=triage.without_automation_id,
             )
             self._emit(Finished(result))
             return result
@@ -248,6 +288,10 @@ class Import:
                 if run_id and result is not None:
                     journal.finish_run(run_id, dict(counts), result.exit_code)
                 journal.close()
+
+    def _legacy_journal(self, event: str) -> Path:
+        """Where earlier versions kept the journal of one event (one file per event)."""
+        return default_journal_path(*self.options.target.legacy_journal(event))
 
     async def _open_journal(self, path: Path) -> Journal:
         """Take the journal's lock; with --wait, poll for it so that Ctrl-C still works meanwhile."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -10,9 +12,13 @@ from typing import Any
 import orjson
 
 from .events import Event, Progress
-from .importer import Import, run_sync
+from .importer import Import, RunResult, run_sync
 from .options import SETTINGS, ImportOptions
-from .outcome import SkipReason, Status
+from .outcome import Outcome, SkipReason, Status
+from .reader import open_table
+from .values import suggest_type
+
+_QUOTED = re.compile(r'(?<!column )"(?:[^"\\]|\\.)*"')
 
 
 def _duration(seconds: float) -> str:
@@ -33,10 +39,13 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
         values["report"] = str(Path(tmp) / "plan.csv")
         options = ImportOptions.from_settings(**values)
         reasons: Counter[SkipReason] = Counter()
+        invalid: list[Outcome] = []
 
         def note(event: Event) -> None:
             if isinstance(event, Progress) and event.outcome.reason is not None:
                 reasons[event.outcome.reason] += 1
+            if isinstance(event, Progress) and event.outcome.status is Status.INVALID:
+                invalid.append(event.outcome)
 
         run = Import(path, options, on_event=note, samples=3)
         result = run_sync(run.run())
@@ -46,20 +55,41 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
         f"Target:  {options.target.label}",
         "Columns:",
     ]
-    assert run.layout is not None  # set once the file is open
-    width = max((len(c.source.strip()) for c in run.layout.columns), default=0)
+    assert run.layout is not None and run.chosen is not None  # set once the file is open
+    chosen = run.chosen
+    sources = [c.source for c in run.layout.columns] + list(chosen.left_out)
+    width = max((len(s.strip()) for s in sources), default=0)
     for c in run.layout.columns:
         shown = "(--automation-id)" if c.source.startswith("\x00") else c.source.strip()
         role = c.role if c.role != "variable" else f'variable "{c.name}"'
         lines.append(
             f"  {shown:<{width}}  -> {role} ({'integer' if c.role == 'automation_id' else c.type})"
         )
+    for source in chosen.left_out:
+        why = "each row's event" if source == chosen.event else "not sent"
+        lines.append(f"  {source.strip():<{width}}  -- {why}")
+    holds = [c.name for c in run.layout.columns if not c.source.startswith("\x00")]
+    if run.layout.by_role("automation_id") is not None and "automation_id" not in holds:
+        holds.append("automation_id")
+    lines.append(f"Bodies:  {', '.join(holds)} (empty cells left out)")
+    if chosen.key:
+        lines.append(f"Key:     an event is new when {', '.join(chosen.key)} is (--key)")
     valid = counts.get(Status.VALID.value, 0)
     lines.append(
         f"Rows:    {sum(counts.values())}: {valid} to send, {counts.get(Status.INVALID.value, 0)} invalid, "
         f"{reasons[SkipReason.DUPLICATE]} duplicate, {reasons[SkipReason.ALREADY_SENT]} already sent, "
+        f"{reasons[SkipReason.CHANGED_CONTACT]} changed since sent to their contact, "
         f"{counts.get(Status.UNKNOWN.value, 0)} unknown from an earlier run"
     )
+    if result.per_event:
+        shown = ", ".join(f"{e} {n}" for e, n in sorted(result.per_event.items()))
+        lines.append(f"Events:  {shown}")
+    if valid:
+        lines.append(
+            f"Flows:   {result.without_automation_id} of {valid} to send have no automation_id"
+        )
+    lines.extend(_invalid_reasons(invalid))
+    lines.extend(_warnings(path, options, run, result, reasons))
     journal = run.journal_path
     lines.append(f"Journal: {journal}{'' if journal and journal.exists() else ' (no run yet)'}")
     if run.samples:
@@ -74,4 +104,113 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
             else "as fast as the service answers (--rate 0)"
         )
         lines.append(f"Sending: {valid} events takes {eta}")
+    lines.extend(_proposal(path, values))
     return "\n".join(lines)
+
+
+def _invalid_reasons(invalid: list[Outcome], top: int = 5) -> list[str]:
+    """The commonest reasons rows are invalid (values left out), with example rows."""
+    rows: dict[str, list[int]] = {}
+    for outcome in invalid:
+        for reason in outcome.error.split("; "):
+            rows.setdefault(_QUOTED.sub('"…"', reason), []).append(outcome.row)
+    ranked = sorted(rows.items(), key=lambda item: (-len(item[1]), item[1][0]))
+    lines = ["Invalid:"] if ranked else []
+    for reason, where in ranked[:top]:
+        examples = ", ".join(str(r) for r in where[:3]) + (", ..." if len(where) > 3 else "")
+        lines.append(f"  {len(where)} x {reason} (rows {examples})")
+    if len(ranked) > top:
+        lines.append(f"  ... and {len(ranked) - top} other reasons (see the report of --dry-run)")
+    return lines
+
+
+def _warnings(
+    path: Path,
+    options: ImportOptions,
+    run: Import,
+    result: RunResult,
+    reasons: Counter[SkipReason],
+) -> list[str]:
+    found: list[str] = []
+    changed = reasons[SkipReason.CHANGED_CONTACT]
+    if changed:
+        found.append(
+            f"{changed} row(s) changed since their contact received this event and are held "
+            "back: --key COLUMN says what makes an event new (--key email: once per contact), "
+            "--resend-changed sends them"
+        )
+    if result.national_phones:
+        found.append(
+            f"{result.national_phones} phone(s) look national (no country code) and would go out "
+            "as written: --default-country CC, or --country-column COLUMN for each row's own"
+        )
+    assert run.layout is not None
+    r = options.reading
+    with open_table(path, sheet=r.sheet, encoding=r.encoding, delimiter=r.delimiter) as table:
+        header_row = table.detected.header_row
+        decimal_comma = table.detected.delimiter == ";"
+        sample = next(iter(table.chunks(500)), None)
+    if header_row > 1:
+        found.append(f"the header is row {header_row}, not row 1 (rows above it are not read)")
+    for c in run.layout.variables:
+        if c.type != "string" or sample is None or c.source not in sample.columns:
+            continue
+        kind = suggest_type(sample[c.source], decimal_comma)
+        if kind:
+            what = "dates" if kind == "date" else "numbers"
+            found.append(
+                f'column "{c.source.strip()}" looks like {what} but goes out as text: '
+                f'--type "{c.name}={kind}" sends it as {"a date" if kind == "date" else kind}'
+            )
+    return ["Warnings:", *(f"  {w}" for w in found)] if found else []
+
+
+def _proposal(path: Path, values: dict[str, Any]) -> list[str]:
+    """The command line and the TOML lines that run this import as inspected."""
+    args = ["bulk-events", "import", str(path)]
+    toml = [f"input = {_toml(str(path))}"]
+    tables: list[str] = []
+    credentials = [f"{k} = {_toml(v)}" for k, v in values.items() if k.endswith("_env")]
+    if credentials:
+        tables += ["[credentials]", *credentials]
+    for key, value in values.items():
+        if key in _NOT_PROPOSED or key.endswith("_env") or value is None or value == ():
+            continue
+        if key == "event" and value == "(none)":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, dict):
+            option = "--type" if key == "types" else "--map"
+            for k, v in value.items():
+                args += [option, f"{k}={v}"]
+            tables += [f"[{key}]", *(f"{_toml(k)} = {_toml(v)}" for k, v in value.items())]
+        elif isinstance(value, bool):
+            if value:
+                args.append(flag)
+                toml.append(f"{key} = true")
+        elif isinstance(value, list | tuple):
+            names = [str(v) for v in value]
+            if key == "columns":
+                args += [flag, ",".join(names)]
+            else:
+                for v in names:
+                    args += [flag, v]
+            toml.append(f"{key} = [{', '.join(_toml(v) for v in names)}]")
+        else:
+            args += [flag, str(value)]
+            toml.append(f"{key} = {value if isinstance(value, int | float) else _toml(str(value))}")
+    if values.get("url"):
+        args.insert(0, "SENDPULSE_EVENT_URL=...")  # a credential: never on the command line
+    return [
+        "To run it:",
+        "  " + shlex.join(args).replace("'SENDPULSE_EVENT_URL=...'", "SENDPULSE_EVENT_URL=..."),
+        "Or in a TOML file (--config):",
+    ] + [f"  {line}" for line in toml + tables]
+
+
+# Secrets (an event URL, client credentials) and what inspect itself sets are never proposed.
+_NOT_PROPOSED = frozenset({"dry_run", "sandbox", "report", "url", "client_id", "client_secret"})
+
+
+def _toml(text: str) -> str:
+    return orjson.dumps(text).decode()  # a JSON string is a TOML basic string

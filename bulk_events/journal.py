@@ -67,7 +67,7 @@ class State(StrEnum):
 
 
 STATES = tuple(State)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # SQLite's default limit is far higher, but short IN lists keep each statement small and cheap
 # to prepare; the brief of the project fixes 500.
@@ -104,6 +104,17 @@ _MIGRATIONS: dict[int, str] = {
             sent_at     TEXT,
             updated_at  TEXT NOT NULL
         ) WITHOUT ROWID;
+    """,
+    # Contact history: which contact each event went to (a hash of destination and email or
+    # phone) and a short digest of each variable's value, so that a changed row of a contact
+    # who already received the event is recognised and its changed columns can be named.
+    2: """
+        CREATE TABLE contacts (
+            key         BLOB PRIMARY KEY REFERENCES events (key),
+            contact     BLOB NOT NULL,
+            digests     BLOB NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX contacts_by_contact ON contacts (contact);
     """,
 }
 
@@ -278,11 +289,7 @@ class Journal:
                     conn.close()  # an empty file: nothing was ever written
                     return cls(path, None, None, readonly=True)
                 _check_schema(path, version, tables)
-                if version < SCHEMA_VERSION:
-                    raise FileFormatError(
-                        f"the run journal {path} is from an older bulk-events; "
-                        "open it once without --dry-run to upgrade it"
-                    )
+                # An older journal reads as it is: later versions only added tables.
         except BaseException:
             conn.close()
             raise
@@ -333,6 +340,7 @@ class Journal:
                 target.close()
         with self._writing("cannot reset the run journal") as conn:
             conn.execute("DELETE FROM events")
+            conn.execute("DELETE FROM contacts")
         return copy
 
     # -- keys ---------------------------------------------------------------------------------
@@ -428,6 +436,79 @@ class Journal:
             if len(page) < 1000:
                 return
             last = page[-1]
+
+    # -- contact history ----------------------------------------------------------------------
+
+    def remember_contacts(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
+        """Record ``(event key, contact, digests)`` for events about to be sent."""
+        if items:
+            with self._writing("cannot write the run journal") as conn:
+                conn.executemany("INSERT OR REPLACE INTO contacts VALUES (?, ?, ?)", items)
+
+    def contact_history(
+        self, contacts: Sequence[bytes], *, run_id: int
+    ) -> dict[bytes, tuple[bytes, bytes, str]]:
+        """For each contact that an earlier run (not ``run_id``) sent an event to: the latest
+        such event's ``(key, digests, sent_at)``. Contacts with none are absent."""
+        unique = list(dict.fromkeys(contacts))
+        found: dict[bytes, tuple[bytes, bytes, str]] = {}
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            with self._reading() as conn:
+                if conn is None or "contacts" not in _table_names(conn):
+                    return found
+                rows = conn.execute(
+                    "SELECT c.contact, c.key, c.digests, e.sent_at FROM contacts c "
+                    "JOIN events e ON e.key = c.key WHERE e.state = 'sent' AND "
+                    f"e.run_id IS NOT ? AND c.contact IN ({','.join('?' * len(chunk))}) "
+                    "ORDER BY e.sent_at",
+                    [run_id, *chunk],
+                ).fetchall()
+            for contact, key, digests, sent_at in rows:
+                found[contact] = (key, digests, sent_at or "")
+        return found
+
+    def known_contacts(self, keys: Sequence[bytes]) -> set[bytes]:
+        """Which of these event keys an earlier run already decided to send (checked then)."""
+        found: set[bytes] = set()
+        for start in range(0, len(keys), _CHUNK):
+            chunk = list(keys[start : start + _CHUNK])
+            with self._reading() as conn:
+                if conn is None or "contacts" not in _table_names(conn):
+                    return found
+                found.update(
+                    key
+                    for (key,) in conn.execute(
+                        f"SELECT key FROM contacts WHERE key IN ({','.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                )
+        return found
+
+    def adopt(self, old: Path) -> int:
+        """Take in the keys a per-event journal of an earlier version recorded at ``old`` (rows
+        left in flight become unknown), then rename it to ``<old>.adopted``. Returns how many."""
+        if self.readonly or not old.exists() or old.resolve() == self.path.resolve():
+            return 0
+        lock_fd = acquire_lock(old, wait=False, now=utc_now())
+        try:
+            with self._mutex, _translate_errors(old, "cannot read the earlier run journal"):
+                conn = self._conn
+                assert conn is not None
+                conn.execute("ATTACH DATABASE ? AS old", (str(old),))
+                try:
+                    with transaction(conn):
+                        added = conn.execute(
+                            "INSERT OR IGNORE INTO events SELECT key, CASE state WHEN 'inflight' "
+                            "THEN 'unknown' ELSE state END, row, NULL, attempts, http_status, "
+                            "error, sent_at, updated_at FROM old.events"
+                        ).rowcount
+                finally:
+                    conn.execute("DETACH DATABASE old")
+            old.rename(old.with_name(old.name + ".adopted"))
+        finally:
+            os.close(lock_fd)
+        return added
 
     # -- closing ------------------------------------------------------------------------------
 

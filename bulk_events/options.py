@@ -50,8 +50,15 @@ class Settings(TypedDict, total=False):
     automation_id: int | None
     date_format: str | None
     default_country: str | None
+    country_column: str | None
+    # what a body holds and what identifies an event
+    exclude: list[str] | tuple[str, ...]
+    columns: list[str] | tuple[str, ...] | str | None
+    event_column: str | None
+    key: list[str] | tuple[str, ...]
     # selection
     allow_duplicates: bool
+    resend_changed: bool
     retry_unknown: bool
     only_failed: bool
     fresh: bool
@@ -95,6 +102,7 @@ class Schema:
     automation_id: int | None = None
     date_format: str | None = None
     default_country: str | None = None
+    country_column: str | None = None  # each row's country, for national phone numbers
 
     def __post_init__(self) -> None:
         if self.automation_id is not None and self.automation_id < 1:
@@ -107,10 +115,35 @@ class Schema:
 
 
 @dataclass(frozen=True)
+class Body:
+    """What a body holds and what makes an event new: ``--exclude``, ``--columns``,
+    ``--event-column`` (each row's event), ``--key`` (the columns that identify an event)."""
+
+    exclude: tuple[str, ...] = ()
+    columns: tuple[str, ...] | None = None  # only these variables (besides the contact columns)
+    event_column: str | None = None
+    key: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for option, names in (
+            ("--exclude", self.exclude),
+            ("--columns", self.columns or ()),
+            ("--key", self.key),
+        ):
+            if any(not n.strip() for n in names):
+                raise UsageError(f"{option} takes column names; got an empty one")
+        if self.columns is not None and not self.columns:
+            raise UsageError("--columns takes a comma-separated list of column names")
+        if self.event_column is not None and not self.event_column.strip():
+            raise UsageError("--event-column takes a column name")
+
+
+@dataclass(frozen=True)
 class Selection:
     """Which rows a run sends."""
 
     allow_duplicates: bool = False
+    resend_changed: bool = False  # send rows whose contact got this event before with other cells
     retry_unknown: bool = False
     only_failed: bool = False
     fresh: bool = False  # forget the journal first
@@ -151,6 +184,7 @@ class ImportOptions:
     credentials: Credentials = field(default_factory=Credentials)
     reading: Reading = field(default_factory=Reading)
     schema: Schema = field(default_factory=Schema)
+    body: Body = field(default_factory=Body)
     selection: Selection = field(default_factory=Selection)
     delivery: Delivery = field(default_factory=Delivery)
     dry_run: bool = False
@@ -171,6 +205,9 @@ class ImportOptions:
         for key in ("types", "map"):
             if key in given:
                 given[key] = dict(given[key])
+        for key in ("exclude", "columns", "key"):
+            if key in given:
+                given[key] = _names(given[key], commas=key == "columns")
 
         def pick(kind: Any) -> dict[str, Any]:
             return {k: given[k] for k in kind.__dataclass_fields__ if k in given}
@@ -180,12 +217,21 @@ class ImportOptions:
             credentials=Credentials(**pick(Credentials)),
             reading=Reading(**pick(Reading)),
             schema=Schema(**pick(Schema)),
+            body=Body(**pick(Body)),
             selection=Selection(**pick(Selection)),
             delivery=Delivery(**pick(Delivery)),
             dry_run=bool(given.get("dry_run", False)),
             report=given.get("report"),
             state=given.get("state"),
         )
+
+
+def _names(value: str | list[str] | tuple[str, ...], *, commas: bool) -> tuple[str, ...]:
+    """Column names from a list; with ``commas``, each item may hold several (``--columns A,B``)."""
+    items = [value] if isinstance(value, str) else [str(v) for v in value]
+    if commas:
+        items = [part for item in items for part in item.split(",")]
+    return tuple(item.strip() for item in items if item.strip())
 
 
 def _check_date_format(fmt: str) -> None:

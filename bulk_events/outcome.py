@@ -28,6 +28,7 @@ class SkipReason(StrEnum):
     ALREADY_SENT = "already_sent"  # an earlier run sent it
     NOT_SELECTED = "not_selected"  # --only-failed, and it did not fail before
     UNANSWERED_BEFORE = "unanswered_before"  # an earlier run sent it and got no answer
+    CHANGED_CONTACT = "changed_contact"  # its contact got this event before, with other cells
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ the journal's file name, and how to open a transport to it.
 
 >>> t = Target(event="registration")
 >>> t.identity, t.journal_name
-('api:https://api.sendpulse.com/events/name/registration', 'registration')
+('api:https://api.sendpulse.com/events/name/registration', 'api-events')
 >>> Target(url="https://events.sendpulse.com/events/id/eb561baa181247d1cd378c4ead632877/7/").journal_name
 'event-url-7'
 """
@@ -56,10 +56,23 @@ class Target:
     form: bool = False
     sandbox: bool = False
     api_url: str | None = None
+    event_column: str | None = None  # each row names its REST API event in this column
 
     def __post_init__(self) -> None:
         if self.sandbox and self.url:
             raise UsageError("--sandbox imitates the REST API: use it with --event, not --url")
+        if self.event_column:
+            if self.url:
+                raise UsageError(
+                    "--event-column names REST API events; an event URL is one event: "
+                    "leave out --url (or --event-column)"
+                )
+            if self.event:
+                raise UsageError(
+                    "--event-column names each row's event; leave out --event "
+                    "(a row with an empty event cell is invalid)"
+                )
+            return
         if bool(self.event) == bool(self.url):
             raise UsageError(
                 "name the target: --event NAME (REST API) or --url EVENT_URL, one of them"
@@ -77,28 +90,50 @@ class Target:
 
     @property
     def identity(self) -> str:
-        """The destination, for keying the journal: a sandbox rehearsal never marks real rows sent."""
-        if self.sandbox:
-            return f"sandbox:events/name/{self.event}"
+        """The destination, for keying the journal: a sandbox rehearsal never marks real rows sent.
+
+        With ``event_column`` each row has its own: see :meth:`identity_of`."""
         if self.url:
             # The same event URL with or without a trailing slash is the same destination.
             return f"url:{self.url.strip().rstrip('/')}"
-        return f"api:{self.api_base}/events/name/{self.event}"
+        return self.identity_of(self.event or "")
+
+    def identity_of(self, event: str) -> str:
+        """The identity of one REST API event of this account (the same for --event NAME and
+        for a row whose --event-column cell names it)."""
+        if self.sandbox:
+            return f"sandbox:events/name/{event}"
+        return f"api:{self.api_base}/events/name/{event}"
+
+    @property
+    def journal_identity(self) -> str:
+        """What the default journal belongs to: one REST API account base (all its events, so
+        runs sharing an event share a journal and its lock), or one event URL."""
+        if self.url:
+            return self.identity
+        return "sandbox:" if self.sandbox else f"api:{self.api_base}"
 
     @property
     def journal_name(self) -> str:
         """A readable start for the default journal's file name (never a secret)."""
         if self.sandbox:
-            return f"sandbox-{self.event}"
+            return "sandbox-events"
         if self.url:
             last = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
             # The event's number, never the secret hash before it.
             return "event-url-" + last if last.isdigit() and len(last) < 16 else "event-url"
-        return self.event or "events"
+        return "api-events"
+
+    def legacy_journal(self, event: str) -> tuple[str, str]:
+        """(identity, name) of the per-event journal that earlier versions kept for ``event``."""
+        return self.identity_of(event), f"sandbox-{event}" if self.sandbox else event
 
     @property
     def label(self) -> str:
         """For people: never a secret."""
+        if self.event_column:
+            where = "the local sandbox" if self.sandbox else f"SendPulse API {self.api_base}"
+            return f'{where}, each row\'s event from column "{self.event_column.strip()}"'
         if self.sandbox:
             return f'the local sandbox, event "{self.event}"'
         if self.url:

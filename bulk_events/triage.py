@@ -6,17 +6,20 @@ Everything here is CPU- or disk-bound, so the pipeline runs :class:`Triage` in a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from .columns import Chosen, event_name_problem
 from .delivery.deliverer import Job
 from .journal import Entry, Journal, State
+from .keys import changed_columns, contact_of, digests, keyed_event
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
-from .payload import build_bodies, event_key
+from .payload import Body, build_bodies, event_key
 from .schema import Layout, RowValidator
 from .seen import SeenKeys
 
@@ -33,6 +36,11 @@ class Prepared:
     keys: list[bytes] = field(default_factory=list)  # per position
     firsts: list[int | None] = field(default_factory=list)  # per position: earlier identical row
     entries: dict[bytes, Entry] = field(default_factory=dict)  # what the journal knows
+    events: list[str | None] = field(default_factory=list)  # per position: the row's own event
+    contacts: list[bytes | None] = field(default_factory=list)  # per position
+    history: dict[bytes, tuple[bytes, bytes, str]] = field(default_factory=dict)  # by contact
+    admitted: set[bytes] = field(default_factory=set)  # keys an earlier run decided to send
+    fates: list[tuple[int, Outcome | Job]] = field(default_factory=list)
 
 
 class Triage:
@@ -46,13 +54,25 @@ class Triage:
         identity: str,
         selection: Selection,
         journal: Journal,
+        chosen: Chosen | None = None,
+        identity_of: Callable[[str], str] | None = None,
+        run_id: int = 0,
+        on_new_event: Callable[[str], None] | None = None,
     ) -> None:
         self.layout = layout
         self.validator = validator
         self.identity = identity
         self.selection = selection
         self.journal = journal
+        self.chosen = chosen or Chosen(layout)
+        self.identity_of = identity_of
+        self.run_id = run_id
+        self.on_new_event = on_new_event
         self.seen = SeenKeys()
+        self.national_phones = 0  # phones that look national and go out as written
+        self.per_event: Counter[str] = Counter()  # rows with a body, by their event
+        self.warnings: list[tuple[int, str]] = []  # (row, note) of rows sent not quite as read
+        self.without_automation_id = 0  # rows to send with no automation_id
 
     def close(self) -> None:
         self.seen.close()
@@ -67,17 +87,86 @@ class Triage:
             frame = frame[~blank]
             validated = validated.without(blank[blank].index)
         bodies = build_bodies(validated, self.layout)
+        self.national_phones += validated.national_phones
+        self.warnings.extend((r, w) for r, ws in validated.warnings.items() for w in ws)
         prepared = Prepared(frame, frame.index.tolist(), bodies, validated.errors)
+        events = self._row_events(prepared)
+        self._check_keys(prepared)
         prepared.positions = [i for i, b in enumerate(bodies) if b is not None]
+        prepared.events = [events[i] for i in prepared.positions]
         if prepared.positions:
             self._identify(prepared)
+        prepared.fates = list(self._classify(prepared))
+        self.without_automation_id += sum(
+            1 for _, f in prepared.fates if isinstance(f, Job) and "automation_id" not in f.body
+        )
+        if not self.journal.readonly:
+            # Who each event goes to, recorded before it is sent: a later run then knows the
+            # contact already received this event, and with which cells.
+            self.journal.remember_contacts(
+                [
+                    (fate.key, contact, digests(fate.body))
+                    for (i, fate), contact in self._jobs_with_contacts(prepared)
+                ]
+            )
         return prepared
+
+    def _row_events(self, prepared: Prepared) -> list[str | None]:
+        """Each row's event from the --event-column cell; a row without a usable one is invalid."""
+        source = self.chosen.event
+        if source is None:
+            return [None] * len(prepared.rows)
+        names = prepared.frame[source].astype(str).str.strip().tolist()
+        for i, (row, name) in enumerate(zip(prepared.rows, names, strict=True)):
+            problem = event_name_problem(name, source)
+            if problem:
+                prepared.errors.setdefault(row, []).append(problem)
+                prepared.bodies[i] = None
+            elif prepared.bodies[i] is not None:
+                if name not in self.per_event and self.on_new_event is not None:
+                    self.on_new_event(name)
+                self.per_event[name] += 1
+        return list(names)
+
+    def _check_keys(self, prepared: Prepared) -> None:
+        """A row whose --key cells are all empty has nothing to be recognised by: invalid."""
+        key = self.chosen.key
+        if not key:
+            return
+        for i, body in enumerate(prepared.bodies):
+            if body is not None and all(body.get(name) in (None, "") for name in key):
+                row = prepared.rows[i]
+                shown = ", ".join(f'"{n}"' for n in key)
+                prepared.errors.setdefault(row, []).append(
+                    f"the --key column{'s' if len(key) > 1 else ''} {shown} "
+                    f"{'are' if len(key) > 1 else 'is'} empty: nothing identifies this event"
+                )
+                prepared.bodies[i] = None
+
+    def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[tuple[int, Job], bytes]]:
+        where = {i: j for j, i in enumerate(prepared.positions)}
+        for i, fate in prepared.fates:
+            if isinstance(fate, Job):
+                contact = prepared.contacts[where[i]] if prepared.contacts else None
+                if contact is not None:
+                    yield (i, fate), contact
+
+    def _identity(self, event: str | None) -> str:
+        if event is not None and self.identity_of is not None:
+            return self.identity_of(event)
+        return self.identity
+
+    def _key(self, identity: str, body: Body, occurrence: int = 0) -> bytes:
+        if self.chosen.key:
+            return keyed_event(identity, body, self.chosen.key, occurrence)
+        return event_key(identity, body, occurrence)
 
     def _identify(self, prepared: Prepared) -> None:
         """Key every body; find in-file duplicates and what earlier runs did with each key."""
         rows = [prepared.rows[i] for i in prepared.positions]
         bodies = [b for b in prepared.bodies if b is not None]
-        base = [event_key(self.identity, b) for b in bodies]
+        identities = [self._identity(e) for e in prepared.events]
+        base = [self._key(ident, b) for ident, b in zip(identities, bodies, strict=True)]
         firsts = self.seen.first_rows(base, rows)
         keys = list(base)
         if self.selection.allow_duplicates:
@@ -86,7 +175,7 @@ class Triage:
             occurrence = 1
             todo = [j for j, f in enumerate(firsts) if f is not None]
             while todo:
-                candidates = [event_key(self.identity, bodies[j], occurrence) for j in todo]
+                candidates = [self._key(identities[j], bodies[j], occurrence) for j in todo]
                 claimed = self.seen.first_rows(candidates, [rows[j] for j in todo])
                 for j, key in zip(todo, candidates, strict=True):
                     keys[j] = key
@@ -95,9 +184,23 @@ class Triage:
         prepared.keys = keys
         prepared.firsts = firsts
         prepared.entries = self.journal.lookup(keys)
+        if not self.chosen.key:
+            # Without --key the body is the event, so a changed row of a contact is a new one:
+            # what the journal knows about each contact lets such rows be held back.
+            prepared.contacts = [
+                contact_of(ident, b) for ident, b in zip(identities, bodies, strict=True)
+            ]
+            known = [c for c in prepared.contacts if c is not None]
+            if known:
+                prepared.history = self.journal.contact_history(known, run_id=self.run_id)
+                if prepared.history:
+                    prepared.admitted = self.journal.known_contacts(keys)
 
     def classify(self, prepared: Prepared) -> Iterator[tuple[int, Outcome | Job]]:
         """Each row's fate by its index in the chunk: an outcome already, or a Job to send."""
+        return iter(prepared.fates)
+
+    def _classify(self, prepared: Prepared) -> Iterator[tuple[int, Outcome | Job]]:
         for i, row in enumerate(prepared.rows):
             if prepared.bodies[i] is None:
                 reasons = prepared.errors.get(row, ["invalid"])
@@ -141,6 +244,21 @@ class Triage:
                 entry.attempts,
                 reason=SkipReason.UNANSWERED_BEFORE,
             )
+        contact = prepared.contacts[j] if prepared.contacts else None
+        earlier = prepared.history.get(contact) if contact is not None else None
+        if earlier is not None and entry is None and key not in prepared.admitted:
+            _, before, sent_at = earlier
+            # An identical body under a new key is a repeat (--allow-duplicates), not a change.
+            changed = changed_columns(before, body)
+            if changed and not s.resend_changed:
+                return Outcome(
+                    row,
+                    Status.SKIPPED,
+                    f"contact already received this event on {sent_at[:10]}; changed: "
+                    f"{', '.join(changed)}; pass --key COLUMN to say what makes an event new "
+                    "(--key email: once per contact), or --resend-changed to send it",
+                    reason=SkipReason.CHANGED_CONTACT,
+                )
         if s.only_failed and state not in (State.FAILED, State.UNKNOWN):
             return Outcome(
                 row,
@@ -148,4 +266,4 @@ class Triage:
                 "not selected: --only-failed sends only rows that failed before",
                 reason=SkipReason.NOT_SELECTED,
             )
-        return Job(row=row, key=key, body=body)
+        return Job(row=row, key=key, body=body, event=prepared.events[j])

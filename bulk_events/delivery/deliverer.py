@@ -54,6 +54,7 @@ class Job:
     row: int
     key: bytes
     body: dict[str, Any]
+    event: str | None = None  # the row's own REST API event (--event-column), else the target's
 
 
 @dataclass(slots=True)
@@ -160,7 +161,11 @@ class Deliverer:
             sent_clock = self._clock()
             answer: Reply | NotSent | MaybeSent
             try:
-                answer = await self.transport.send(job.body)
+                answer = await (
+                    self.transport.send(job.body, event=job.event)
+                    if job.event
+                    else self.transport.send(job.body)
+                )
             except (NotSent, MaybeSent) as exc:
                 answer = exc
             progress.in_flight = False

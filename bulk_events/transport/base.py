@@ -46,8 +46,9 @@ class Transport(Protocol):
         """Prepare to send (session, first token); raise a DeliveryError if that is impossible."""
         ...
 
-    async def send(self, body: dict[str, Any]) -> Reply:
-        """Post one body; raise NotSent/MaybeSent on transport failure, never for a status."""
+    async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
+        """Post one body (to ``event`` of the REST API when given); raise NotSent/MaybeSent on
+        transport failure, never for a status."""
         ...
 
     async def reauthenticate(self, generation: int) -> bool:

@@ -231,8 +231,10 @@ class EventUrlTransport(_HttpTransport):
     def __repr__(self) -> str:
         return f"<EventUrlTransport {self._shown}>"
 
-    async def send(self, body: dict[str, Any]) -> Reply:
+    async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
         """Post ``body`` once; see the module docstring for the exceptions."""
+        if event is not None:
+            raise UsageError("an event URL is one event: it cannot send to another by name")
         if self._form:
             data: Any = aiohttp.FormData(default_to_multipart=True)
             for key, value in body.items():
@@ -285,14 +287,12 @@ class ApiTransport(_HttpTransport):
         _redact.register(client_secret)
         api_url = api_url.rstrip("/")
         base = _check_url(api_url, "API URL")
-        if not event_name:
-            raise UsageError("an event name is required")
         self._client_id = client_id
         self._client_secret = client_secret
         self._token_url = URL(f"{api_url}/oauth/access_token", encoded=False)
-        self._event_url = base.with_path(
-            f"{base.raw_path.rstrip('/')}/events/name/{quote(event_name, safe='')}", encoded=True
-        )
+        self._base = base
+        self._event_name = event_name  # "" when every send names its event
+        self._event_urls: dict[str, URL] = {}
         self._host = _host_label(base)
         self._before_request = before_request
         self._clock = clock
@@ -327,8 +327,19 @@ class ApiTransport(_HttpTransport):
             await self.aclose()  # the caller gets an error, not a session left to leak
             raise
 
-    async def send(self, body: dict[str, Any]) -> Reply:
-        """Post ``body`` once with the current token; see the module docstring for exceptions."""
+    def _url_of(self, event: str) -> URL:
+        url = self._event_urls.get(event)
+        if url is None:
+            if not event:
+                raise UsageError("an event name is required")
+            path = f"{self._base.raw_path.rstrip('/')}/events/name/{quote(event, safe='')}"
+            url = self._event_urls[event] = self._base.with_path(path, encoded=True)
+        return url
+
+    async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
+        """Post ``body`` once with the current token, to ``event`` if given (else the event this
+        transport was made for); see the module docstring for exceptions."""
+        url = self._url_of(event or self._event_name)
         if self._token is None:
             raise RuntimeError("transport is not open: call open() first")
         if self._clock() >= self._refresh_at:
@@ -337,9 +348,7 @@ class ApiTransport(_HttpTransport):
         token, generation = self._token, self._generation
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         async with self._slots:
-            status, raw, charset, retry_after = await self._post(
-                self._event_url, data=data, headers=headers
-            )
+            status, raw, charset, retry_after = await self._post(url, data=data, headers=headers)
         return Reply(status, _reply_text(raw, charset), _parse_retry_after(retry_after), generation)
 
     async def reauthenticate(self, generation: int) -> bool:

@@ -27,14 +27,16 @@ class MemoryTransport:
         self._handler = handler
         self._reauthenticate = reauthenticate
         self.sent: list[dict[str, Any]] = []
+        self.events: list[str | None] = []  # the event each body was sent to (None: the target's)
         self.opened = False
         self.closed = False
 
     async def open(self) -> None:
         self.opened = True
 
-    async def send(self, body: dict[str, Any]) -> Reply:
+    async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
         self.sent.append(body)
+        self.events.append(event)
         reply = self._handler(body)
         if inspect.isawaitable(reply):
             return await reply
