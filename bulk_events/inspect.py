@@ -13,6 +13,7 @@ from .events import Event, Progress
 from .importer import Import, run_sync
 from .options import SETTINGS, ImportOptions
 from .outcome import SkipReason, Status
+from .status import read_status
 
 
 def _duration(seconds: float) -> str:
@@ -62,6 +63,16 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
     )
     journal = run.journal_path
     lines.append(f"Journal: {journal}{'' if journal and journal.exists() else ' (no run yet)'}")
+    if journal is not None:
+        status = read_status(journal)
+        if status.running and status.run is not None:
+            live = status.run
+            of = "" if live.of_total is None else f" of {live.of_total}"
+            lines.append(
+                f"Running: a run is going (pid {live.pid}, since {live.started_at}, on "
+                f"{live.input}): {live.decided}{of} rows done, {live.counts.get('sent', 0)} sent; "
+                "the counts above are from before it ends"
+            )
     if run.samples:
         lines.append("Sample events:")
         for row, body in run.samples:
