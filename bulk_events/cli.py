@@ -366,7 +366,9 @@ def _gather(
     metavar="N|N%",
     help="Up to N (or N%) invalid rows still exit 0; they are reported all the same.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout."
+)
 @click.option(
     "--concurrency", type=int, metavar="N", help="Requests in flight at most (default 10)."
 )

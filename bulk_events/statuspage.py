@@ -106,14 +106,18 @@ def render_page(report: StatusReport, runs: list[RunRecord] | None = None) -> st
         out.append("<h1>bulk-events: no run recorded yet</h1>")
     else:
         state = {"running": "running", "finished": "finished"}.get(run.state, run.state)
-        out.append(f"<h1>bulk-events: {escape(run.input)} <span class='muted'>({state})</span></h1>")
+        out.append(
+            f"<h1>bulk-events: {escape(run.input)} <span class='muted'>({state})</span></h1>"
+        )
         facts = [f"target {run.target}", f"started {run.started_at}", f"pid {run.pid}"]
         if run.finished_at:
             facts.append(f"finished {run.finished_at}, exit {run.exit_code}")
         if run.state == "running":
             eta = run.eta_seconds
             facts.append(f"{run.rate:.1f} events/s")
-            facts.append(f"about {duration(eta)} to go" if eta is not None else "time to go unknown")
+            facts.append(
+                f"about {duration(eta)} to go" if eta is not None else "time to go unknown"
+            )
         out.append(f"<p class='muted'>{escape(' · '.join(facts))}</p>")
         if run.paused:
             out.append(
@@ -149,7 +153,9 @@ def render_page(report: StatusReport, runs: list[RunRecord] | None = None) -> st
         errors = run.progress.get("errors") or []
         out.append("<h2>Most frequent errors</h2>")
         if errors:
-            out.append("<table id='errors'><tr><th>rows</th><th>error</th><th>for example</th></tr>")
+            out.append(
+                "<table id='errors'><tr><th>rows</th><th>error</th><th>for example</th></tr>"
+            )
             for e in errors:
                 rows = ", ".join(f"row {r}" for r in e.get("rows", []))
                 out.append(

@@ -49,9 +49,11 @@ def test_status_while_running_after_it_and_history_of_two_runs(server, tmp_path,
     proc = start_cli(url, tmp_path, "--rate", "20")
     try:
         live = wait_for(
-            lambda: (s := status_json(cli, journal))["running"]
-            and s["run"]["counts"]["sent"] >= 20
-            and s,
+            lambda: (
+                (s := status_json(cli, journal))["running"]
+                and s["run"]["counts"]["sent"] >= 20
+                and s
+            ),
             what="a running status with sent rows",
         )
         after = sum(arrived(record).values())
@@ -132,8 +134,8 @@ def check_page_in_browser(page: Path, tmp_path: Path, *, sent: int, skipped: int
         "--dump-dom", page.as_uri(),
     ]  # fmt: skip
     dom = subprocess.run(args, capture_output=True, text=True, timeout=180).stdout
-    assert f"<td class=\"n\" data-status=\"sent\">{sent}</td>" in dom
-    assert f"<td class=\"n\" data-status=\"skipped\">{skipped}</td>" in dom
+    assert f'<td class="n" data-status="sent">{sent}</td>' in dom
+    assert f'<td class="n" data-status="skipped">{skipped}</td>' in dom
     assert dom.count('class="bar"') >= 1  # the rate chart has bars
     assert 'id="rate-chart"' in dom and 'class="outcome"' in dom
     assert "nothing to do" in dom
@@ -223,4 +225,3 @@ def test_status_finds_the_journal_from_the_target_options(api, tmp_path):
 def test_next_step(counts, code, stopped, expected):
     """The next step names what to do, with the command."""
     assert next_step(counts, code, stopped).startswith(expected)
-
