@@ -78,7 +78,9 @@ class _Renderer:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
-            if self._bar is not None:
+            # A pending row was never attempted: the bar does not count it, so after Ctrl-C
+            # it stays where the run stopped instead of running to the end of the file.
+            if self._bar is not None and event.outcome.status is not Status.PENDING:
                 status = event.outcome.status.value
                 if status in self._counts:
                     self._counts[status] += 1
