@@ -78,4 +78,14 @@ class Finished:
 Event = Detected | Recovered | Resuming | Waiting | Stopping | Progress | Finished
 Emit = Callable[[Event], None]
 
-__all__ = ["Detected", "Emit", "Event", "Finished", "Progress", "Recovered", "Resuming", "Stopping", "Waiting"]
+__all__ = [
+    "Detected",
+    "Emit",
+    "Event",
+    "Finished",
+    "Progress",
+    "Recovered",
+    "Resuming",
+    "Stopping",
+    "Waiting",
+]

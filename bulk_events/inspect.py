@@ -29,7 +29,7 @@ def _duration(seconds: float) -> str:
 def inspect_file(path: Path, values: dict[str, Any]) -> str:
     """A plain-text plan of an import of ``path`` with the given options (nothing is sent)."""
     values = {k: v for k, v in values.items() if k in SETTINGS}
-    values.update(dry_run=True, sandbox=False)
+    values.update(dry_run=True, sandbox=False, errors=None)  # inspect writes no file of its own
     with tempfile.TemporaryDirectory() as tmp:
         values["report"] = str(Path(tmp) / "plan.csv")
         options = ImportOptions.from_settings(**values)
