@@ -11,6 +11,7 @@ Exit codes (also in the README):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -21,7 +22,7 @@ import click
 
 from . import redact
 from .errors import EXIT_INPUT, BulkEventsError, UsageError
-from .events import Detected, Event, Finished, Progress, Recovered, Stopping, Waiting
+from .events import Detected, Event, Finished, Progress, Recovered, Resuming, Stopping, Waiting
 from .logs import setup_logging
 from .outcome import Status
 
@@ -38,17 +39,52 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class _BarStream:
+    """A stream for log handlers while the bar is shown: each line goes above the bar."""
+
+    def __init__(self, write: Any) -> None:
+        self._write = write
+
+    def write(self, text: str) -> int:
+        if text.strip():
+            self._write(text.rstrip("\n"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
 class _Renderer:
-    """Shows a run's events on stderr: what was detected, the progress bar, stops and waits."""
+    """Shows a run's events on stderr: what was detected, the progress bar, stops and waits.
+
+    While the bar is shown every message (and every log line) is written above it, never
+    through it; when the run stops early the bar stays where the run stopped.
+    """
 
     def __init__(self, progress: bool) -> None:
         self.progress = progress  # on a terminal: announce at the start, show a bar
         self.announced = False
         self._bar: Any = None
+        self._counts: dict[str, int] = dict.fromkeys(("sent", "failed", "unknown"), 0)
+        self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
+
+    def say(self, message: str) -> None:
+        if self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(message, file=sys.stderr)
+        else:
+            click.echo(message, err=True)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Progress):
-            if self._bar is not None:
+            # A pending row was never attempted: the bar does not count it, so after Ctrl-C
+            # it stays where the run stopped instead of running to the end of the file.
+            if self._bar is not None and event.outcome.status is not Status.PENDING:
+                status = event.outcome.status.value
+                if status in self._counts:
+                    self._counts[status] += 1
+                    self._bar.set_postfix(self._counts, refresh=False)
                 self._bar.update(1)
         elif isinstance(event, Detected):
             if self.progress:
@@ -56,36 +92,55 @@ class _Renderer:
                     f"bulk-events: reading {event.input_name}: {event.description}", err=True
                 )
                 self.announced = True
-                from tqdm import tqdm
-
-                self._bar = tqdm(
-                    total=event.row_estimate,
-                    unit="row",
-                    file=sys.stderr,
-                    dynamic_ncols=True,
-                    smoothing=0.1,
-                )
+                self._start_bar(event.row_estimate)
+        elif isinstance(event, Resuming):
+            left = "" if event.remaining is None else f"; about {event.remaining} remain"
+            self.say(
+                f"bulk-events: resuming: {event.already_sent} row(s) already sent by earlier "
+                f"runs (skipped){left}"
+            )
         elif isinstance(event, Recovered):
-            click.echo(
+            self.say(
                 f"bulk-events: {event.rows} row(s) were in flight when an earlier run stopped; "
-                "they are unknown and not resent (--retry-unknown resends them)",
-                err=True,
+                "they are unknown and not resent (--retry-unknown resends them)"
             )
         elif isinstance(event, Waiting):
-            click.echo(f"bulk-events: {event.reason}; waiting", err=True)
+            self.say(f"bulk-events: {event.reason}; waiting")
         elif isinstance(event, Stopping):
             doing = "finishing the requests in flight, then " if event.in_flight else ""
-            click.echo(
+            self.say(
                 f"bulk-events: {event.cause}: {doing}writing the report; rows not attempted are "
-                "pending (press Ctrl-C again to stop at once)",
-                err=True,
+                "pending (press Ctrl-C again to stop at once)"
             )
         elif isinstance(event, Finished):
-            self.close()
+            result = event.result
+            self.close(complete=not result.stopped and result.exit_code not in (130, 143))
 
-    def close(self) -> None:
+    def _start_bar(self, total: int | None) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=total,
+            unit="row",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            smoothing=0.1,
+        )
+        self._bar.set_postfix(self._counts, refresh=False)
+        stream = _BarStream(lambda line: tqdm.write(line, file=sys.stderr))
+        for name in ("bulk_events", "aiohttp", "py.warnings"):
+            for handler in logging.getLogger(name).handlers:
+                if isinstance(handler, logging.StreamHandler):
+                    self._handlers.append((handler, handler.setStream(stream)))
+
+    def close(self, complete: bool = False) -> None:
+        for handler, stream in self._handlers:
+            handler.setStream(stream)
+        self._handlers.clear()
         if self._bar is not None:
-            self._bar.total = self._bar.n  # the estimate counted blank rows too
+            if complete:
+                self._bar.total = self._bar.n  # the estimate counted blank rows too
+            self._bar.refresh()
             self._bar.close()
             self._bar = None
 
@@ -107,8 +162,11 @@ def _summary(result: RunResult, dry_run: bool, announced: bool) -> str:
     lines.append(f"report: {result.report_path}")
     if result.sandbox_record:
         lines.append(f"sandbox: what arrived is in {result.sandbox_record}")
+    if result.errors_path:
+        lines.append(f"errors: {result.errors_path} (the rows to fix; feed it back in as input)")
     if result.journal_path:
         lines.append(f"journal: {result.journal_path}")
+    lines.append(f"next: {result.next_step}")
     return "\n".join(lines)
 
 
@@ -309,7 +367,9 @@ def _common_input_options(f: Any) -> Any:
     return f
 
 
-def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str, dict[str, Any]]:
+def _gather(
+    file: str | None, config_path: str | None, *, need_input: bool = True, **cli: Any
+) -> tuple[str, dict[str, Any]]:
     """Merge the config file and the command line (the command line wins)."""
     from .config import load_config
     from .schema import parse_assignments
@@ -334,6 +394,8 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
         redact.register_url(values["url"])
     path = file or values.pop("input", None)
     values.pop("input", None)
+    if not path and not need_input:
+        return "", values
     if not path:
         raise UsageError(
             "name the input file (bulk-events import FILE ...) or set input in the config file"
@@ -356,6 +418,19 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
     help="Send to a local imitation of SendPulse: a full rehearsal, no account.",
 )
 @click.option("--report", metavar="PATH", help="Per-row report: .csv (default), .xlsx or .jsonl.")
+@click.option(
+    "--errors",
+    metavar="PATH",
+    help="Also write only the rows to fix (invalid, failed), to correct and feed back in (.csv or .xlsx).",
+)
+@click.option(
+    "--max-invalid",
+    metavar="N|N%",
+    help="Up to N (or N%) invalid rows still exit 0; they are reported all the same.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout."
+)
 @click.option(
     "--concurrency", type=int, metavar="N", help="Requests in flight at most (default 10)."
 )
@@ -390,7 +465,13 @@ def _gather(file: str | None, config_path: str | None, **cli: Any) -> tuple[str,
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, only the summary.")
 def import_command(
-    file: str | None, verbose: int, log_format: str, quiet: bool, yes: bool, **cli: Any
+    file: str | None,
+    verbose: int,
+    log_format: str,
+    quiet: bool,
+    yes: bool,
+    as_json: bool,
+    **cli: Any,
 ) -> None:
     """Send one event per row of FILE (CSV, XLSX or XLSM).
 
@@ -433,6 +514,8 @@ def import_command(
     finally:
         renderer.close()
     click.echo(redact.redact(_summary(result, options.dry_run, renderer.announced)), err=True)
+    if as_json:
+        click.echo(redact.redact(json.dumps(result.to_dict(), ensure_ascii=False)))
     sys.exit(result.exit_code)
 
 
@@ -457,6 +540,97 @@ def inspect_command(file: str | None, verbose: int, log_format: str, **cli: Any)
     if not values.get("event") and not values.get("url") and not values.get("event_column"):
         values["event"] = "(none)"
     click.echo(redact.redact(inspect_file(Path(path), values)))
+
+
+def _journal_path(values: dict[str, Any]) -> Path:
+    """The journal a run with these settings uses: --state, or the target's default one."""
+    if values.get("state"):
+        return Path(values["state"])
+    from .journal import default_journal_path
+    from .target import Target
+
+    if not values.get("event") and not values.get("url") and not values.get("event_column"):
+        raise UsageError(
+            "name the journal: --state PATH, or the run's target (--event NAME or --url), "
+            "or --config FILE"
+        )
+    fields = ("event", "url", "form", "sandbox", "api_url", "event_column")
+    target = Target(**{k: values[k] for k in fields if values.get(k) is not None})
+    return default_journal_path(target.journal_identity, target.journal_name)
+
+
+def _status_options(f: Any) -> Any:
+    f = click.option(
+        "--sandbox", is_flag=True, default=None, help="The journal of --sandbox rehearsals."
+    )(f)
+    f = click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")(f)
+    return _common_input_options(f)
+
+
+@main.command("status")
+@click.argument("file", required=False)
+@_status_options
+@click.option(
+    "--html",
+    "html",
+    metavar="PAGE",
+    help="Also write a self-contained HTML page: rate over time, outcomes, errors, next step.",
+)
+def status_command(
+    file: str | None, verbose: int, log_format: str, as_json: bool, html: str | None, **cli: Any
+) -> None:
+    """How far the latest run is: running or not, rows sent / failed / unknown / pending of the
+    total, rate, time to go, a pause, and the next step. Reads the journal without disturbing a
+    run that holds it. Takes the same target options as import (or --state / --config).
+
+    \b
+    Examples:
+      bulk-events status --event registration
+      bulk-events status --config nightly.toml --json
+      bulk-events status --state state/nightly.sqlite --html status.html
+    """
+    from .status import read_runs, read_status, render_status
+
+    setup_logging(verbose, log_format)
+    _, values = _gather(file, cli.pop("config_path"), need_input=False, **cli)
+    journal = _journal_path(values)
+    report = read_status(journal)
+    if html:
+        from .statuspage import write_page
+
+        write_page(Path(html), report, read_runs(journal, limit=20))
+    if as_json:
+        click.echo(redact.redact(json.dumps(report.to_dict(), ensure_ascii=False)))
+    else:
+        click.echo(redact.redact(render_status(report)))
+        if html:
+            click.echo(f"page: {html}")
+
+
+@main.command("history")
+@click.argument("file", required=False)
+@_status_options
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most N runs.")
+def history_command(
+    file: str | None, verbose: int, log_format: str, as_json: bool, limit: int, **cli: Any
+) -> None:
+    """Past runs from the journal, newest first: start, end, input, counts, exit code, why it
+    stopped.
+
+    \b
+    Examples:
+      bulk-events history --event registration
+      bulk-events history --state state/nightly.sqlite --json
+    """
+    from .status import read_runs, render_history
+
+    setup_logging(verbose, log_format)
+    _, values = _gather(file, cli.pop("config_path"), need_input=False, **cli)
+    runs = read_runs(_journal_path(values), limit=limit)
+    if as_json:
+        click.echo(redact.redact(json.dumps([r.to_dict() for r in runs], ensure_ascii=False)))
+    else:
+        click.echo(redact.redact(render_history(runs)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -35,6 +35,8 @@ SCALARS: dict[str, type | tuple[type, ...]] = {
     "form": bool,
     "dry_run": bool,
     "report": str,
+    "errors": str,
+    "max_invalid": (int, str),
     "state": str,
     "sheet": (str, int),
     "encoding": str,
@@ -60,7 +62,7 @@ SCALARS: dict[str, type | tuple[type, ...]] = {
 }
 TABLES = ("types", "map", "credentials")
 CREDENTIAL_KEYS = ("client_id_env", "client_secret_env", "url_env")
-PATH_KEYS = ("input", "report", "state")
+PATH_KEYS = ("input", "report", "errors", "state")
 SECRET_KEYS = ("url", "client_id", "client_secret", "token", "access_token")
 
 

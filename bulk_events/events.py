@@ -39,6 +39,14 @@ class Recovered:
 
 
 @dataclass(frozen=True, slots=True)
+class Resuming:
+    """Earlier runs already sent rows to this destination: they will be skipped."""
+
+    already_sent: int
+    remaining: int | None  # of this file's rows, about (the file's row estimate less those)
+
+
+@dataclass(frozen=True, slots=True)
 class Waiting:
     """Another run holds the journal; this one waits (``--wait``)."""
 
@@ -67,7 +75,17 @@ class Finished:
     result: RunResult
 
 
-Event = Detected | Recovered | Waiting | Stopping | Progress | Finished
+Event = Detected | Recovered | Resuming | Waiting | Stopping | Progress | Finished
 Emit = Callable[[Event], None]
 
-__all__ = ["Detected", "Emit", "Event", "Finished", "Progress", "Recovered", "Stopping", "Waiting"]
+__all__ = [
+    "Detected",
+    "Emit",
+    "Event",
+    "Finished",
+    "Progress",
+    "Recovered",
+    "Resuming",
+    "Stopping",
+    "Waiting",
+]

@@ -15,21 +15,22 @@ import time
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .columns import Chosen, choose_columns
 from .delivery import Deliverer, JournalWriter, RetryPolicy
-from .errors import ColumnError, JournalBusyError, UsageError
-from .events import Detected, Emit, Event, Finished, Progress, Recovered, Waiting
+from .errors import ColumnError, JournalBusyError, ServiceUnavailable, UsageError
+from .events import Detected, Emit, Event, Finished, Progress, Recovered, Resuming, Waiting
 from .journal import Journal, default_journal_path
 from .options import ImportOptions, PathLike, Settings
 from .outcome import Status
 from .pipeline import pump
+from .progress import RunProgress
 from .ratelimit import RateLimiter
 from .reader import Table, open_table
-from .report import ReportWriter
+from .report import ErrorsWriter, ReportWriter
 from .schema import Layout, RowValidator, plan_columns
 from .stopper import Stopper
 from .transport.base import Transport
@@ -63,6 +64,9 @@ class RunResult:
     per_event: Counter[str] = field(default_factory=Counter)  # --event-column: rows by event
     national_phones: int = 0  # phones that look national and go out without a country code
     without_automation_id: int = 0  # rows sent (or valid) with no automation_id
+    errors_path: Path | None = None
+    event: str = ""  # the destination's event (or the event URL's short label)
+    dry_run: bool = False
 
     @property
     def rate(self) -> float:
@@ -70,6 +74,35 @@ class RunResult:
         if self.requests < 10 or self.sending_time < 0.5:
             return 0.0  # too few to mean anything
         return (self.requests - 1) / self.sending_time
+
+    @property
+    def next_step(self) -> str:
+        """What to do now, as one line with the command (``233 pending: run the same command
+        again``)."""
+        from .status import next_step
+
+        return next_step(self.counts, self.exit_code, self.stopped, dry_run=self.dry_run)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-ready values (what ``import --json`` prints)."""
+        counts = {s.value: self.counts.get(s.value, 0) for s in Status}
+        return {
+            "exit_code": self.exit_code,
+            "counts": counts,
+            "events": {self.event: counts} if self.event else {},
+            "rows": sum(self.counts.values()),
+            "input": self.input_name,
+            "report": None if self.report_path is None else str(self.report_path),
+            "errors": None if self.errors_path is None else str(self.errors_path),
+            "journal": None if self.journal_path is None else str(self.journal_path),
+            "sandbox_record": None if self.sandbox_record is None else str(self.sandbox_record),
+            "stopped": self.stopped or None,
+            "elapsed": round(self.elapsed, 3),
+            "requests": self.requests,
+            "rate": round(self.rate, 3),
+            "dry_run": self.dry_run,
+            "next_step": self.next_step,
+        }
 
 
 def default_report_path(input_path: Path, report_format: str = "csv") -> Path:
@@ -109,10 +142,13 @@ class Import:
         self._transport_override = transport
         self._on_event = on_event
         self.stopper = Stopper(options.delivery.grace, self._emit)
+        self.progress: RunProgress | None = None
 
     def _emit(self, event: Event) -> None:
         if isinstance(event, Progress) and event.outcome.reason is not None:
             self.reasons[event.outcome.reason.value] += 1
+        if self.progress is not None and isinstance(event, Progress):
+            self.progress.add(event.outcome)
         if self._on_event is not None:
             self._on_event(event)
 
@@ -180,7 +216,17 @@ class Import:
         log.info("reading %s: %s", self.path, table.detected.describe())
         self._emit(Detected(self.path.name, table.detected.describe(), table.row_estimate))
         report_path = Path(o.report) if o.report else default_report_path(self.path)
-        report = ReportWriter(report_path, columns)
+        delimiter = table.detected.delimiter or ","
+        report = ReportWriter(report_path, columns, delimiter=delimiter, sent_as=True)
+        errors: ErrorsWriter | None = None
+        if o.errors:
+            try:
+                errors = ErrorsWriter(Path(o.errors), columns, delimiter=delimiter)
+            except BaseException:
+                report.abort()
+                raise
+        event_name = target.event or target.journal_name
+        self.progress = RunProgress(table.row_estimate, event_name)
         journal_path = (
             Path(o.state)
             if o.state
@@ -200,6 +246,7 @@ class Import:
         run_id = 0
         counts: Counter[str] = Counter()
         result: RunResult | None = None
+        progress_task: asyncio.Task[None] | None = None
         try:
             limiter = RateLimiter(o.delivery.rate)
             if o.dry_run:
@@ -212,16 +259,30 @@ class Import:
                     journal.reset()
                 if journal.recovered:
                     self._emit(Recovered(journal.recovered))
-                transport, sandbox = await self._open_transport(limiter, report_path)
+                already = journal.counts()[Status.SENT.value]
+                self.progress.already_sent = already
+                if already:
+                    estimate = table.row_estimate
+                    left = None if estimate is None else max(0, estimate - already)
+                    self._emit(Resuming(already, left))
+                try:
+                    transport, sandbox = await self._open_transport(limiter, report_path)
+                except ServiceUnavailable as exc:
+                    # Down at the start or in the middle, a caller learns it one way: a result
+                    # with exit code 75, every row not sent pending.
+                    self.stopper.fail(exc)
                 run_id = journal.start_run(input=str(self.path), target=target.label)
                 log.info("run %d: sending to %s; journal %s", run_id, target.label, journal.path)
-                deliverer = Deliverer(
-                    transport,
-                    limiter,
-                    JournalWriter(journal, run_id),
-                    RetryPolicy(max_attempts=o.delivery.max_attempts),
-                    stopper=self.stopper,
-                )
+                writer = JournalWriter(journal, run_id)
+                if transport is not None:
+                    deliverer = Deliverer(
+                        transport,
+                        limiter,
+                        writer,
+                        RetryPolicy(max_attempts=o.delivery.max_attempts),
+                        stopper=self.stopper,
+                    )
+                progress_task = asyncio.create_task(self._keep_progress(writer, limiter))
             assert self.chosen is not None
             adopt = (
                 None
@@ -251,12 +312,16 @@ class Import:
                 concurrency=o.delivery.concurrency,
                 samples=self.samples,
                 sample_limit=self._sample_limit,
+                errors=errors,
+                event_name=event_name,
             )
             report_path = report.commit()
+            errors_path = errors.commit() if errors is not None else None
+            rows = sum(counts.values())
             result = RunResult(
                 counts=counts,
                 report_path=report_path,
-                exit_code=self.stopper.exit_code(counts),
+                exit_code=self.stopper.exit_code(counts, o.invalid_allowed(rows)),
                 elapsed=time.monotonic() - started,
                 requests=deliverer.requests if deliverer else 0,
                 sending_time=deliverer.sending_time if deliverer else 0.0,
@@ -271,27 +336,60 @@ class Import:
                 per_event=triage.per_event,
                 national_phones=triage.national_phones,
                 without_automation_id=triage.without_automation_id,
+                errors_path=errors_path,
+                event=event_name,
+                dry_run=o.dry_run,
             )
             self._emit(Finished(result))
             return result
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            if progress_task is not None:
+                progress_task.cancel()
             if triage is not None:
                 triage.close()
             report.__exit__(None, None, None)
+            if errors is not None:
+                errors.__exit__(None, None, None)
             if transport is not None:
                 await transport.aclose()
             if sandbox is not None:
                 await sandbox.stop()
             if journal is not None:
                 if run_id and result is not None:
-                    journal.finish_run(run_id, dict(counts), result.exit_code)
+                    self._write_progress(JournalWriter(journal, run_id), None)
+                    journal.finish_run(run_id, dict(counts), result.exit_code, result.stopped)
                 journal.close()
 
     def _legacy_journal(self, event: str) -> Path:
         """Where earlier versions kept the journal of one event (one file per event)."""
         return default_journal_path(*self.options.target.legacy_journal(event))
+    async def _keep_progress(self, writer: JournalWriter, limiter: RateLimiter) -> None:
+        """About once a second, how far the run is goes into its journal (``bulk-events status``)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self._write_progress(writer, limiter)
+            except Exception:  # progress is for people: it must never stop the run
+                log.debug("could not record the run's progress", exc_info=True)
+
+    def _write_progress(self, writer: JournalWriter, limiter: RateLimiter | None) -> None:
+        progress = self.progress
+        if progress is None:
+            return
+        pause = limiter.paused_for if limiter is not None else 0.0
+        until = None
+        if pause > 0:
+            until = datetime.fromtimestamp(time.time() + pause, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        snapshot = progress.snapshot()
+        writer.progress(
+            total=snapshot["total"],
+            rate=round(progress.rate, 3),
+            paused_until=until,
+            pause_reason="the service answered 429 (too many requests)" if until else None,
+            progress=snapshot,
+        )
 
     async def _open_journal(self, path: Path) -> Journal:
         """Take the journal's lock; with --wait, poll for it so that Ctrl-C still works meanwhile."""

@@ -16,6 +16,7 @@ from .importer import Import, RunResult, run_sync
 from .options import SETTINGS, ImportOptions
 from .outcome import Outcome, SkipReason, Status
 from .reader import open_table
+from .status import read_status
 from .values import suggest_type
 
 _QUOTED = re.compile(r'(?<!column )"(?:[^"\\]|\\.)*"')
@@ -34,7 +35,7 @@ def _duration(seconds: float) -> str:
 def inspect_file(path: Path, values: dict[str, Any]) -> str:
     """A plain-text plan of an import of ``path`` with the given options (nothing is sent)."""
     values = {k: v for k, v in values.items() if k in SETTINGS}
-    values.update(dry_run=True, sandbox=False)
+    values.update(dry_run=True, sandbox=False, errors=None)  # inspect writes no file of its own
     with tempfile.TemporaryDirectory() as tmp:
         values["report"] = str(Path(tmp) / "plan.csv")
         options = ImportOptions.from_settings(**values)
@@ -92,6 +93,16 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
     lines.extend(_warnings(path, options, run, result, reasons))
     journal = run.journal_path
     lines.append(f"Journal: {journal}{'' if journal and journal.exists() else ' (no run yet)'}")
+    if journal is not None:
+        status = read_status(journal)
+        if status.running and status.run is not None:
+            live = status.run
+            of = "" if live.of_total is None else f" of {live.of_total}"
+            lines.append(
+                f"Running: a run is going (pid {live.pid}, since {live.started_at}, on "
+                f"{live.input}): {live.decided}{of} rows done, {live.counts.get('sent', 0)} sent; "
+                "the counts above are from before it ends"
+            )
     if run.samples:
         lines.append("Sample events:")
         for row, body in run.samples:

@@ -67,7 +67,10 @@ class State(StrEnum):
 
 
 STATES = tuple(State)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# The oldest schema a read-only reader (dry runs, inspect, status) understands: the events table
+# is unchanged since 1, and what later versions added (contacts, progress columns) reads as absent.
+_READABLE_FROM = 1
 
 # SQLite's default limit is far higher, but short IN lists keep each statement small and cheap
 # to prepare; the brief of the project fixes 500.
@@ -115,6 +118,16 @@ _MIGRATIONS: dict[int, str] = {
             digests     BLOB NOT NULL
         ) WITHOUT ROWID;
         CREATE INDEX contacts_by_contact ON contacts (contact);
+    """,
+    # A run's progress while it goes, written about once a second, for `bulk-events status`.
+    3: """
+        ALTER TABLE runs ADD COLUMN updated_at TEXT;
+        ALTER TABLE runs ADD COLUMN total INTEGER;
+        ALTER TABLE runs ADD COLUMN rate REAL;
+        ALTER TABLE runs ADD COLUMN paused_until TEXT;
+        ALTER TABLE runs ADD COLUMN pause_reason TEXT;
+        ALTER TABLE runs ADD COLUMN stopped TEXT;
+        ALTER TABLE runs ADD COLUMN progress_json TEXT;
     """,
 }
 
@@ -289,7 +302,12 @@ class Journal:
                     conn.close()  # an empty file: nothing was ever written
                     return cls(path, None, None, readonly=True)
                 _check_schema(path, version, tables)
-                # An older journal reads as it is: later versions only added tables.
+                # Later versions only added tables and columns, which read as absent.
+                if version < _READABLE_FROM:
+                    raise FileFormatError(
+                        f"the run journal {path} is from an older bulk-events; "
+                        "open it once without --dry-run to upgrade it"
+                    )
         except BaseException:
             conn.close()
             raise
@@ -312,13 +330,54 @@ class Journal:
         assert run_id is not None
         return run_id
 
-    def finish_run(self, run_id: int, counts: dict[str, int], exit_code: int) -> None:
-        """Record the end of a run: its exit code and the counts it reported."""
+    def finish_run(
+        self, run_id: int, counts: dict[str, int], exit_code: int, stopped: str = ""
+    ) -> None:
+        """Record the end of a run: its exit code, the counts it reported, why it stopped early."""
         with self._writing("cannot write the run journal") as conn:
             conn.execute(
-                "UPDATE runs SET finished_at = ?, exit_code = ?, counts_json = ? WHERE id = ?",
-                (utc_now(), exit_code, json.dumps(counts, sort_keys=True), run_id),
+                "UPDATE runs SET finished_at = ?, exit_code = ?, counts_json = ?, stopped = ?, "
+                "paused_until = NULL, pause_reason = NULL WHERE id = ?",
+                (utc_now(), exit_code, json.dumps(counts, sort_keys=True), stopped, run_id),
             )
+
+    def update_run(
+        self,
+        run_id: int,
+        *,
+        total: int | None,
+        rate: float,
+        paused_until: str | None = None,
+        pause_reason: str | None = None,
+        progress: dict[str, object] | None = None,
+    ) -> None:
+        """Record how far a run is (``bulk-events status`` reads it from another process)."""
+        with self._writing("cannot write the run journal") as conn:
+            conn.execute(
+                "UPDATE runs SET updated_at = ?, total = ?, rate = ?, paused_until = ?, "
+                "pause_reason = ?, progress_json = ? WHERE id = ?",
+                (
+                    utc_now(),
+                    total,
+                    rate,
+                    paused_until,
+                    pause_reason,
+                    json.dumps(progress or {}, sort_keys=True),
+                    run_id,
+                ),
+            )
+
+    def runs(self, limit: int | None = None) -> list[dict[str, object]]:
+        """The recorded runs, newest first, as column -> value (columns of an older schema are
+        simply absent)."""
+        with self._reading() as conn:
+            if conn is None or "runs" not in _table_names(conn):
+                return []
+            cur = conn.execute(
+                "SELECT * FROM runs ORDER BY id DESC LIMIT ?", (-1 if limit is None else limit,)
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
     def reset(self) -> Path | None:
         """Forget every key (``--fresh``), keeping a copy of the old journal beside it.

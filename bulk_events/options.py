@@ -73,7 +73,9 @@ class Settings(TypedDict, total=False):
     # the run
     dry_run: bool
     report: PathLike | None
+    errors: PathLike | None
     state: PathLike | None
+    max_invalid: int | str | None
 
 
 SETTINGS = frozenset(Settings.__annotations__)
@@ -189,11 +191,31 @@ class ImportOptions:
     delivery: Delivery = field(default_factory=Delivery)
     dry_run: bool = False
     report: PathLike | None = None
+    errors: PathLike | None = None  # a file of only the rows to fix (invalid, failed)
     state: PathLike | None = None
+    max_invalid: int | str | None = None  # invalid rows that still let the run exit 0: N or "N%"
 
     def __post_init__(self) -> None:
         if self.dry_run and self.target.sandbox:
             raise UsageError("--dry-run and --sandbox exclude each other")
+        self.invalid_allowed(0)  # refuse a bad --max-invalid now, not at the end of a run
+
+    def invalid_allowed(self, rows: int) -> int:
+        """How many invalid rows, out of ``rows``, do not make the exit code 1 (``--max-invalid``)."""
+        limit = self.max_invalid
+        if limit is None:
+            return 0
+        text = str(limit).strip()
+        percent = text.endswith("%")
+        try:
+            value = float(text[:-1]) if percent else int(text)
+        except ValueError:
+            value = -1
+        if isinstance(limit, bool) or value < 0 or (percent and value > 100):
+            raise UsageError(
+                f'--max-invalid "{limit}": give a number of rows (5) or a percentage (0.5%)'
+            )
+        return int(rows * value / 100) if percent else int(value)
 
     @classmethod
     def from_settings(cls, **settings: Unpack[Settings]) -> ImportOptions:
@@ -222,7 +244,9 @@ class ImportOptions:
             delivery=Delivery(**pick(Delivery)),
             dry_run=bool(given.get("dry_run", False)),
             report=given.get("report"),
+            errors=given.get("errors"),
             state=given.get("state"),
+            max_invalid=given.get("max_invalid"),
         )
 
 

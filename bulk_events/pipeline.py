@@ -20,7 +20,7 @@ from .errors import BulkEventsError
 from .events import Emit, Progress
 from .outcome import Outcome, Status, not_attempted
 from .reader import Table
-from .report import ReportWriter
+from .report import ReportWriter, SentAs
 from .stopper import Stopper
 from .triage import Triage
 
@@ -28,11 +28,12 @@ from .triage import Triage
 class _Chunk:
     """The rows of one input chunk while their outcomes come in."""
 
-    __slots__ = ("done", "emit", "frame", "outcomes", "remaining")
+    __slots__ = ("done", "emit", "frame", "outcomes", "remaining", "sent_as")
 
     def __init__(self, frame: pd.DataFrame, emit: Emit) -> None:
         self.frame = frame
         self.outcomes: list[Outcome | None] = [None] * len(frame)
+        self.sent_as: list[SentAs | None] | None = None  # what goes out for each row
         self.remaining = len(frame)
         self.done = asyncio.Event()
         self.emit = emit
@@ -64,11 +65,14 @@ async def pump(
     concurrency: int,
     samples: list[tuple[int, dict[str, Any]]],
     sample_limit: int = 0,
+    errors: ReportWriter | None = None,
+    event_name: str | None = None,
 ) -> None:
     """Reader -> triage -> workers -> report, each stage behind a bounded queue.
 
     Without a deliverer (a dry run) every row that would be sent is ``valid``, and the first
-    ``sample_limit`` bodies go to ``samples``.
+    ``sample_limit`` bodies go to ``samples``. ``errors`` (an errors file) gets the same rows as
+    the report; ``event_name`` fills the report's "sent as" event.
     """
     jobs: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=max(2 * concurrency, 64))
     chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=2)
@@ -101,6 +105,10 @@ async def pump(
                     continue
                 prepared = await asyncio.to_thread(triage.prepare, chunk)
                 work = _Chunk(prepared.frame, emit)
+                work.sent_as = [
+                    None if b is None else (b.get("email"), b.get("phone"), event_name)
+                    for b in prepared.bodies
+                ]
                 await chunks.put(work)
                 for i, fate in triage.classify(prepared):
                     if isinstance(fate, Outcome):
@@ -132,7 +140,9 @@ async def pump(
         while (work := await chunks.get()) is not None:
             await work.done.wait()
             outcomes = [o_ for o_ in work.outcomes if o_ is not None]
-            await asyncio.to_thread(report.write, work.frame, outcomes)
+            await asyncio.to_thread(report.write, work.frame, outcomes, work.sent_as)
+            if errors is not None:
+                await asyncio.to_thread(errors.write, work.frame, outcomes)
             for outcome in outcomes:
                 counts[outcome.status.value] += 1
 

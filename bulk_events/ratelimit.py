@@ -65,6 +65,11 @@ class RateLimiter:
         """Requests per second at the current pace (0 means unlimited)."""
         return self.rate * self._fraction
 
+    @property
+    def paused_for(self) -> float:
+        """Seconds left of the current pause (0 when not paused)."""
+        return max(0.0, self._paused_until - self._clock())
+
     async def acquire(self) -> None:
         """Wait until one more request may start, in arrival order."""
         if self.rate == 0 and self._paused_until == 0.0:

@@ -94,7 +94,9 @@ class Stopper:
             )
         return str(self.delivery_error) if self.delivery_error else ""
 
-    def exit_code(self, counts: Mapping[str, int]) -> int:
+    def exit_code(self, counts: Mapping[str, int], invalid_allowed: int = 0) -> int:
+        """The run's exit code; up to ``invalid_allowed`` invalid rows (``--max-invalid``) alone
+        do not make it 1."""
         if self.read_error is not None:
             return self.read_error.exit_code
         if self.signal:
@@ -102,4 +104,7 @@ class Stopper:
         if self.delivery_error is not None:
             return self.delivery_error.exit_code
         bad = sum(n for s, n in counts.items() if Status(s) not in OK_STATUSES)
+        invalid = counts.get(Status.INVALID.value, 0)
+        if bad and bad == invalid and invalid <= invalid_allowed:
+            return EXIT_OK
         return EXIT_ROWS if bad else EXIT_OK

@@ -84,8 +84,11 @@ class FakeClock:
 
 
 def read_report(path: Path) -> list[dict[str, str]]:
+    """A CSV report's rows; its delimiter is the input's (`;` after a `;`-separated input)."""
     with path.open(encoding="utf-8-sig", newline="") as f:
-        return list(csv.DictReader(f))
+        delimiter = ";" if f.readline().startswith("row;") else ","
+        f.seek(0)
+        return list(csv.DictReader(f, delimiter=delimiter))
 
 
 def contacts(n: int, start: int = 0, **extra: Any) -> list[list[Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 from bulk_events.journal import Journal, Mark
 
@@ -36,6 +37,10 @@ class JournalWriter:
         """Write at once, outside the loop's rhythm (when a delivery is being torn down)."""
         if marks:
             self.journal.write(marks, self.run_id)
+
+    def progress(self, **fields: Any) -> None:
+        """Record how far the run is in its ``runs`` row (see :meth:`Journal.update_run`)."""
+        self.journal.update_run(self.run_id, **fields)
 
     def _flush(self) -> None:
         self._scheduled = False
