@@ -195,6 +195,7 @@ class Import:
                     JournalWriter(journal, run_id),
                     RetryPolicy(max_attempts=o.delivery.max_attempts),
                     stopper=self.stopper,
+                    max_events=o.delivery.max_events,
                 )
             triage = Triage(
                 layout,

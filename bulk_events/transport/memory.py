@@ -13,6 +13,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bulk_events.ratelimit import departed
+
 from .base import Reply
 
 Handler = Callable[[dict[str, Any]], Reply | Awaitable[Reply]]
@@ -33,7 +35,11 @@ class MemoryTransport:
     async def open(self) -> None:
         self.opened = True
 
+    async def ready(self) -> None:
+        pass
+
     async def send(self, body: dict[str, Any]) -> Reply:
+        departed()
         self.sent.append(body)
         reply = self._handler(body)
         if inspect.isawaitable(reply):
