@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 DEFAULT_MARGIN = 0.025
+DEFAULT_LEAD = 0.03  # a turn is granted this long before its moment (see Slot.leave)
 
 _CURRENT: contextvars.ContextVar[Slot | None] = contextvars.ContextVar(
     "bulk_events_rate_slot", default=None
@@ -37,13 +38,33 @@ _CURRENT: contextvars.ContextVar[Slot | None] = contextvars.ContextVar(
 class Slot:
     """One request's turn. :meth:`departed` when it leaves; :meth:`release` if it never does."""
 
-    __slots__ = ("_limiter", "_token", "granted", "left", "settled")
+    __slots__ = ("_limiter", "_token", "granted", "left", "not_before", "settled")
 
-    def __init__(self, limiter: RateLimiter | None, granted: float) -> None:
+    def __init__(
+        self, limiter: RateLimiter | None, granted: float, not_before: float = 0.0
+    ) -> None:
         self._limiter = limiter
         self.granted = granted
+        self.not_before = not_before  # the request may leave at this moment, not before
         self.left: float | None = None  # when the request left, if it did
         self.settled = limiter is None
+
+    async def leave(self) -> None:
+        """Wait until the request may leave (its moment, or the end of a pause), then depart.
+
+        The turn is granted a little ahead of that moment (``RateLimiter.lead``), so that the
+        request is ready at the socket when the moment comes; the wait here makes it exact.
+        """
+        limiter = self._limiter
+        if self.settled or limiter is None:
+            return
+        while True:
+            now = limiter._clock()
+            at = max(self.not_before, limiter._paused_until)
+            if at <= now:
+                break
+            await limiter._sleep(at - now)
+        self.departed()
 
     def departed(self) -> None:
         """The request has left now: the next one may go an interval after this moment."""
@@ -80,13 +101,23 @@ class Slot:
 def departed() -> None:
     """Tell the current task's slot (if any) that its request has just left.
 
-    Transports call this at the moment a request is on the wire: the HTTP transports from aiohttp's
-    request tracing (headers sent), :class:`~bulk_events.transport.MemoryTransport` when it hands
-    the body over. Outside a slot it does nothing.
+    Outside a slot it does nothing. Transports that can wait should use :func:`leaving`.
     """
     slot = _CURRENT.get()
     if slot is not None:
         slot.departed()
+
+
+async def leaving() -> None:
+    """Called by a transport just before a request's bytes go to the socket: waits for the
+    request's moment, then records its departure. Outside a slot it returns at once.
+
+    The HTTP transports call it from aiohttp's request tracing (the first body chunk, which
+    carries the headers), :class:`~bulk_events.transport.MemoryTransport` as it takes the body.
+    """
+    slot = _CURRENT.get()
+    if slot is not None:
+        await slot.leave()
 
 
 class RateLimiter:
@@ -107,11 +138,13 @@ class RateLimiter:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         min_fraction: float = 0.25,
         fallback_rate: float = 10.0,
+        lead: float = DEFAULT_LEAD,
     ) -> None:
         if rate < 0:
             raise ValueError("rate must be 0 (no limit) or positive")
         self.rate = float(rate)
         self.margin = margin
+        self.lead = lead
         self._clock = clock
         self._sleep = sleep
         self._fraction = 1.0
@@ -151,7 +184,7 @@ class RateLimiter:
                     await self._free.wait()
                     continue
                 now = self._clock()
-                at = max(self._next, self._paused_until)
+                at = max(self._next - self.lead, self._paused_until)
                 if at <= now:
                     break
                 await self._sleep(at - now)
@@ -159,14 +192,15 @@ class RateLimiter:
             if self.rate == 0:  # paused only: no pacing to keep
                 return Slot(None, now)
             self._free.clear()
-            # Until the request reports its departure, assume it leaves now.
-            self._next = now + self.interval
-            return Slot(self, now)
+            slot = Slot(self, now, not_before=self._next)
+            # Until the request reports its departure, assume it leaves at its moment.
+            self._next = max(self._next, now) + self.interval
+            return slot
 
     async def acquire(self) -> None:
-        """Wait for a turn and count it as leaving at once (for requests sent right away)."""
+        """Wait for a turn and its moment, and count the request as leaving then."""
         slot = await self.take()
-        slot.departed()
+        await slot.leave()
 
     def pause(self, seconds: float) -> None:
         """Let no request start for ``seconds`` from now (the service said: too many)."""

@@ -101,6 +101,7 @@ class Arrival:
     body: dict[str, Any]
     content_type: str
     accepted: bool
+    accept: str = ""  # the request's Accept header
 
 
 @dataclass
@@ -313,7 +314,14 @@ class Sandbox:
         limited = self._over_limit(now)
         by_name = "name" in request.match_info
         body, is_form, problem = await _read_body(request, form_ok=not by_name)
-        arrival = Arrival(now, request.path, body, request.content_type, accepted=False)
+        arrival = Arrival(
+            now,
+            request.path,
+            body,
+            request.content_type,
+            accepted=False,
+            accept=request.headers.get("Accept", ""),
+        )
         self._arrive(arrival)
 
         if limited:
@@ -483,6 +491,7 @@ class Sandbox:
                 "path": arrival.path,
                 "body": arrival.body,
                 "content_type": arrival.content_type,
+                "accept": arrival.accept,
             }
             self._record_file.write(orjson.dumps(line) + b"\n")
             # Flushed per line: a test may kill the importer and read the file at any moment.

@@ -240,3 +240,95 @@ def test_wrong_api_key_stops_with_77(server_factory, tmp_path: Path) -> None:
     server.stop()
     assert [a["kind"] for a in server.arrivals()] == ["event"]  # no token request, no retry
     assert "nope" not in err
+
+
+def test_gateway_502_after_taking_the_event_is_not_resent(server_factory, tmp_path: Path) -> None:
+    """A 502 from a gateway that passed the event on: the row is unknown and is never sent twice,
+    in this run or the next."""
+    server = server_factory("--misbehave", "502-after:2")
+    code, _ = finish(client(server, tmp_path, 6, "--concurrency", "1"))
+    assert code == 1
+    statuses = Counter(r["status"] for r in read_report(tmp_path / "r.csv"))
+    assert statuses == Counter({"sent": 4, "unknown": 2})
+    finish(client(server, tmp_path, 6, "--concurrency", "1"))
+    server.stop()
+    accepted = server.accepted()
+    assert len(accepted) == 6 and set(accepted.values()) == {1}
+
+
+def test_string_false_is_refused_and_an_html_200_is_unknown(server_factory, tmp_path: Path) -> None:
+    """{"result": "false"} is a refusal (failed); an HTML page with 200 is unknown; neither sent."""
+    server = server_factory("--misbehave", "result-false-string", "--misbehave", "html-200")
+    code, _ = finish(client(server, tmp_path, 4, "--concurrency", "1"))
+    assert code == 1
+    rows = {r["row"]: r for r in read_report(tmp_path / "r.csv")}
+    assert [rows[str(n)]["status"] for n in (2, 3, 4, 5)] == ["failed", "unknown", "sent", "sent"]
+    assert "blacklisted" in rows["2"]["error"]
+    server.stop()
+
+
+def test_huge_and_trickling_answers_are_bounded(server_factory, tmp_path: Path) -> None:
+    """A body of hundreds of MB is read to a few KB (peak memory small); a body trickling a byte a
+    second is cut at the total deadline: both rows unknown, the run goes on."""
+    import tracemalloc
+
+    import bulk_events
+
+    server = server_factory("--misbehave", "huge-body", "--misbehave", "trickle")
+    f = write_csv(tmp_path / "c.csv", contacts(3))
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = bulk_events.import_file(
+            f,
+            event="e",
+            api_url=server.url,
+            client_id="sandbox-client",
+            client_secret="sandbox-secret",
+            concurrency=1,
+            total_timeout=2.0,
+            report=tmp_path / "r.csv",
+            state=tmp_path / "s.sqlite",
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    took = time.monotonic() - started
+    # The whole import (reading, the report) takes tens of MB; reading the 512 MB body would not fit.
+    assert peak < 120_000_000
+    assert took < 40  # the trickle alone would hold the row for ten minutes
+    statuses = [r["status"] for r in read_report(tmp_path / "r.csv")]
+    assert statuses == ["unknown", "unknown", "sent"]
+    assert result.exit_code == 1
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("form", "content_type"),
+    [
+        (None, "application/json"),
+        ("multipart", "multipart/form-data"),
+        ("urlencoded", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_event_url_encodings_rehearsed_in_the_sandbox(
+    tmp_path: Path, form: str | None, content_type: str
+) -> None:
+    """--sandbox --url rehearses the event URL in each encoding; every request asks for JSON."""
+    import bulk_events
+
+    f = write_csv(tmp_path / "c.csv", [["email", "n"], ["ann@example.com", "7"]])
+    result = bulk_events.import_file(
+        f,
+        url="https://events.sendpulse.com/events/id/eb561baa181247d1cd378c4ead632877/7",
+        sandbox=True,
+        form=form,
+        report=tmp_path / "r.csv",
+    )
+    assert result.exit_code == 0 and result.sandbox_record is not None
+    (line,) = result.sandbox_record.read_text().splitlines()
+    arrived = json.loads(line)
+    assert arrived["content_type"] == content_type
+    assert arrived["accept"] == "application/json"
+    assert arrived["body"]["email"] == "ann@example.com"
+    assert "/events/id/" in arrived["path"]

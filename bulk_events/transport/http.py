@@ -249,12 +249,13 @@ async def _on_headers(session: Any, context: Any, params: Any) -> None:
 
 
 async def _on_chunk(session: Any, context: Any, params: Any) -> None:
-    # Called just before the chunk (with the buffered headers) is written to the socket, in the
-    # same step: this is when the request leaves.
+    # Awaited just before the chunk (with the buffered headers) is written to the socket, and
+    # the write follows in the same step: waiting here holds the request until its moment, and
+    # returning is when it leaves.
     wire = context.trace_request_ctx
+    await ratelimit.leaving()
     if isinstance(wire, _Wire):
         wire.sent = True
-    ratelimit.departed()
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:

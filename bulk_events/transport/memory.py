@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bulk_events.ratelimit import departed
+from bulk_events.ratelimit import leaving
 
 from .base import Reply
 
@@ -39,7 +39,7 @@ class MemoryTransport:
         pass
 
     async def send(self, body: dict[str, Any]) -> Reply:
-        departed()
+        await leaving()
         self.sent.append(body)
         reply = self._handler(body)
         if inspect.isawaitable(reply):
