@@ -145,7 +145,7 @@ class _Renderer:
             self._bar = None
 
 
-def _summary(result: RunResult, dry_run: bool, announced: bool) -> str:
+def _summary(result: RunResult, dry_run: bool, announced: bool, plan: str = "") -> str:
     parts = [f"{result.counts[s]} {s}" for s in _STATUS_ORDER if result.counts.get(s)]
     rows = sum(result.counts.values())
     line = f"bulk-events: {rows} row{'s' if rows != 1 else ''}: {', '.join(parts) or 'none'}"
@@ -159,6 +159,8 @@ def _summary(result: RunResult, dry_run: bool, announced: bool) -> str:
         lines.insert(0, f"bulk-events: read {result.input_name}: {result.detected}")
     if result.stopped:
         lines.append(f"bulk-events: {result.stopped}")
+    if plan:
+        lines.append(f"bulk-events: sending {plan}")
     lines.append(f"report: {result.report_path}")
     if result.sandbox_record:
         lines.append(f"sandbox: what arrived is in {result.sandbox_record}")
@@ -343,10 +345,27 @@ def _common_input_options(f: Any) -> Any:
             metavar="FILE",
             help="A TOML file with any of these options (for cron).",
         ),
+        # Delivery as the service allows it: form encodings, quotas, a cap per run.
         click.option(
-            "--form/--no-form",
+            "--form",
+            is_flag=False,
+            flag_value="multipart",
             default=None,
-            help="With --url: send form fields instead of JSON.",
+            type=click.Choice(["multipart", "urlencoded", "json"]),
+            help="With --url: send form fields instead of JSON: multipart/form-data (--form "
+            "alone) or --form urlencoded (x-www-form-urlencoded); --form json turns it off.",
+        ),
+        click.option(
+            "--daily-quota",
+            type=int,
+            metavar="N",
+            help="Events your SendPulse plan takes per day: the plan says on how many days.",
+        ),
+        click.option(
+            "--max-events",
+            type=int,
+            metavar="N",
+            help="Send at most N events in this run; the rest stay pending (exit 75).",
         ),
         click.option(
             "--api-url",
@@ -513,7 +532,15 @@ def import_command(
         result = run_sync(run_import(path, options, on_event=renderer))
     finally:
         renderer.close()
-    click.echo(redact.redact(_summary(result, options.dry_run, renderer.announced)), err=True)
+    plan = ""
+    if options.dry_run and result.counts.get("valid"):
+        from .inspect import sending_plan
+
+        d = options.delivery
+        plan = sending_plan(result.counts["valid"], d.rate, d.daily_quota, d.max_events)
+    click.echo(
+        redact.redact(_summary(result, options.dry_run, renderer.announced, plan)), err=True
+    )
     if as_json:
         click.echo(redact.redact(json.dumps(result.to_dict(), ensure_ascii=False)))
     sys.exit(result.exit_code)

@@ -15,6 +15,7 @@
     [credentials]
     client_id_env = "SENDPULSE_CLIENT_ID"          # names of environment variables, never values
     client_secret_env = "SENDPULSE_CLIENT_SECRET"
+    api_key_env = "SENDPULSE_API_KEY"              # a static API key instead of the two above
     url_env = "SENDPULSE_EVENT_URL"                # for an event URL target
 
 Relative paths are relative to the config file. Command-line options override the file.
@@ -32,7 +33,7 @@ from .errors import ConfigError
 SCALARS: dict[str, type | tuple[type, ...]] = {
     "input": str,
     "event": str,
-    "form": bool,
+    "form": (bool, str),
     "dry_run": bool,
     "report": str,
     "errors": str,
@@ -59,11 +60,14 @@ SCALARS: dict[str, type | tuple[type, ...]] = {
     "key": list,
     "exclude": list,
     "columns": (list, str),
+    "daily_quota": int,
+    "max_events": int,
+    "total_timeout": (int, float),
 }
 TABLES = ("types", "map", "credentials")
-CREDENTIAL_KEYS = ("client_id_env", "client_secret_env", "url_env")
+CREDENTIAL_KEYS = ("client_id_env", "client_secret_env", "url_env", "api_key_env")
 PATH_KEYS = ("input", "report", "errors", "state")
-SECRET_KEYS = ("url", "client_id", "client_secret", "token", "access_token")
+SECRET_KEYS = ("url", "client_id", "client_secret", "token", "access_token", "api_key")
 
 
 def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -94,7 +98,8 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
             raise ConfigError(f'{p.name}: unknown setting "{key}" (known: {known})')
         expected = SCALARS[key]
         # bool is an int to Python, but `rate = true` is a mistake, not 1 event per second.
-        if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        takes_bool = expected is bool or (isinstance(expected, tuple) and bool in expected)
+        if (isinstance(value, bool) and not takes_bool) or not isinstance(value, expected):
             raise ConfigError(f'{p.name}: "{key}" has the wrong type ({type(value).__name__})')
         if isinstance(value, list) and not all(isinstance(v, str) for v in value):
             raise ConfigError(f'{p.name}: "{key}" must be a list of column names')

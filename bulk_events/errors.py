@@ -79,3 +79,11 @@ class AuthRejected(DeliveryError):
     """The credentials stopped working mid-run and a fresh token did not help."""
 
     exit_code = EXIT_NOPERM
+
+
+class QuotaSpent(ServiceUnavailable):
+    """The service refuses every request for now: a per-minute or per-day quota is spent."""
+
+
+class EventLimitReached(ServiceUnavailable):
+    """The run sent as many events as ``--max-events`` allows; the rest wait for the next run."""

@@ -281,6 +281,7 @@ class Import:
                         writer,
                         RetryPolicy(max_attempts=o.delivery.max_attempts),
                         stopper=self.stopper,
+                        max_events=o.delivery.max_events,
                     )
                 progress_task = asyncio.create_task(self._keep_progress(writer, limiter))
             assert self.chosen is not None

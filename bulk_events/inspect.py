@@ -32,6 +32,37 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
+def sending_plan(
+    events: int, rate: float, daily_quota: int | None = None, max_events: int | None = None
+) -> str:
+    """How long sending ``events`` takes at ``rate``, and on how many days a quota spreads it.
+
+    >>> sending_plan(1_000_000, 10, daily_quota=500_000)
+    '1000000 events take about 27.8 h at 10 events/s; with a daily quota of 500000: 2 days'
+    """
+    eta = (
+        f"about {_duration(events / rate)} at {rate:g} events/s"
+        if rate
+        else "as long as the service takes to answer (--rate 0)"
+    )
+    text = f"{events} events take {eta}"
+    per_day = min(daily_quota or events, int(rate * 86400) if rate else events)
+    if max_events is not None:
+        per_day = min(per_day, max_events)
+    per_day = max(per_day, 1)
+    if daily_quota is not None or max_events is not None:
+        runs = -(-events // per_day)
+        limit = (
+            f"a daily quota of {daily_quota}"
+            if max_events is None
+            else f"--max-events {max_events}"
+            + (f" and a daily quota of {daily_quota}" if daily_quota else "")
+        )
+        unit = "day" if max_events is None else "run"
+        text += f"; with {limit}: {runs} {unit}{'s' if runs != 1 else ''}"
+    return text
+
+
 def inspect_file(path: Path, values: dict[str, Any]) -> str:
     """A plain-text plan of an import of ``path`` with the given options (nothing is sent)."""
     values = {k: v for k, v in values.items() if k in SETTINGS}
@@ -108,13 +139,8 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
         for row, body in run.samples:
             lines.append(f"  row {row}: {orjson.dumps(body).decode()}")
     if valid:
-        rate = options.delivery.rate
-        eta = (
-            f"about {_duration(valid / rate)} at {rate:g} events/s"
-            if rate
-            else "as fast as the service answers (--rate 0)"
-        )
-        lines.append(f"Sending: {valid} events takes {eta}")
+        d = options.delivery
+        lines.append(f"Sending: {sending_plan(valid, d.rate, d.daily_quota, d.max_events)}")
     lines.extend(_proposal(path, values))
     return "\n".join(lines)
 

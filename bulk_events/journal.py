@@ -272,12 +272,13 @@ class Journal:
                     raise FileFormatError(
                         f"cannot use the run journal {path}: SQLite refused WAL mode ({mode})"
                     )
-                # In WAL mode a commit is appended to the -wal file with write(); it is in the
-                # kernel's page cache when COMMIT returns, so a crash of this process (even
-                # SIGKILL) cannot lose it. NORMAL only skips the fsync on each commit, which
-                # matters for power loss or a kernel crash (the last commits may roll back, the
-                # file is never corrupted); FULL would cost one fsync per request start and end.
-                conn.execute("PRAGMA synchronous = NORMAL")
+                # FULL: every commit is fsynced to the -wal file before COMMIT returns, so the
+                # in-flight mark that precedes a request survives a power cut or a kernel crash,
+                # not only a crash of this process (NORMAL would leave the last commits in the
+                # page cache, and a request sent without its mark could be sent again). The
+                # group commit of the delivery layer makes one fsync cover every mark of a
+                # loop turn, so the cost is one fsync per batch, not per request.
+                conn.execute("PRAGMA synchronous = FULL")
                 _migrate(conn, path)
                 recovered = _recover_inflight(conn)
             return cls(path, conn, lock_fd, readonly=False, recovered=recovered)

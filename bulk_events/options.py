@@ -32,7 +32,7 @@ class Settings(TypedDict, total=False):
     # target
     event: str | None
     url: str | None
-    form: bool
+    form: bool | str
     sandbox: bool
     api_url: str | None
     client_id: str | None
@@ -70,6 +70,12 @@ class Settings(TypedDict, total=False):
     read_timeout: float
     grace: float
     wait: bool
+    # delivery as the service allows it: API keys, quotas, a deadline per request
+    api_key: str | None
+    api_key_env: str
+    daily_quota: int | None
+    max_events: int | None
+    total_timeout: float
     # the run
     dry_run: bool
     report: PathLike | None
@@ -162,8 +168,17 @@ class Delivery:
     read_timeout: float = 30.0
     grace: float = 30.0  # after a stop, how long requests in flight may take to finish
     wait: bool = False  # wait for another run to release the journal
+    total_timeout: float = 60.0  # one request, from connecting to the whole answer
+    daily_quota: int | None = None  # events the plan allows per day (for the plan in inspect)
+    max_events: int | None = None  # send at most this many events in one run; the rest pending
 
     def __post_init__(self) -> None:
+        for name in ("daily_quota", "max_events"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive whole number")
+        if self.total_timeout <= 0:
+            raise UsageError("total_timeout must be a positive number of seconds")
         if self.rate < 0:
             raise UsageError(
                 "--rate must be 0 (no limit) or a positive number of events per second"
@@ -175,7 +190,9 @@ class Delivery:
 
     @property
     def timeouts(self) -> Timeouts:
-        return Timeouts(connect=self.connect_timeout, read=self.read_timeout)
+        return Timeouts(
+            connect=self.connect_timeout, read=self.read_timeout, total=self.total_timeout
+        )
 
 
 @dataclass(frozen=True)

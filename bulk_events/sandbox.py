@@ -1,9 +1,11 @@
 """A local imitation of SendPulse's event endpoints, for tests and ``--sandbox`` runs.
 
-It speaks real HTTP on loopback: an OAuth token endpoint, ``/events/name/{name}`` (Bearer token)
-and ``/events/id/{hash}/{number}`` (no auth, JSON or form). It remembers every request, can
-enforce a per-second rate limit, and misbehaves on demand (429, 500, slow answers, dropped
-connections, expired or revoked tokens)::
+It speaks real HTTP on loopback: an OAuth token endpoint, ``/events/name/{name}`` (Bearer token or
+API key; also ``//events/name/…`` as the official Python client sends it) and
+``/events/id/{hash}/{number}`` (no auth, JSON or form). It remembers every request, can enforce a
+per-second rate limit and a quota (``quota`` events per ``quota_window`` seconds, then the 429 of a
+spent quota), and misbehaves on demand (429, 500, 502 after taking the event, slow answers, dropped
+connections, huge or trickling bodies, expired or revoked tokens)::
 
     sandbox = Sandbox(rate_limit=10)
     base = await sandbox.start()
@@ -14,10 +16,12 @@ connections, expired or revoked tokens)::
 
 As a process (for tests that kill the importer)::
 
-    python -m bulk_events.sandbox --port 0 --record arrived.jsonl --rate-limit 10 --latency 0.05
+    python -m bulk_events.sandbox --port 0 --record arrived.jsonl --rate-limit 10 --latency 0.05 \
+        --arrivals times.jsonl
 
 prints ``listening on http://127.0.0.1:PORT`` and appends each accepted event to the record file
-as one JSON line, until SIGTERM or SIGINT.
+as one JSON line, and every request's arrival time and answer to the arrivals file, until SIGTERM
+or SIGINT.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ import orjson
 from aiohttp import web
 
 SANDBOX_HASH = "5a4db0c5e1d2f3a4b5c6d7e8f9a0b1c2"  # the event-URL hash the sandbox hands out
+SANDBOX_RATE = 10  # SendPulse's documented limit: requests per second
+PER_SECOND_CODE = 2020202020  # the error_code of SendPulse's per-second 429
 
 EVENT_KINDS = frozenset(
     {
@@ -54,6 +60,13 @@ EVENT_KINDS = frozenset(
         "drop-before",  # close the connection without answering; not accepted
         "drop-after",  # accept, then close the connection without answering
         "result-false",  # 200 with {"result": false}
+        "result-false-string",  # 200 with {"result": "false"}
+        "html-200",  # 200 with an HTML page (a captive portal); not accepted
+        "502-after",  # accept, then a gateway's 502 (the answer lost on the way back)
+        "504-after",  # accept, then a gateway's 504
+        "502",  # a gateway's 502, not accepted
+        "huge-body",  # accept, answer 200 with a body of hundreds of megabytes, streamed
+        "trickle",  # accept, answer 200 and then one byte of body a second
         "400",  # a validation refusal
         "403",  # the account is blocked
         "401",  # 401 even with a valid token (revoked credentials)
@@ -72,6 +85,11 @@ _HTML_500 = (
     + "</body></html>\n"
 )
 _HTML_503 = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>\n"
+_HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n"
+_HTML_PORTAL = (
+    "<html><head><title>Wi-Fi login</title></head><body>Sign in to continue</body></html>"
+)
+_UNAUTHORIZED = {"message": "Unauthorized!", "error_code": 401}  # what the real API answers
 
 
 @dataclass
@@ -83,6 +101,7 @@ class Arrival:
     body: dict[str, Any]
     content_type: str
     accepted: bool
+    accept: str = ""  # the request's Accept header
 
 
 @dataclass
@@ -106,14 +125,26 @@ class Sandbox:
         *,
         client_id: str = "sandbox-client",
         client_secret: str = "sandbox-secret",
+        api_key: str = "sandbox-api-key",
         token_ttl: float = 3600.0,
         rate_limit: int | None = None,
         latency: float = 0.0,
         record: str | os.PathLike[str] | None = None,
         history: bool = True,
+        quota: int | None = None,
+        quota_window: float = 86400.0,
+        arrivals: str | os.PathLike[str] | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        self.api_key = api_key
+        self.quota = quota
+        self.quota_window = quota_window
+        self.arrivals_path = arrivals
+        self.quota_refusals = 0
+        self.rate_refusals = 0
+        self._taken: deque[float] = deque()  # accepted events inside the quota window
+        self._arrivals_file: IO[bytes] | None = None
         self.token_ttl = token_ttl
         self.rate_limit = rate_limit
         self.latency = latency
@@ -141,6 +172,7 @@ class Sandbox:
         self.app = web.Application()
         self.app.router.add_post("/oauth/access_token", self._handle_token)
         self.app.router.add_post("/events/name/{name}", self._handle_event)
+        self.app.router.add_post("//events/name/{name}", self._handle_event)
         self.app.router.add_post("/events/id/{hash}/{number}", self._handle_event)
         self.app.on_shutdown.append(self._on_shutdown)
         self.app.on_cleanup.append(self._on_cleanup)
@@ -213,6 +245,11 @@ class Sandbox:
 
     async def _handle_token(self, request: web.Request) -> web.StreamResponse:
         now = self._begin(event=False)
+        response = await self._token(request, now)
+        self._log_arrival(now, "token", response.status)
+        return response
+
+    async def _token(self, request: web.Request, now: float) -> web.StreamResponse:
         self.token_requests += 1
         limited = self._over_limit(now)
         body, _, _ = await _read_body(request, form_ok=True)
@@ -262,17 +299,29 @@ class Sandbox:
         return None
 
     async def _handle_event(self, request: web.Request) -> web.StreamResponse:
+        now = self._begin(event=True)
+        status = 0  # 0: no answer (dropped)
         try:
-            return await self._event(request)
+            response = await self._event(request, now)
+            if not (request.transport is None or request.transport.is_closing()):
+                status = response.status
+            return response
         finally:
             self.handled += 1
+            self._log_arrival(now, "event", status)
 
-    async def _event(self, request: web.Request) -> web.StreamResponse:
-        now = self._begin(event=True)
+    async def _event(self, request: web.Request, now: float) -> web.StreamResponse:
         limited = self._over_limit(now)
         by_name = "name" in request.match_info
         body, is_form, problem = await _read_body(request, form_ok=not by_name)
-        arrival = Arrival(now, request.path, body, request.content_type, accepted=False)
+        arrival = Arrival(
+            now,
+            request.path,
+            body,
+            request.content_type,
+            accepted=False,
+            accept=request.headers.get("Accept", ""),
+        )
         self._arrive(arrival)
 
         if limited:
@@ -280,19 +329,17 @@ class Sandbox:
         token = None
         if by_name:
             token = _bearer(request)
-            if token is None or self._tokens.get(token, -math.inf) <= time.monotonic():
-                return _json(
-                    401, {"error": "invalid_token", "error_description": "The token is invalid."}
-                )
+            if token is None or (
+                token != self.api_key and self._tokens.get(token, -math.inf) <= time.monotonic()
+            ):
+                return _json(401, _UNAUTHORIZED)
 
         trouble = self._take(body, token=False)
         kind = trouble.kind if trouble is not None else None
         if kind == "expire-token" and token is not None:
             self._tokens[token] = -math.inf
-        if kind == "401":
-            return _json(401, {"error": "invalid_token", "error_description": "Access denied."})
-        if kind == "expire-token":
-            return _json(401, {"error": "invalid_token", "error_description": "The token expired."})
+        if kind in ("401", "expire-token"):
+            return _json(401, _UNAUTHORIZED)
         if kind == "429":
             return self._rate_limited()
         if kind == "429-retry-after":
@@ -305,6 +352,10 @@ class Sandbox:
             return web.Response(status=503, text=_HTML_503, content_type="text/html")
         if kind == "drop-before":
             return _drop(request)
+        if kind == "502":
+            return web.Response(status=502, text=_HTML_502, content_type="text/html")
+        if kind == "html-200":
+            return web.Response(status=200, text=_HTML_PORTAL, content_type="text/html")
         if kind == "slow":
             assert trouble is not None
             await self._sleep(trouble.delay)
@@ -326,10 +377,22 @@ class Sandbox:
         if kind == "result-false":
             await self._sleep(self.latency)
             return _json(200, {"result": False, "message": "Contact is blacklisted"})
+        if kind == "result-false-string":
+            await self._sleep(self.latency)
+            return _json(200, {"result": "false", "message": "Contact is blacklisted"})
+        if self._quota_spent(now):
+            self.quota_refusals += 1
+            return _json(429, {"message": "Too Many Requests: quota exceeded", "error_code": 429})
 
         self._accept(arrival)
         if kind == "drop-after":
             return _drop(request)
+        if kind in ("502-after", "504-after"):
+            await self._sleep(self.latency)
+            status = 502 if kind == "502-after" else 504
+            return web.Response(status=status, text=_HTML_502, content_type="text/html")
+        if kind in ("huge-body", "trickle"):
+            return await _stream_body(request, huge=kind == "huge-body", stop=self._stopping)
         if kind == "slow-accept":
             assert trouble is not None
             await self._sleep(trouble.delay)
@@ -345,6 +408,32 @@ class Sandbox:
             self.event_starts.append(now)
         return now
 
+    def _quota_spent(self, now: float) -> bool:
+        """True when ``quota`` events were already taken in the last ``quota_window`` seconds."""
+        if self.quota is None:
+            return False
+        taken = self._taken
+        while taken and taken[0] <= now - self.quota_window:
+            taken.popleft()
+        if len(taken) >= self.quota:
+            return True
+        taken.append(now)
+        return False
+
+    def refill_quota(self) -> None:
+        """The quota is back (a new minute, a new day): the next ``quota`` events are taken."""
+        self._taken.clear()
+
+    def _log_arrival(self, at: float, kind: str, status: int) -> None:
+        """One line per request in the arrivals file: when it arrived and what it was answered."""
+        if self.arrivals_path is None:
+            return
+        if self._arrivals_file is None:
+            self._arrivals_file = open(self.arrivals_path, "ab")  # noqa: SIM115 - until stop
+        line = {"at": at, "kind": kind, "status": status}
+        self._arrivals_file.write(orjson.dumps(line) + b"\n")
+        self._arrivals_file.flush()
+
     def _over_limit(self, now: float) -> bool:
         """Count this request in the sliding window; True if the window now holds too many."""
         if self.rate_limit is None:
@@ -353,12 +442,16 @@ class Sandbox:
         recent.append(now)
         while recent and recent[0] <= now - 1.0:
             recent.popleft()
-        return len(recent) > self.rate_limit
+        limited = len(recent) > self.rate_limit
+        if limited:
+            self.rate_refusals += 1
+        return limited
 
     def _rate_limited(self, retry_after: str | None = None) -> web.Response:
         limit = self.rate_limit if self.rate_limit is not None else 10
         response = _json(
-            429, {"message": f"More than {limit} requests per second", "error_code": 2020202020}
+            429,
+            {"message": f"More than {limit} requests per second", "error_code": PER_SECOND_CODE},
         )
         if retry_after is not None:
             response.headers["Retry-After"] = retry_after
@@ -398,6 +491,7 @@ class Sandbox:
                 "path": arrival.path,
                 "body": arrival.body,
                 "content_type": arrival.content_type,
+                "accept": arrival.accept,
             }
             self._record_file.write(orjson.dumps(line) + b"\n")
             # Flushed per line: a test may kill the importer and read the file at any moment.
@@ -417,9 +511,11 @@ class Sandbox:
         self._close_record()
 
     def _close_record(self) -> None:
-        record_file, self._record_file = self._record_file, None
-        if record_file is not None:
-            record_file.close()
+        for name in ("_record_file", "_arrivals_file"):
+            file = getattr(self, name)
+            setattr(self, name, None)
+            if file is not None:
+                file.close()
 
 
 def max_in_window(starts: Sequence[float], window: float = 1.0) -> int:
@@ -496,6 +592,30 @@ def _drop(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def _stream_body(request: web.Request, *, huge: bool, stop: asyncio.Event) -> Any:
+    """A 200 whose body never seems to end: 512 MB as fast as the client reads, or a byte a
+    second (for at most ten minutes); stops when the client goes away."""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    chunk = b" " * 65536
+    try:
+        await response.write(b'{"result": true, "padding": "')
+        for _ in range(8192 if huge else 600):
+            if stop.is_set() or _client_gone(request):
+                break
+            if huge:
+                await response.write(chunk)
+            else:
+                await response.write(b" ")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+        else:
+            await response.write(b'"}')
+    except (ConnectionError, RuntimeError):
+        pass  # the client has gone, as a bounded client should
+    return response
+
+
 def _json(status: int, payload: dict[str, Any]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
 
@@ -514,7 +634,22 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--record", help="append each accepted event to this JSONL file")
     parser.add_argument("--rate-limit", type=int, default=None, help="requests per second")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
-    parser.add_argument("--token-ttl", type=float, default=3600.0)
+    parser.add_argument(
+        "--token-ttl", type=float, default=3600.0, help="seconds a token lives (e.g. 5)"
+    )
+    parser.add_argument("--api-key", default="sandbox-api-key", help="the API key it accepts")
+    parser.add_argument(
+        "--quota", type=int, default=None, help="events taken per --quota-window, then 429"
+    )
+    parser.add_argument(
+        "--quota-window",
+        type=float,
+        default=86400.0,
+        help="seconds (default: a day); SIGUSR1 refills the quota at once",
+    )
+    parser.add_argument(
+        "--arrivals", help="append each request's arrival time and answer to this JSONL file"
+    )
     parser.add_argument("--client-id", default="sandbox-client")
     parser.add_argument("--client-secret", default="sandbox-secret")
     parser.add_argument(
@@ -532,6 +667,10 @@ async def _serve(args: argparse.Namespace) -> None:
     sandbox = Sandbox(
         client_id=args.client_id,
         client_secret=args.client_secret,
+        api_key=args.api_key,
+        quota=args.quota,
+        quota_window=args.quota_window,
+        arrivals=args.arrivals,
         token_ttl=args.token_ttl,
         rate_limit=args.rate_limit,
         latency=args.latency,
@@ -545,6 +684,7 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, sandbox.refill_quota)  # "a new day"
     url = await sandbox.start(args.host, args.port)
     print(f"listening on {url}", flush=True)
     try:

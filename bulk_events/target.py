@@ -19,7 +19,7 @@ from . import redact
 from .errors import CredentialsError, UsageError
 from .ratelimit import RateLimiter
 from .transport.base import Transport
-from .transport.http import ApiTransport, EventUrlTransport, Timeouts
+from .transport.http import FORMS, ApiTransport, EventUrlTransport, Timeouts, form_kind
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
@@ -29,12 +29,22 @@ DEFAULT_API_URL = "https://api.sendpulse.com"
 
 @dataclass(frozen=True)
 class Credentials:
-    """The REST API's client id and secret: given, or read from the environment when needed."""
+    """The REST API's credentials: a static API key, or a client id and secret (OAuth); given, or
+    read from the environment when needed. A key, when there is one, is used."""
 
     client_id: str | None = field(default=None, repr=False)
     client_secret: str | None = field(default=None, repr=False)
     client_id_env: str = "SENDPULSE_CLIENT_ID"
     client_secret_env: str = "SENDPULSE_CLIENT_SECRET"
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str = "SENDPULSE_API_KEY"
+
+    def resolve_api_key(self) -> str | None:
+        """The API key (Settings → API → API keys), if one is given or set in the environment."""
+        key = (self.api_key or os.environ.get(self.api_key_env) or "").strip()
+        if key:
+            redact.register(key)
+        return key or None
 
     def resolve(self) -> tuple[str, str]:
         """``(client_id, client_secret)``, or a CredentialsError naming the variables to set."""
@@ -42,7 +52,8 @@ class Credentials:
         client_secret = self.client_secret or os.environ.get(self.client_secret_env)
         if not client_id or not client_secret:
             raise CredentialsError(
-                f"set {self.client_id_env} and {self.client_secret_env} (or use --dry-run / --sandbox)"
+                f"set {self.api_key_env}, or {self.client_id_env} and {self.client_secret_env} "
+                "(or use --dry-run / --sandbox)"
             )
         return client_id, client_secret
 
@@ -53,14 +64,14 @@ class Target:
 
     event: str | None = None
     url: str | None = field(default=None, repr=False)  # an event URL is a credential
-    form: bool = False
+    form: bool | str = False  # False: JSON; True or "multipart": form-data; "urlencoded"
     sandbox: bool = False
     api_url: str | None = None
     event_column: str | None = None  # each row names its REST API event in this column
 
     def __post_init__(self) -> None:
-        if self.sandbox and self.url:
-            raise UsageError("--sandbox imitates the REST API: use it with --event, not --url")
+        # Normalised while being made (the instance is not visible to anyone yet).
+        object.__setattr__(self, "form", form_kind(self.form))
         if self.event_column:
             if self.url:
                 raise UsageError(
@@ -79,7 +90,7 @@ class Target:
             )
         if self.url and not self.url.startswith(("http://", "https://")):
             raise UsageError("--url must be an http(s) event URL")
-        if self.form and not self.url:
+        if self.form != "json" and not self.url:
             raise UsageError("--form applies to --url (the event URL's form-data tab)")
         if self.url:
             redact.register_url(self.url)
@@ -93,6 +104,8 @@ class Target:
         """The destination, for keying the journal: a sandbox rehearsal never marks real rows sent.
 
         With ``event_column`` each row has its own: see :meth:`identity_of`."""
+        if self.sandbox and self.url:
+            return "sandbox:event-url"
         if self.url:
             # The same event URL with or without a trailing slash is the same destination.
             return f"url:{self.url.strip().rstrip('/')}"
@@ -117,7 +130,7 @@ class Target:
     def journal_name(self) -> str:
         """A readable start for the default journal's file name (never a secret)."""
         if self.sandbox:
-            return "sandbox-events"
+            return "sandbox-event-url" if self.url else "sandbox-events"
         if self.url:
             last = self.url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
             # The event's number, never the secret hash before it.
@@ -135,6 +148,8 @@ class Target:
             where = "the local sandbox" if self.sandbox else f"SendPulse API {self.api_base}"
             return f'{where}, each row\'s event from column "{self.event_column.strip()}"'
         if self.sandbox:
+            if self.url:
+                return f"the local sandbox, an event URL ({FORMS[str(self.form)]})"
             return f'the local sandbox, event "{self.event}"'
         if self.url:
             return redact.redact_url(self.url)
@@ -153,31 +168,41 @@ class Target:
         sandbox = None
         transport: Transport
         if self.sandbox:
-            from .sandbox import Sandbox
+            from .sandbox import SANDBOX_RATE, Sandbox
 
             sandbox_record.write_bytes(b"")  # what arrived in this rehearsal, not an earlier one
+            # SendPulse's limit, whatever --rate says: a rehearsal at --rate 50 shows the 429s.
             sandbox = Sandbox(
-                rate_limit=max(10, int(limiter.rate) if limiter.rate else 10),
-                latency=0.02,
-                record=sandbox_record,
-                history=False,
+                rate_limit=SANDBOX_RATE, latency=0.02, record=sandbox_record, history=False
             )
             base = await sandbox.start()
-            transport = ApiTransport(
-                base,
-                sandbox.client_id,
-                sandbox.client_secret,
-                self.event or "",
-                concurrency=concurrency,
-                timeouts=timeouts,
-                before_request=limiter.acquire,
-            )
+            if self.url:
+                transport = EventUrlTransport(
+                    sandbox.event_url(base),
+                    form=self.form,
+                    concurrency=concurrency,
+                    timeouts=timeouts,
+                )
+            else:
+                # With an API key configured, rehearse the key's way (the sandbox's own key).
+                key = sandbox.api_key if credentials.resolve_api_key() else None
+                transport = ApiTransport(
+                    base,
+                    sandbox.client_id,
+                    sandbox.client_secret,
+                    self.event or "",
+                    concurrency=concurrency,
+                    timeouts=timeouts,
+                    limiter=limiter,
+                    api_key=key,
+                )
         elif self.url:
             transport = EventUrlTransport(
                 self.url, form=self.form, concurrency=concurrency, timeouts=timeouts
             )
         else:
-            client_id, client_secret = credentials.resolve()
+            key = credentials.resolve_api_key()
+            client_id, client_secret = ("", "") if key else credentials.resolve()
             transport = ApiTransport(
                 self.api_base,
                 client_id,
@@ -185,7 +210,8 @@ class Target:
                 self.event or "",
                 concurrency=concurrency,
                 timeouts=timeouts,
-                before_request=limiter.acquire,
+                limiter=limiter,
+                api_key=key,
             )
         try:
             await transport.open()

@@ -33,6 +33,7 @@ def _private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         "SENDPULSE_CLIENT_SECRET",
         "SENDPULSE_API_URL",
         "SENDPULSE_EVENT_URL",
+        "SENDPULSE_API_KEY",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)

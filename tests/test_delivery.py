@@ -391,7 +391,8 @@ def test_unlimited_run_against_a_limited_service_finishes_without_losing_rows(
 
 
 def test_quota_exhausted_stops_with_75(api, tmp_path):
-    """A 429 with a Retry-After beyond two minutes: the quota is spent; rest pending, exit 75."""
+    """A 429 with a Retry-After beyond two minutes: the quota is spent; every row the service did
+    not take is pending (the one that saw the 429 too: it was refused before being taken), exit 75."""
     server, cli = api()
     server.do(lambda: server.box.misbehave("429-long", times=1000))
     f = write_csv(tmp_path / "c.csv", contacts(10))
@@ -399,7 +400,7 @@ def test_quota_exhausted_stops_with_75(api, tmp_path):
     assert result.exit_code == 75, result.output
     assert "quota" in result.stderr
     counts = Counter(statuses(tmp_path / "r.csv").values())
-    assert counts["pending"] == 9 and counts["failed"] == 1
+    assert counts["pending"] == 10 and counts["failed"] == 0
 
 
 def _delivery(tmp_path, handler, *, rate=0.0, clock=None):

@@ -226,13 +226,18 @@ async def test_reauthenticate_returns_false_when_credentials_are_revoked(
 
 
 async def test_token_is_renewed_before_it_expires(sandbox: Sandbox) -> None:
-    """Close to expires_in, the next send first fetches a new token (injected clock)."""
+    """Close to expires_in, ready() fetches a new token before the next send (injected clock);
+    send() itself never fetches one (its caller may hold a turn of the rate limit)."""
     now = 1000.0
     transport = api(sandbox, clock=lambda: now)
     await transport.open()
     try:
+        await transport.ready()
         assert (await transport.send(BODY)).auth_generation == 1
         now += 3599.0  # within the renewal margin of a one-hour token
+        assert (await transport.send(BODY)).auth_generation == 1
+        assert sandbox.token_requests == 1
+        await transport.ready()
         reply = await transport.send(BODY)
     finally:
         await transport.aclose()

@@ -14,9 +14,15 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from bulk_events.errors import AuthRejected, DeliveryError, ServiceUnavailable
+from bulk_events.errors import (
+    AuthRejected,
+    DeliveryError,
+    EventLimitReached,
+    QuotaSpent,
+)
 from bulk_events.journal import Mark, State, utc_now
 from bulk_events.outcome import Outcome, Status, not_attempted
 from bulk_events.ratelimit import RateLimiter
@@ -39,6 +45,11 @@ class RetryPolicy:
     backoff_cap: float = 30.0
     quota_wait: float = 120.0  # a Retry-After longer than this means "quota exhausted": stop
     max_429_in_a_row: int = 12  # so many 429s with no success between them: stop, quota exhausted
+    # A 429 without the per-second code and without Retry-After is a quota's: after so many
+    # refusal episodes with no success between them, the quota is spent (a few seconds, not
+    # a minute of backoffs).
+    quota_429s: int = 3
+    quota_pause: float = 1.0  # the pause after the first such 429; doubled after each one
     breaker_window: int = 20
     breaker_failures: int = 16
 
@@ -65,6 +76,10 @@ class _Progress:
     in_flight: bool = False
     last: Outcome | None = None
     reauthenticated: bool = False
+    marked: bool = False  # journaled in flight, the request not yet answered
+
+
+_NOT_LEFT = "not sent: the run stopped before this request left"
 
 
 class Deliverer:
@@ -79,6 +94,7 @@ class Deliverer:
         *,
         stopper: Stopper | None = None,
         clock: Callable[[], float] = time.monotonic,
+        max_events: int | None = None,
     ) -> None:
         self.transport = transport
         self.limiter = limiter
@@ -88,6 +104,9 @@ class Deliverer:
         self._clock = clock
         self._breaker = Breaker(self.policy.breaker_window, self.policy.breaker_failures)
         self._429_in_a_row = 0
+        self._quota_in_a_row = 0
+        self.max_events = max_events
+        self.events = 0  # events (rows) this run has started to send
         self._last_pause = float("-inf")  # when the run last paused for a 429
         self.requests = 0
         self.first_start: float | None = None  # clock time of the first request
@@ -123,6 +142,10 @@ class Deliverer:
                 [Mark(job.key, State.UNKNOWN, job.row, attempts, error=message)]
             )
             return Outcome(job.row, Status.UNKNOWN, message, attempts=attempts)
+        if progress.marked:
+            self.journal.record_now(
+                [Mark(job.key, State.FAILED, job.row, attempts, error=_NOT_LEFT)]
+            )
         if attempts:
             return Outcome(job.row, Status.FAILED, "stopped before a retry", attempts=attempts)
         return not_attempted(job.row, "the run was stopped")
@@ -134,6 +157,7 @@ class Deliverer:
         """Feed the circuit breaker: ``ok`` is whether the service itself worked."""
         if ok:
             self._429_in_a_row = 0
+            self._quota_in_a_row = 0
         tripped = self._breaker.record(ok, note)
         if tripped is not None:
             self._stop(tripped)
@@ -144,31 +168,51 @@ class Deliverer:
         )
 
     async def _deliver(self, job: Job, progress: _Progress) -> Outcome:
+        ready = getattr(self.transport, "ready", None)
+        if self.max_events is not None and not self.stopper.stopping:
+            if self.events >= self.max_events:
+                self._stop(
+                    EventLimitReached(
+                        f"stopped after --max-events {self.max_events}: the rest are pending; "
+                        "run the same command again to send the next ones"
+                    )
+                )
+                return not_attempted(job.row, f"--max-events {self.max_events} reached")
+            self.events += 1
         while True:
             if self.stopper.stopping:
                 return progress.last or not_attempted(job.row)
-            await self.limiter.acquire()
-            if self.stopper.stopping:
-                return progress.last or not_attempted(job.row)
-            progress.attempts += 1
-            attempts = progress.attempts
-            self.requests += 1
-            started = self.last_start = self._clock()
-            if self.first_start is None:
-                self.first_start = started
+            if ready is not None:
+                # A token renewal happens here, before this request takes a turn of the rate
+                # limit: no turn is held (and then spent in a burst) while the token is fetched.
+                await ready()
+            attempts = progress.attempts + 1
+            # The in-flight mark is durable before the turn is taken: nothing stands between the
+            # turn and the socket, so the request leaves when the limiter says.
             await self._mark(job, State.INFLIGHT, attempts)
-            progress.in_flight = True
-            sent_clock = self._clock()
-            answer: Reply | NotSent | MaybeSent
-            try:
-                answer = await (
-                    self.transport.send(job.body, event=job.event)
-                    if job.event
-                    else self.transport.send(job.body)
-                )
-            except (NotSent, MaybeSent) as exc:
-                answer = exc
-            progress.in_flight = False
+            progress.marked = True
+            with await self.limiter.take() as slot:
+                if self.stopper.stopping:
+                    await self._unmark(job, progress)
+                    return progress.last or not_attempted(job.row)
+                progress.attempts = attempts
+                self.requests += 1
+                started = self.last_start = self._clock()
+                if self.first_start is None:
+                    self.first_start = started
+                progress.in_flight = True
+                answer: Reply | NotSent | MaybeSent
+                try:
+                    answer = await (
+                        self.transport.send(job.body, event=job.event)
+                        if job.event
+                        else self.transport.send(job.body)
+                    )
+                except (NotSent, MaybeSent) as exc:
+                    answer = exc
+                progress.in_flight = False
+                progress.marked = False
+            sent_clock = slot.left if slot.left is not None else started
             verdict = judge(answer)
             if isinstance(answer, Reply):
                 log.debug(
@@ -181,6 +225,11 @@ class Deliverer:
             outcome = await self._act(job, progress, verdict, sent_clock)
             if outcome is not None:
                 return outcome
+
+    async def _unmark(self, job: Job, progress: _Progress) -> None:
+        """The run stopped between the in-flight mark and the request: it never left."""
+        progress.marked = False
+        await self._mark(job, State.FAILED, progress.attempts, error=_NOT_LEFT)
 
     async def _act(
         self, job: Job, progress: _Progress, v: Verdict, sent_clock: float
@@ -211,8 +260,18 @@ class Deliverer:
             return failed()
         if v.kind is Kind.REAUTH:
             return await self._reauthenticate(job, progress, v, failed)
-        # Kind.RATE_LIMITED
-        progress.last = failed()
+        # Kind.RATE_LIMITED: the service did not take the event; until it does, the row waits.
+        progress.last = Outcome(
+            job.row,
+            Status.PENDING,
+            f"{v.message}: not taken by the service; run again later",
+            v.http_status,
+            attempts,
+            None,
+            v.detail,
+        )
+        if self.stopper.stopping:
+            return progress.last
         if attempts >= self.policy.max_attempts + 5:
             self._finish(False, v.message)
             return progress.last
@@ -221,6 +280,8 @@ class Deliverer:
             # pause. Counting it again would slow down (or stop) the run once per request in
             # flight, not once per refusal episode.
             return None
+        if v.retry_after is None and not v.per_second:
+            return self._quota_refusal(v, progress.last)
         self._429_in_a_row += 1
         wait = (
             v.retry_after
@@ -229,9 +290,9 @@ class Deliverer:
         )
         if wait > self.policy.quota_wait or self._429_in_a_row >= self.policy.max_429_in_a_row:
             self._stop(
-                ServiceUnavailable(
+                QuotaSpent(
                     f"SendPulse keeps refusing with 429 ({v.detail or 'too many requests'}): "
-                    "the quota looks exhausted; the rest are pending, run again later"
+                    f"the quota looks exhausted; the rest are pending, {_resume_hint(v, wait)}"
                 )
             )
             return progress.last
@@ -242,6 +303,26 @@ class Deliverer:
             "429 from the service: every request waits %.1f s, then %.1f events/s",
             wait,
             self.limiter.current_rate,
+        )
+        return None
+
+    def _quota_refusal(self, v: Verdict, pending: Outcome) -> Outcome | None:
+        """A 429 that is not about the pace: once may be a blip, repeated it is a spent quota."""
+        self._quota_in_a_row += 1
+        if self._quota_in_a_row >= self.policy.quota_429s:
+            self._stop(
+                QuotaSpent(
+                    f"SendPulse's quota is spent ({v.detail or 'HTTP 429'}, "
+                    f"{self._quota_in_a_row} times in a row): every row not taken is pending; "
+                    f"{_resume_hint(v, None)}"
+                )
+            )
+            return pending
+        wait = self.policy.quota_pause * 2 ** (self._quota_in_a_row - 1)
+        self.limiter.pause(wait)
+        self._last_pause = self._clock()
+        log.info(
+            "429 from the service (not the per-second limit): every request waits %.1f s", wait
         )
         return None
 
@@ -295,3 +376,19 @@ class Deliverer:
             if left <= 0:
                 return
             await asyncio.sleep(min(left, 0.25))
+
+
+def _resume_hint(v: Verdict, wait: float | None) -> str:
+    """When to run again, as far as the answer tells."""
+    if wait is not None and wait > 0 and v.retry_after is not None:
+        at = datetime.now().astimezone() + timedelta(seconds=wait)
+        return f"the service says to retry after {at:%Y-%m-%d %H:%M}: run the same command then"
+    text = v.detail.lower()
+    if "minute" in text:
+        return "a per-minute quota: run the same command again in a minute"
+    if "day" in text or "daily" in text:
+        return "a daily quota: run the same command again tomorrow"
+    return (
+        "run the same command again later: in a minute for a per-minute quota, "
+        "tomorrow for a daily one"
+    )

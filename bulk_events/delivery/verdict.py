@@ -3,11 +3,13 @@
 =============================================  ===========================================
 what happened                                  verdict
 =============================================  ===========================================
-2xx, body not ``"result": false``              ``SENT``
-2xx with ``"result": false``                   ``REFUSED`` (the service works; the row is wrong)
+2xx with a JSON object (or no body)            ``SENT``
+2xx with ``"result": false`` (or ``"false"``)  ``REFUSED`` (the service works; the row is wrong)
+2xx with anything else (HTML, text, cut off)   ``UNKNOWN``: not SendPulse's answer; never resent
 401                                            ``REAUTH``: a fresh token, then resend
 429 (with or without ``Retry-After``)          ``RATE_LIMITED``: the whole run pauses
-5xx, 408, connection not made                  ``RETRY`` with backoff
+502, 504 (a gateway's answer)                  ``UNKNOWN``: the event may have been passed on
+other 5xx, 408, connection not made            ``RETRY`` with backoff
 403                                            ``REFUSED``, and it counts against the service
 other 4xx                                      ``REFUSED``: the data is wrong
 sent, but no answer (timeout, dropped)         ``UNKNOWN``: never resent
@@ -22,12 +24,14 @@ sent, but no answer (timeout, dropped)         ``UNKNOWN``: never resent
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import orjson
 
 from bulk_events.transport.base import MaybeSent, NotSent, Reply
+
+PER_SECOND_CODE = 2020202020  # SendPulse's error_code for "More than 10 requests per second"
 
 
 class Kind(StrEnum):
@@ -56,6 +60,7 @@ class Verdict:
     auth_generation: int = 0
     service_ok: bool = True
     note: str = ""
+    per_second: bool = False  # a 429 with SendPulse's per-second error_code: slow down, no quota
 
 
 def judge(answer: Reply | NotSent | MaybeSent) -> Verdict:
@@ -85,11 +90,34 @@ def judge(answer: Reply | NotSent | MaybeSent) -> Verdict:
     if 200 <= status < 300:
         if is_refusal(answer):
             return verdict(Kind.REFUSED, f"refused: {detail or 'result false'}")
+        if not answer.complete or not _looks_like_service(answer.text):
+            # A captive portal, a wrong URL, a proxy: such a page says nothing about the event.
+            what = (
+                "a cut-off answer" if not answer.complete else "an answer that is not SendPulse's"
+            )
+            return verdict(
+                Kind.UNKNOWN,
+                f"HTTP {status} with {what} ({detail or 'no text'}); not resent, to avoid a "
+                "duplicate",
+                service_ok=False,
+            )
         return verdict(Kind.SENT, "")
     if status == 401:
         return verdict(Kind.REAUTH, f"HTTP 401: {detail or 'unauthorized'}")
     if status == 429:
-        return verdict(Kind.RATE_LIMITED, f"HTTP 429: {detail or 'too many requests'}")
+        v = verdict(Kind.RATE_LIMITED, f"HTTP 429: {detail or 'too many requests'}")
+        per_second = _json_object(answer.text) or {}
+        if str(per_second.get("error_code")) == str(PER_SECOND_CODE):
+            return replace(v, per_second=True)
+        return v
+    if status in (502, 504):
+        # A gateway in front of the service answered: it may have passed the event on before
+        # the answer was lost, so resending could send it twice.
+        return verdict(
+            Kind.UNKNOWN,
+            f"{plain}: a gateway's answer, the event may have been passed on; not resent",
+            service_ok=False,
+        )
     if status >= 500 or status == 408:
         return verdict(Kind.RETRY, plain, service_ok=False)
     # A 4xx is about this row's data, and must not stop the run: a file whose first rows are
@@ -122,13 +150,30 @@ def service_message(reply: Reply) -> str:
     return " ".join(text.split())[:200]
 
 
+_FALSE = (False, "false", "False", 0, "0")
+
+
 def is_refusal(reply: Reply) -> bool:
-    """A 2xx answer whose body says the event was not taken (``{"result": false}``)."""
-    text = reply.text.strip()
-    if not text.startswith("{"):
+    """A 2xx answer whose body says the event was not taken (``{"result": false}``, or
+    ``"false"`` as a string)."""
+    data = _json_object(reply.text)
+    if data is None or "result" not in data:
         return False
+    result = data["result"]
+    return result is None or (isinstance(result, bool | int | str) and result in _FALSE)
+
+
+def _json_object(text: str) -> dict[str, object] | None:
+    text = text.strip()
+    if not text.startswith("{"):
+        return None
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and data.get("result") is False
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _looks_like_service(text: str) -> bool:
+    """SendPulse answers with a JSON object (or, at an event URL, possibly nothing at all)."""
+    return not text.strip() or _json_object(text) is not None

@@ -20,6 +20,7 @@ class Reply:
     text: str = ""  # response body, at most 2000 characters, secrets masked
     retry_after: float | None = None  # seconds, from a Retry-After header, else None
     auth_generation: int = 0  # credentials generation used; 0 when the transport has no auth
+    complete: bool = True  # False when the body was longer than what was read of it
 
 
 class NotSent(Exception):
@@ -46,9 +47,16 @@ class Transport(Protocol):
         """Prepare to send (session, first token); raise a DeliveryError if that is impossible."""
         ...
 
+    async def ready(self) -> None:
+        """Get ready for the next request (renew a token about to expire), before it takes its
+        turn of the rate limit. Optional: the delivery layer calls it when it exists."""
+        ...
+
     async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
         """Post one body (to ``event`` of the REST API when given); raise NotSent/MaybeSent on
-        transport failure, never for a status."""
+        transport failure, never for a status.
+
+        Call :func:`bulk_events.ratelimit.departed` the moment the request is on its way."""
         ...
 
     async def reauthenticate(self, generation: int) -> bool:

@@ -32,6 +32,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from bulk_events import ratelimit
 from bulk_events import redact as _redact
 from bulk_events.errors import CredentialsError, DeliveryError, ServiceUnavailable, UsageError
 
@@ -40,15 +41,18 @@ from .base import MaybeSent, NotSent, Reply
 log = logging.getLogger(__name__)
 
 MAX_REPLY_TEXT = 2000
+MAX_BODY = 8192  # bytes of an answer read at most: the verdict and the message are in the first few
 KEEPALIVE_TIMEOUT = 15.0  # shorter than common server idle timeouts, so we close idle sockets first
 
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Network timeouts in seconds: ``connect`` to establish a connection, ``read`` between reads."""
+    """Network timeouts in seconds: ``connect`` to establish a connection, ``read`` between reads,
+    ``total`` for the whole request (connecting, sending and the whole answer)."""
 
     connect: float = 10.0
     read: float = 30.0
+    total: float = 60.0
 
 
 # --- shared aiohttp plumbing -------------------------------------------------------------------
@@ -173,8 +177,16 @@ class _HttpTransport:
         connector = aiohttp.TCPConnector(
             limit=self._concurrency + 1, keepalive_timeout=KEEPALIVE_TIMEOUT
         )
+        # The request tracing tells the rate limit when a request really leaves (see ratelimit).
+        trace = aiohttp.TraceConfig()
+        trace.on_request_headers_sent.append(_on_headers)
+        trace.on_request_chunk_sent.append(_on_chunk)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, raise_for_status=False
+            connector=connector,
+            timeout=timeout,
+            raise_for_status=False,
+            headers={"Accept": "application/json"},
+            trace_configs=[trace],
         )
 
     async def aclose(self) -> None:
@@ -185,18 +197,33 @@ class _HttpTransport:
 
     async def _post(
         self, url: URL, *, data: Any, headers: dict[str, str] | None = None
-    ) -> tuple[int, bytes, str | None, str | None]:
-        """POST and read the whole answer: (status, body, charset, Retry-After header)."""
+    ) -> tuple[int, bytes, str | None, str | None, bool]:
+        """POST and read at most :data:`MAX_BODY` bytes of the answer, all within the total
+        deadline: (status, body, charset, Retry-After header, whether the body was read whole)."""
         session = self._session
         if session is None:
             raise RuntimeError("transport is not open: call open() first")
+        wire = _Wire()
+        deadline = asyncio.timeout(self._timeouts.total)
         try:
-            async with session.post(url, data=data, headers=headers, allow_redirects=False) as resp:
-                raw = await resp.read()
-                return resp.status, raw, resp.charset, resp.headers.get("Retry-After")
+            async with (
+                deadline,
+                session.post(
+                    url, data=data, headers=headers, allow_redirects=False, trace_request_ctx=wire
+                ) as resp,
+            ):
+                raw, complete = await _read_bounded(resp)
+                if not complete:
+                    resp.close()  # the rest is never read: this connection cannot be reused
+                return resp.status, raw, resp.charset, resp.headers.get("Retry-After"), complete
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if deadline.expired():  # the total deadline, not one of aiohttp's own timeouts
+                total = f"{self._timeouts.total:g} s"
+                if wire.sent:
+                    raise MaybeSent(f"no complete answer within {total}") from None
+                raise NotSent(f"not connected within {total}") from None
             classified = _classify(exc)
             if classified is None:
                 raise
@@ -204,11 +231,69 @@ class _HttpTransport:
             raise classified from None
 
 
+class _Wire:
+    """Whether a request's bytes have started to leave (set by the request tracing)."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = False
+
+
+async def _on_headers(session: Any, context: Any, params: Any) -> None:
+    # aiohttp calls this as it buffers the headers, to go out with the first chunk of the body
+    # (a loop turn later, in another task): the request may be on its way, not yet gone.
+    wire = context.trace_request_ctx
+    if isinstance(wire, _Wire):
+        wire.sent = True
+
+
+async def _on_chunk(session: Any, context: Any, params: Any) -> None:
+    # Awaited just before the chunk (with the buffered headers) is written to the socket, and
+    # the write follows in the same step: waiting here holds the request until its moment, and
+    # returning is when it leaves.
+    wire = context.trace_request_ctx
+    await ratelimit.leaving()
+    if isinstance(wire, _Wire):
+        wire.sent = True
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
+    """At most MAX_BODY bytes of the body, and whether that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY:
+        chunk = await resp.content.read(MAX_BODY + 1 - size)
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)[:MAX_BODY], False
+
+
 # --- event URL -----------------------------------------------------------------------------------
 
 
+FORMS = {"json": "JSON", "multipart": "form-data", "urlencoded": "x-www-form-urlencoded"}
+
+
+def form_kind(form: bool | str | None) -> str:
+    """How an event URL gets its body: ``json``, ``multipart`` (``--form``) or ``urlencoded``."""
+    if form is None or form is False:
+        return "json"
+    if form is True:
+        return "multipart"
+    kind = {"form-data": "multipart", "multipart/form-data": "multipart"}.get(form, form)
+    kind = {"application/x-www-form-urlencoded": "urlencoded"}.get(kind, kind)
+    if kind not in FORMS:
+        raise UsageError(f'--form must be "multipart" (form-data) or "urlencoded", not "{form}"')
+    return kind
+
+
 class EventUrlTransport(_HttpTransport):
-    """Posts to an event's own URL (the URL is the credential), as JSON or as multipart form-data.
+    """Posts to an event's own URL (the URL is the credential), as JSON or as form fields
+    (``form="multipart"``: the event's form-data tab; ``form="urlencoded"``: what SendPulse's PHP
+    client sends).
 
     >>> EventUrlTransport("https://events.sendpulse.com/events/id/eb561baa181247d1cd378c4ead632877/7")
     <EventUrlTransport https://events.sendpulse.com/events/id/eb56…/7 (JSON)>
@@ -218,36 +303,43 @@ class EventUrlTransport(_HttpTransport):
         self,
         url: str,
         *,
-        form: bool = False,
+        form: bool | str = False,
         concurrency: int = 10,
         timeouts: Timeouts = Timeouts(),
     ) -> None:
         super().__init__(concurrency=concurrency, timeouts=timeouts)
         _redact.register_url(url)
         self._url = _check_url(url, "event URL")
-        self._form = form
-        self._shown = f"{_redact.redact_url(url)} ({'form-data' if form else 'JSON'})"
+        self._form = form_kind(form)
+        self._shown = f"{_redact.redact_url(url)} ({FORMS[self._form]})"
 
     def __repr__(self) -> str:
         return f"<EventUrlTransport {self._shown}>"
+
+    async def ready(self) -> None:
+        """Nothing to prepare: an event URL needs no token."""
 
     async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
         """Post ``body`` once; see the module docstring for the exceptions."""
         if event is not None:
             raise UsageError("an event URL is one event: it cannot send to another by name")
-        if self._form:
+        headers = None
+        if self._form == "multipart":
             data: Any = aiohttp.FormData(default_to_multipart=True)
             for key, value in body.items():
                 data.add_field(str(key), _form_value(value))
-            headers = None
+        elif self._form == "urlencoded":
+            data = aiohttp.FormData([(str(k), _form_value(v)) for k, v in body.items()])
         else:
             data = orjson.dumps(body)
             headers = {"Content-Type": "application/json"}
         async with self._slots:
-            status, raw, charset, retry_after = await self._post(
+            status, raw, charset, retry_after, complete = await self._post(
                 self._url, data=data, headers=headers
             )
-        return Reply(status, _reply_text(raw, charset), _parse_retry_after(retry_after), 0)
+        return Reply(
+            status, _reply_text(raw, charset), _parse_retry_after(retry_after), 0, complete
+        )
 
     async def reauthenticate(self, generation: int) -> bool:
         """An event URL has no credentials to renew: always False."""
@@ -258,11 +350,14 @@ class EventUrlTransport(_HttpTransport):
 
 
 class ApiTransport(_HttpTransport):
-    """Posts to ``{api}/events/name/{event}`` with an OAuth client-credentials Bearer token.
+    """Posts to ``{api}/events/name/{event}`` with a Bearer token: an OAuth client-credentials
+    token, or a static API key (``api_key=``, client id and secret unused).
 
-    The token is fetched in :meth:`open`, renewed shortly before it expires, and renewed on demand
-    by :meth:`reauthenticate`; each new token bumps ``generation`` so that many requests failing
-    with the same stale token trigger a single token request.
+    The token is fetched in :meth:`open`, renewed by :meth:`ready` shortly before it expires
+    (before the request takes its turn of the rate limit, so no turn waits on the renewal), and
+    renewed on demand by :meth:`reauthenticate`; each new token bumps ``generation`` so that many
+    requests failing with the same stale token trigger a single token request. An API key is
+    never renewed: a 401 with it is final. Token requests take turns of ``limiter`` like events.
     """
 
     #: transient token-endpoint failures are retried this many times after a 401 mid-run
@@ -281,10 +376,16 @@ class ApiTransport(_HttpTransport):
         concurrency: int = 10,
         timeouts: Timeouts = Timeouts(),
         before_request: Callable[[], Awaitable[None]] | None = None,
+        limiter: ratelimit.RateLimiter | None = None,
+        api_key: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(concurrency=concurrency, timeouts=timeouts)
         _redact.register(client_secret)
+        if api_key:
+            _redact.register(api_key)
+        self._api_key = api_key or None
+        self._limiter = limiter
         api_url = api_url.rstrip("/")
         base = _check_url(api_url, "API URL")
         self._client_id = client_id
@@ -319,6 +420,12 @@ class ApiTransport(_HttpTransport):
         endpoint cannot be reached or is failing.
         """
         await super().open()
+        if self._api_key is not None:
+            if self._token is None:
+                self._token = self._api_key
+                self._refresh_at = math.inf
+                self._generation = 1
+            return
         try:
             async with self._lock:
                 if self._token is None:
@@ -336,20 +443,35 @@ class ApiTransport(_HttpTransport):
             url = self._event_urls[event] = self._base.with_path(path, encoded=True)
         return url
 
+    async def ready(self) -> None:
+        """Renew the token if it is about to expire (call before taking a turn to send)."""
+        if self._token is not None and self._clock() >= self._refresh_at:
+            await self._refresh_soon_expiring()
+
     async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
         """Post ``body`` once with the current token, to ``event`` if given (else the event this
-        transport was made for); see the module docstring for exceptions."""
+        transport was made for); see the module docstring for exceptions.
+
+        The token is not renewed here (the caller may hold a turn of the rate limit, which the
+        token request would need): :meth:`ready` does that.
+        """
         url = self._url_of(event or self._event_name)
         if self._token is None:
             raise RuntimeError("transport is not open: call open() first")
-        if self._clock() >= self._refresh_at:
-            await self._refresh_soon_expiring()
         data = orjson.dumps(body)
         token, generation = self._token, self._generation
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         async with self._slots:
-            status, raw, charset, retry_after = await self._post(url, data=data, headers=headers)
-        return Reply(status, _reply_text(raw, charset), _parse_retry_after(retry_after), generation)
+            status, raw, charset, retry_after, complete = await self._post(
+                url, data=data, headers=headers
+            )
+        return Reply(
+            status,
+            _reply_text(raw, charset),
+            _parse_retry_after(retry_after),
+            generation,
+            complete,
+        )
 
     async def reauthenticate(self, generation: int) -> bool:
         """Fetch a new token after a 401 seen with ``generation``, once for all waiting callers.
@@ -358,6 +480,8 @@ class ApiTransport(_HttpTransport):
         task meanwhile), False when the token endpoint refuses the credentials. Raises
         ServiceUnavailable when the token endpoint stays unreachable or failing.
         """
+        if self._api_key is not None:
+            return False  # a key has nothing to renew: refused is refused
         async with self._lock:
             if self._generation > generation:
                 return True
@@ -399,7 +523,11 @@ class ApiTransport(_HttpTransport):
         }
         unavailable = f"cannot reach SendPulse at {self._host}"
         try:
-            status, raw, charset, _ = await self._post(self._token_url, data=form)
+            if self._limiter is not None:
+                with await self._limiter.take():
+                    status, raw, charset, _, _ = await self._post(self._token_url, data=form)
+            else:
+                status, raw, charset, _, _ = await self._post(self._token_url, data=form)
         except (NotSent, MaybeSent) as exc:
             raise ServiceUnavailable(f"{unavailable}: {exc.reason}; try again later") from None
         if status in (400, 401, 403):
@@ -430,8 +558,11 @@ class ApiTransport(_HttpTransport):
             expires_in = 3600.0
         self._token = token
         self._expires_at = now + expires_in
-        # Renew a little early so no request travels with a token on its last breath.
-        self._refresh_at = now + expires_in - min(60.0, expires_in * 0.1)
+        # Renew early (SendPulse's own PHP client: 300 s before; half the lifetime of a short
+        # token) so that no request travels with a token on its last breath, and renewing never
+        # waits for a 401. A request checks in ready(), then may queue for its turn of the rate
+        # limit for about concurrency / rate seconds: the margin must cover that.
+        self._refresh_at = now + expires_in - min(300.0, expires_in * 0.5)
         self._retry_refresh_at = 0.0
         self._generation += 1
 

@@ -13,6 +13,8 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bulk_events.ratelimit import leaving
+
 from .base import Reply
 
 Handler = Callable[[dict[str, Any]], Reply | Awaitable[Reply]]
@@ -34,7 +36,11 @@ class MemoryTransport:
     async def open(self) -> None:
         self.opened = True
 
+    async def ready(self) -> None:
+        pass
+
     async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
+        await leaving()
         self.sent.append(body)
         self.events.append(event)
         reply = self._handler(body)
