@@ -8,6 +8,7 @@ it tells ``on_event`` what happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .delivery import Deliverer, JournalWriter, RetryPolicy
-from .errors import ColumnError, JournalBusyError, UsageError
+from .errors import ColumnError, JournalBusyError, ReportError, StorageError, UsageError
 from .events import Detected, Emit, Event, Finished, Recovered, Waiting
 from .journal import Journal, default_journal_path
 from .options import ImportOptions, PathLike, Settings
@@ -216,10 +217,14 @@ class Import:
                 samples=self.samples,
                 sample_limit=self._sample_limit,
             )
-            report_path = report.commit()
+            written = self._commit_report(report)
+            if self.stopper.storage_error is not None:
+                self.stopper.where = _where_it_stands(
+                    self.stopper.storage_error, counts, written, journal
+                )
             result = RunResult(
                 counts=counts,
-                report_path=report_path,
+                report_path=written,
                 exit_code=self.stopper.exit_code(counts),
                 elapsed=time.monotonic() - started,
                 requests=deliverer.requests if deliverer else 0,
@@ -239,24 +244,42 @@ class Import:
                 loop.remove_signal_handler(sig)
             if triage is not None:
                 triage.close()
-            report.__exit__(None, None, None)
+            with contextlib.suppress(OSError):  # a full disk: the temporary file goes anyway
+                report.__exit__(None, None, None)
             if transport is not None:
                 await transport.aclose()
             if sandbox is not None:
                 await sandbox.stop()
             if journal is not None:
-                if run_id and result is not None:
-                    journal.finish_run(run_id, dict(counts), result.exit_code)
-                journal.close()
+                try:
+                    if run_id and result is not None:
+                        journal.finish_run(run_id, dict(counts), result.exit_code)
+                except StorageError as exc:  # the run's summary already says it
+                    log.warning("could not record the end of the run: %s", exc)
+                finally:
+                    journal.close()
+
+    def _commit_report(self, report: ReportWriter) -> Path | None:
+        """Move the finished report into place; None when it could not be written."""
+        if isinstance(self.stopper.storage_error, ReportError):
+            return None
+        try:
+            return report.commit()
+        except OSError as exc:
+            self.stopper.storage_failed(
+                ReportError(f"cannot write the report {report.path}: {exc.strerror or exc}")
+            )
+            return None
 
     async def _open_journal(self, path: Path) -> Journal:
         """Take the journal's lock; with --wait, poll for it so that Ctrl-C still works meanwhile."""
         told = False
+        o = self.options
         while True:
             try:
-                return Journal.open(path)
+                return Journal.open(path, destination=o.target.identity, fresh=o.selection.fresh)
             except JournalBusyError as exc:
-                if not self.options.delivery.wait:
+                if not o.delivery.wait:
                     raise
                 if not told:
                     self._emit(Waiting(str(exc)))
@@ -291,6 +314,26 @@ class Import:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
                 pass
         return installed
+
+
+def _where_it_stands(
+    error: StorageError, counts: Counter[str], report: Path | None, journal: Journal | None
+) -> str:
+    """After a storage fault: what this run sent and what the journal knows, for the summary."""
+    sent = counts.get(Status.SENT.value, 0)
+    done = f"this run sent {sent} row{'' if sent == 1 else 's'}"
+    if isinstance(error, ReportError):
+        where = f"the journal {journal.path}" if journal is not None else "the journal"
+        return (
+            f"{done} and {where} records every outcome: free some space and run the same "
+            "command again (rows sent are skipped, the report is written in full)"
+        )
+    if report is None:
+        return f"{done}; the report could not be written either"
+    return (
+        f"{done}, listed in the report {report}; rows the journal could not record are "
+        "unknown to the next run, which does not resend them without --retry-unknown"
+    )
 
 
 def _record_of(sandbox: Sandbox | None) -> Path | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import redact
 from .errors import CredentialsError, UsageError
+from .private import create_private
 from .ratelimit import RateLimiter
 from .transport.base import Transport
 from .transport.http import ApiTransport, EventUrlTransport, Timeouts
@@ -103,7 +104,7 @@ class Target:
             return f'the local sandbox, event "{self.event}"'
         if self.url:
             return redact.redact_url(self.url)
-        return f'SendPulse API {self.api_base}, event "{self.event}"'
+        return f'SendPulse API {redact.redact_url(self.api_base)}, event "{self.event}"'
 
     async def open(
         self,
@@ -120,7 +121,8 @@ class Target:
         if self.sandbox:
             from .sandbox import Sandbox
 
-            sandbox_record.write_bytes(b"")  # what arrived in this rehearsal, not an earlier one
+            # What arrived in this rehearsal, not an earlier one; private: it holds contacts.
+            create_private(sandbox_record).close()
             sandbox = Sandbox(
                 rate_limit=max(10, int(limiter.rate) if limiter.rate else 10),
                 latency=0.02,

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bulk_events.errors import AuthRejected, DeliveryError, ServiceUnavailable
+from bulk_events.errors import AuthRejected, DeliveryError, ServiceUnavailable, StorageError
 from bulk_events.journal import Mark, State, utc_now
 from bulk_events.outcome import Outcome, Status, not_attempted
 from bulk_events.ratelimit import RateLimiter
 from bulk_events.stopper import Stopper
-from bulk_events.transport.base import MaybeSent, NotSent, Reply, Transport
+from bulk_events.transport.base import MaybeSent, NotSent, Reply, Transport, Unsendable
 
 from .breaker import Breaker
 from .verdict import Kind, Verdict, judge
@@ -64,6 +64,7 @@ class _Progress:
     in_flight: bool = False
     last: Outcome | None = None
     reauthenticated: bool = False
+    verdict: Verdict | None = None  # the answer to the current attempt, once it came
 
 
 class Deliverer:
@@ -111,6 +112,23 @@ class Deliverer:
             return await self._deliver(job, progress)
         except asyncio.CancelledError:
             return self._interrupted(job, progress)
+        except StorageError as exc:
+            self.stopper.storage_failed(exc)
+            return self._unrecorded(job, progress)
+
+    def _unrecorded(self, job: Job, progress: _Progress) -> Outcome:
+        """The journal could not record a mark: say what really happened to the row."""
+        v, attempts = progress.verdict, progress.attempts
+        if v is None:  # its in-flight mark failed, so this attempt never left
+            return progress.last or not_attempted(job.row, "the journal cannot be written")
+        note = "the journal could not record this answer: the next run lists the row as unknown"
+        if v.kind is Kind.SENT:
+            return Outcome(job.row, Status.SENT, note, v.http_status, attempts, utc_now(), v.detail)
+        if v.kind is Kind.UNKNOWN:
+            return Outcome(job.row, Status.UNKNOWN, f"{v.message}; {note}", attempts=attempts)
+        return Outcome(
+            job.row, Status.FAILED, f"{v.message}; {note}", v.http_status, attempts, None, v.detail
+        )
 
     def _interrupted(self, job: Job, progress: _Progress) -> Outcome:
         attempts = progress.attempts
@@ -118,9 +136,12 @@ class Deliverer:
             message = (
                 "stopped while waiting for the answer: the service may have taken it; not resent"
             )
-            self.journal.record_now(
-                [Mark(job.key, State.UNKNOWN, job.row, attempts, error=message)]
-            )
+            try:
+                self.journal.record_now(
+                    [Mark(job.key, State.UNKNOWN, job.row, attempts, error=message)]
+                )
+            except StorageError as exc:  # still in flight in the journal: unknown next run
+                self.stopper.storage_failed(exc)
             return Outcome(job.row, Status.UNKNOWN, message, attempts=attempts)
         if attempts:
             return Outcome(job.row, Status.FAILED, "stopped before a retry", attempts=attempts)
@@ -155,16 +176,20 @@ class Deliverer:
             started = self.last_start = self._clock()
             if self.first_start is None:
                 self.first_start = started
+            progress.verdict = None
             await self._mark(job, State.INFLIGHT, attempts)
             progress.in_flight = True
             sent_clock = self._clock()
             answer: Reply | NotSent | MaybeSent
             try:
                 answer = await self.transport.send(job.body)
+            except Unsendable as exc:
+                progress.in_flight = False
+                return await self._unsendable(job, attempts, exc)
             except (NotSent, MaybeSent) as exc:
                 answer = exc
             progress.in_flight = False
-            verdict = judge(answer)
+            verdict = progress.verdict = judge(answer)
             if isinstance(answer, Reply):
                 log.debug(
                     "row %d: attempt %d: HTTP %d %s",
@@ -239,6 +264,13 @@ class Deliverer:
             self.limiter.current_rate,
         )
         return None
+
+    async def _unsendable(self, job: Job, attempts: int, exc: Unsendable) -> Outcome:
+        """The request could not be made: it never left, and every other would fail alike."""
+        message = f"not sent: {exc.reason}"
+        await self._mark(job, State.FAILED, attempts, error=message)
+        self._stop(DeliveryError(f"{message}; the rest are pending"))
+        return Outcome(job.row, Status.FAILED, message, attempts=attempts)
 
     async def _reauthenticate(
         self, job: Job, progress: _Progress, v: Verdict, failed: Callable[..., Outcome]
