@@ -250,3 +250,289 @@ def test_sandbox_record_is_private(cli, tmp_path):
     record = tmp_path / "r.sandbox.jsonl"
     assert len(record.read_text().splitlines()) == 3
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
+
+
+# -- full disks and stages that fail ---------------------------------------------------------
+
+
+def _run(path: Path, **settings):
+    from bulk_events.importer import Import, run_sync
+
+    run = Import(path, **settings)
+    return run_sync(run.run())
+
+
+def _sandbox_env(monkeypatch, live):
+    server_ = live()
+    monkeypatch.setenv("SENDPULSE_API_URL", server_.url)
+    monkeypatch.setenv("SENDPULSE_CLIENT_ID", server_.box.client_id)
+    monkeypatch.setenv("SENDPULSE_CLIENT_SECRET", server_.box.client_secret)
+    return server_
+
+
+def test_full_report_disk_stops_the_run_and_says_where_the_journal_stands(
+    live, tmp_path, monkeypatch
+):
+    """ENOSPC while writing the report (second chunk): the run ends by itself with exit 74, no
+    half report, and a message saying what was sent and that the journal has it all; the rerun
+    completes the job without a duplicate."""
+    import errno
+
+    from bulk_events.report import ReportWriter
+
+    server_ = _sandbox_env(monkeypatch, live)
+    f = write_csv(tmp_path / "c.csv", contacts(20))
+    state, report = tmp_path / "j.sqlite", tmp_path / "r.csv"
+    real_write = ReportWriter.write
+    calls = []
+
+    def full_disk(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReportWriter, "write", full_disk)
+    settings = dict(event="e", report=report, state=state, rate=0, concurrency=1, chunk_rows=5)
+    result = _run(f, **settings)
+    assert result.exit_code == 74
+    assert result.report_path is None and not report.exists()
+    assert not list(tmp_path.glob(".r.csv.*"))  # no temporary report left behind
+    assert "cannot write the report" in result.stopped and "No space left" in result.stopped
+    sent = result.counts["sent"]
+    assert f"this run sent {sent} rows" in result.stopped
+    assert "records every outcome" in result.stopped
+    assert sent == len(server_.bodies()) >= 5
+    assert journal_states(state) == Counter({"sent": sent})
+
+    monkeypatch.setattr(ReportWriter, "write", real_write)
+    again = _run(f, **settings)
+    assert again.exit_code == 0
+    assert Counter(b["email"] for b in server_.bodies()) == Counter(
+        {f"user{i}@example.com": 1 for i in range(20)}
+    )
+    assert Counter(r["status"] for r in read_report(report)) == Counter(
+        {"skipped": sent, "sent": 20 - sent}
+    )
+
+
+def test_full_journal_disk_after_rows_were_sent_is_not_nothing_was_sent(
+    live, tmp_path, monkeypatch
+):
+    """The journal's disk fills mid-run (injected at commit): exit 74, not 2; the report lists
+    what was sent; the row whose answer could not be recorded is unknown next run, not resent."""
+    import bulk_events.journal as journal_module
+
+    server_ = _sandbox_env(monkeypatch, live)
+    f = write_csv(tmp_path / "c.csv", contacts(20))
+    state, report = tmp_path / "j.sqlite", tmp_path / "r.csv"
+    settings = dict(event="e", report=report, state=state, rate=0, concurrency=1)
+    real = journal_module.transaction
+    commits = []
+
+    @contextlib.contextmanager
+    def filling(conn, begin="BEGIN IMMEDIATE"):
+        commits.append(1)
+        if len(commits) > 12:
+            raise sqlite3.OperationalError("database or disk is full")
+        with real(conn, begin):
+            yield
+
+    monkeypatch.setattr(journal_module, "transaction", filling)
+    result = _run(f, **settings)
+    assert result.exit_code == 74
+    assert "database or disk is full" in result.stopped
+    sent = result.counts["sent"]
+    arrived_now = Counter(b["email"] for b in server_.bodies())
+    assert sent == sum(arrived_now.values()) >= 3
+    assert f"this run sent {sent} rows, listed in the report" in result.stopped
+    rows = read_report(report)
+    assert Counter(r["status"] for r in rows) == Counter({"sent": sent, "pending": 20 - sent})
+    states = journal_states(state)
+    assert states["inflight"] <= 1 and states["sent"] + states["inflight"] == sent
+
+    monkeypatch.setattr(journal_module, "transaction", real)
+    again = _run(f, **settings)
+    assert again.exit_code == (1 if states["inflight"] else 0)
+    final = Counter(b["email"] for b in server_.bodies())
+    assert max(final.values()) == 1
+    assert len(final) == 20 - states["inflight"]
+
+
+def _small_disk(tmp_path: Path, free: int) -> Path:
+    """A 200 KB tmpfs with about ``free`` bytes left, or skip when mounting is not allowed."""
+    where = tmp_path / "small"
+    where.mkdir()
+    try:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(where)],
+            capture_output=True, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        pytest.skip("cannot mount a tmpfs here")
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    fill_to(where, free)
+    return where
+
+
+def fill_to(where: Path, free: int) -> None:
+    """Add a filler file so that about ``free`` bytes are left on ``where``'s file system."""
+    vfs = os.statvfs(where)
+    filler = vfs.f_bavail * vfs.f_frsize - free
+    with open(where / f"filler{len(list(where.glob('filler*')))}", "wb") as f:
+        f.write(b"\0" * max(filler, 0))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    made: list[Path] = []
+
+    def make(free: int) -> Path:
+        made.append(tmp_path / "small")
+        return _small_disk(tmp_path, free)
+
+    yield make
+    for where in made:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30)
+
+
+def test_real_full_disk_under_the_journal(server, tmp_path, small_disk):
+    """A real full file system under the journal: the run ends by itself (exit 74) with the
+    report written elsewhere; nothing arrives twice, even after the rerun."""
+    url, record, _ = server(latency=0.0)
+    disk = small_disk(200 * 1024)
+    Journal.open(disk / "j.sqlite").close()  # made while there was room
+    fill_to(disk, 56 * 1024)  # room for the -shm index (32 KB) and a few commits
+    write_csv(tmp_path / "c.csv", contacts(300))
+    args = [
+        sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
+        "--report", str(tmp_path / "r.csv"), "--state", str(disk / "j.sqlite"), "--rate", "0",
+    ]  # fmt: skip
+    done = subprocess.run(args, env=cli_env(url), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 74, done.stderr
+    assert "full" in done.stderr and "Traceback" not in done.stderr
+    rows = read_report(tmp_path / "r.csv")
+    sent = {r["email"] for r in rows if r["status"] == "sent"}
+    once = arrived(record)
+    assert max(once.values()) == 1 and set(once) == sent
+    # The rerun, on a disk with room: the journal moved there with its -wal, as the README says.
+    moved = tmp_path / "j.sqlite"
+    for suffix in ("", "-wal"):
+        if Path(f"{disk / 'j.sqlite'}{suffix}").exists():
+            Path(f"{moved}{suffix}").write_bytes(Path(f"{disk / 'j.sqlite'}{suffix}").read_bytes())
+    args[args.index(str(disk / "j.sqlite"))] = str(moved)
+    again = subprocess.run(args, env=cli_env(url), capture_output=True, text=True, timeout=120)
+    assert again.returncode in (0, 1), again.stderr
+    final = arrived(record)
+    assert max(final.values()) == 1
+    unknown = {r["email"] for r in read_report(tmp_path / "r.csv") if r["status"] == "unknown"}
+    assert len(unknown) <= 10  # at most --concurrency rows were on their way when it filled
+    assert set(final) | unknown == {f"user{i}@example.com" for i in range(300)}
+
+
+def test_real_full_disk_under_the_report(server, tmp_path, small_disk):
+    """A real full file system under the report (one chunk): exit 74 by itself, no half report,
+    and the journal has every outcome, so the rerun sends nothing twice."""
+    url, record, _ = server(latency=0.0)
+    disk = small_disk(16 * 1024)
+    write_csv(tmp_path / "c.csv", contacts(300, note="x" * 200))
+    args = [
+        sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
+        "--report", str(disk / "r.csv"), "--state", str(tmp_path / "j.sqlite"), "--rate", "0",
+    ]  # fmt: skip
+    done = subprocess.run(args, env=cli_env(url), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 74, done.stderr
+    assert "cannot write the report" in done.stderr and "records every outcome" in done.stderr
+    assert "report: not written" in done.stderr
+    assert not (disk / "r.csv").exists() and not list(disk.glob(".r.csv.*"))
+    sent = sum(arrived(record).values())
+    assert journal_states(tmp_path / "j.sqlite") == Counter({"sent": sent})
+    for filler in disk.glob("filler*"):
+        filler.unlink()
+    again = subprocess.run(args, env=cli_env(url), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert arrived(record) == Counter({f"user{i}@example.com": 1 for i in range(300)})
+
+
+# -- requests that could not be made --------------------------------------------------------
+
+
+async def test_request_that_could_not_be_made_is_failed_not_unknown(tmp_path):
+    """A token that turns into one with CR/LF mid-run: aiohttp refuses the header before writing
+    a byte, so the row is `failed` (never `unknown`), the run stops with a report, and the rerun
+    sends it and the rest."""
+    from bulk_events.importer import Import
+    from bulk_events.sandbox import Sandbox
+    from bulk_events.transport.http import ApiTransport
+
+    box = Sandbox(latency=0.0)
+    base = await box.start()
+
+    class Corrupting(ApiTransport):
+        sends = 0
+
+        async def send(self, body):
+            self.sends += 1
+            if self.sends > 5:
+                self._token = "tok\r\nX-Injected: 1"
+            return await super().send(body)
+
+    f = write_csv(tmp_path / "c.csv", contacts(20))
+    state, report = tmp_path / "j.sqlite", tmp_path / "r.csv"
+    settings = dict(event="e", report=report, state=state, rate=0, concurrency=1)
+    try:
+        bad = Corrupting(base, box.client_id, box.client_secret, "e", concurrency=1)
+        result = await Import(f, transport=bad, **settings).run()
+        assert result.exit_code == 1
+        assert "could not be made" in result.stopped
+        rows = read_report(report)
+        assert Counter(r["status"] for r in rows) == Counter(
+            {"sent": 5, "failed": 1, "pending": 14}
+        )
+        failed = next(r for r in rows if r["status"] == "failed")
+        assert "not sent" in failed["error"] and "could not be made" in failed["error"]
+        assert journal_states(state) == Counter({"sent": 5, "failed": 1})
+        assert box.accepted_count == 5
+
+        good = ApiTransport(base, box.client_id, box.client_secret, "e", concurrency=1)
+        again = await Import(f, transport=good, **settings).run()
+        assert again.exit_code == 0
+        assert Counter(a.body["email"] for a in box.accepted) == Counter(
+            {f"user{i}@example.com": 1 for i in range(20)}
+        )
+    finally:
+        await box.stop()
+
+
+async def test_token_endpoint_redirect_or_unusable_token_is_a_setting_to_fix(aiohttp_server):
+    """A token endpoint that redirects, or gives a token with a line break: exit 2, the secret
+    not followed elsewhere, nothing sent."""
+    from aiohttp import web
+
+    from bulk_events.errors import CredentialsError
+    from bulk_events.transport.http import ApiTransport
+
+    events = []
+
+    async def redirect(request):
+        raise web.HTTPFound("http://elsewhere.invalid/oauth/access_token")
+
+    async def bad_token(request):
+        return web.json_response({"access_token": "abc\r\nX-Evil: 1", "expires_in": 3600})
+
+    async def event(request):
+        events.append(1)
+        return web.json_response({"result": True})
+
+    for handler, words in ((redirect, "HTTP 302 (a redirect)"), (bad_token, "line break")):
+        app = web.Application()
+        app.router.add_post("/oauth/access_token", handler)
+        app.router.add_post("/events/name/{name}", event)
+        srv = await aiohttp_server(app)
+        transport = ApiTransport(str(srv.make_url("")), "id", "secret-0123456789", "e")
+        with pytest.raises(CredentialsError) as caught:
+            await transport.open()
+        assert caught.value.exit_code == 2 and words in str(caught.value)
+        await srv.close()
+    assert events == []
