@@ -536,3 +536,70 @@ async def test_token_endpoint_redirect_or_unusable_token_is_a_setting_to_fix(aio
         assert caught.value.exit_code == 2 and words in str(caught.value)
         await srv.close()
     assert events == []
+
+
+# -- input that changes while it is read, very wide files -------------------------------------
+
+
+def test_a_csv_that_grows_while_read_stops_before_its_partial_line_is_sent(
+    live, tmp_path, monkeypatch
+):
+    """A file still being written: once its size moves, the run stops (exit 2) before the next
+    chunk is handed on, so the half-written last line never goes out."""
+    from bulk_events.events import Progress
+    from bulk_events.importer import Import, run_sync
+
+    server_ = _sandbox_env(monkeypatch, live)
+    f = write_csv(tmp_path / "c.csv", contacts(60))
+    grown: list[bool] = []
+
+    def on_event(event):
+        if isinstance(event, Progress) and not grown:
+            grown.append(True)
+            with open(f, "a") as out:
+                out.write("user40242.r@example.co")  # a writer caught mid-line, no newline
+
+    run = Import(
+        f, on_event=on_event, event="e", report=tmp_path / "r.csv", state=tmp_path / "j.sqlite",
+        rate=0, concurrency=1, chunk_rows=5,
+    )  # fmt: skip
+    result = run_sync(run.run())
+    assert grown and result.exit_code == 2
+    assert "c.csv changed while it was read" in result.stopped and "size went" in result.stopped
+    sent = Counter(b["email"] for b in server_.bodies())
+    assert "user40242.r@example.co" not in sent
+    assert set(sent) <= {f"user{i}@example.com" for i in range(60)} and max(sent.values()) == 1
+    assert 0 < len(sent) < 60
+    rows = read_report(tmp_path / "r.csv")
+    assert all(r["email"] != "user40242.r@example.co" for r in rows)
+    assert {r["email"] for r in rows if r["status"] == "sent"} == set(sent)
+
+
+@pytest.mark.parametrize("change", ["shrink", "touch"])
+def test_a_csv_cut_or_rewritten_while_read_is_noticed(tmp_path, change):
+    """A file cut short, or rewritten at the same size, after it was opened: the reader refuses
+    to hand on another chunk."""
+    from bulk_events.errors import FileFormatError
+    from bulk_events.reader import open_table
+
+    f = write_csv(tmp_path / "c.csv", contacts(50))
+    table = open_table(f)
+    try:
+        if change == "shrink":
+            os.truncate(f, f.stat().st_size - 7)
+        else:
+            st = f.stat()
+            os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+        with pytest.raises(FileFormatError, match="changed while it was read"):
+            list(table.chunks(10))
+    finally:
+        table.close()
+
+
+def test_a_very_wide_file_is_refused_early(cli, tmp_path):
+    """100,000 columns: refused at the header with the documented limit (exit 2), not read."""
+    header = ["email", *(f"c{i}" for i in range(100_000))]
+    f = write_csv(tmp_path / "wide.csv", [header, ["a@example.com", *("x" * 100_000)]])
+    result = cli("import", f, "--event", "e", "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert "100,001 columns" in result.output and "at most 2,000" in result.output
