@@ -22,6 +22,7 @@ from .errors import (
     InputError,
     JournalBusyError,
     ServiceUnavailable,
+    StorageError,
     UsageError,
 )
 from .outcome import Outcome, SkipReason, Status
@@ -67,6 +68,7 @@ __all__ = [
     "Settings",
     "SkipReason",
     "Status",
+    "StorageError",
     "UsageError",
     "__version__",
     "import_file",

@@ -4,6 +4,7 @@ Exit codes (also in the README):
   0    every row valid / sent / skipped
   1    some row invalid, failed, unknown or pending
   2    the input or options cannot be used (bad file, missing column, bad credentials, journal busy)
+  74   the journal or the report could not be written mid-run (full disk, journal deleted)
   75   the service is unreachable, failing or over quota: nothing is lost, run again later
   77   the credentials stopped working mid-run
   130  stopped by Ctrl-C (SIGINT); 143 stopped by SIGTERM: the report and journal are complete
@@ -161,7 +162,7 @@ def _summary(result: RunResult, dry_run: bool, announced: bool, plan: str = "") 
         lines.append(f"bulk-events: {result.stopped}")
     if plan:
         lines.append(f"bulk-events: sending {plan}")
-    lines.append(f"report: {result.report_path}")
+    lines.append(f"report: {result.report_path or 'not written'}")
     if result.sandbox_record:
         lines.append(f"sandbox: what arrived is in {result.sandbox_record}")
     if result.errors_path:

@@ -9,7 +9,9 @@ process exit code the CLI uses for it, and a one-line message fit to show a user
     │   ├── FileFormatError        missing/unreadable/hostile file, bad encoding, unknown sheet
     │   ├── ColumnError            no email/phone column, unknown --type/--map column
     │   ├── ConfigError            a config file that cannot be used
-    │   └── JournalBusyError       another run holds the journal
+    │   └── JournalBusyError       another run holds the journal (or sends to its destination)
+    ├── StorageError               exit 74: the journal or the report could not be written mid-run
+    │   └── ReportError            the report could not be written (the journal is complete)
     └── DeliveryError              the service, not the input, stopped the run
         ├── CredentialsError       exit 2: the service rejected the credentials up front
         ├── ServiceUnavailable     exit 75: unreachable, down or over quota; run again later
@@ -21,6 +23,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_ROWS = 1
 EXIT_INPUT = 2
+EXIT_IOERR = 74
 EXIT_TEMPFAIL = 75
 EXIT_NOPERM = 77
 EXIT_SIGINT = 130
@@ -57,6 +60,18 @@ class ConfigError(InputError):
 
 class JournalBusyError(InputError):
     """Another run holds the run journal; two runs over one journal could send a row twice."""
+
+
+class StorageError(BulkEventsError):
+    """The journal or the report could not be written during a run: a full disk, an I/O error,
+    a journal deleted or replaced under the run. Rows may have been sent: the message says
+    where the journal stands."""
+
+    exit_code = EXIT_IOERR
+
+
+class ReportError(StorageError):
+    """The report could not be written; the journal still records every outcome."""
 
 
 class DeliveryError(BulkEventsError):

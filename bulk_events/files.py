@@ -1,4 +1,4 @@
-"""Private files for the journal: 0700 folders, 0600 files, and the lock file that names its holder."""
+"""Private files for the journal: 0700 folders, 0600 files, and the lock files that name their holder."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import FileFormatError, JournalBusyError
@@ -62,7 +63,28 @@ def _narrow(fd: int) -> None:
 
 def acquire_lock(path: Path, *, wait: bool, now: str) -> int:
     """Take the exclusive lock on ``<path>.lock`` and write who holds it (since ``now``); return its fd."""
-    lock_path = f"{path}.lock"
+    return lock_file(
+        Path(f"{path}.lock"),
+        wait=wait,
+        now=now,
+        busy=lambda holder: f"another bulk-events run is using {path} ({holder}); "
+        "wait for it or pass --wait",
+    )
+
+
+def lock_file(
+    lock_path: Path,
+    *,
+    wait: bool,
+    now: str,
+    busy: Callable[[str], str],
+    journal: Path | None = None,
+) -> int:
+    """Take the exclusive lock on ``lock_path`` and write who holds it; return its fd.
+
+    When another process holds it, raise :class:`JournalBusyError` with ``busy(holder)`` (the
+    holder as ``pid N, started T[, journal J]``), or with ``wait`` block until it is free.
+    """
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
@@ -75,15 +97,15 @@ def acquire_lock(path: Path, *, wait: bool, now: str) -> int:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise FileFormatError(f"cannot lock {lock_path}: {exc.strerror}") from exc
             if not wait:
-                raise JournalBusyError(
-                    f"another bulk-events run is using {path} ({_holder(fd)}); "
-                    "wait for it or pass --wait"
-                ) from None
+                raise JournalBusyError(busy(_holder(fd))) from None
             fcntl.flock(fd, fcntl.LOCK_EX)
         # The lock file is never deleted: unlinking a flock'ed file lets a third process lock a
         # fresh inode while the second still waits on the old one.
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} started {now}\n".encode(), 0)
+        line = f"pid {os.getpid()} started {now}"
+        if journal is not None:
+            line += f" journal {journal}"
+        os.pwrite(fd, f"{line}\n".encode(), 0)
     except BaseException:
         os.close(fd)
         raise
@@ -95,11 +117,14 @@ def _holder(fd: int) -> str:
     text = b""
     # The holder writes its line right after locking; give it a moment if we read too early.
     for _ in range(20):
-        text = os.pread(fd, 200, 0)
+        text = os.pread(fd, 4096, 0)
         if text.endswith(b"\n"):
             break
         time.sleep(0.01)
-    found = re.fullmatch(rb"pid (\d+) started (\S+)\n", text)
+    found = re.fullmatch(rb"pid (\d+) started (\S+)(?: journal (.+))?\n", text)
     if found is None:
         return "pid unknown"
-    return f"pid {found[1].decode()}, started {found[2].decode()}"
+    holder = f"pid {found[1].decode()}, started {found[2].decode()}"
+    if found[3]:
+        holder += f", journal {found[3].decode(errors='replace')}"
+    return holder

@@ -8,6 +8,7 @@ it tells ``on_event`` what happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import threading
@@ -21,7 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 from .columns import Chosen, choose_columns
 from .delivery import Deliverer, JournalWriter, RetryPolicy
-from .errors import ColumnError, JournalBusyError, ServiceUnavailable, UsageError
+from .errors import (
+    ColumnError,
+    JournalBusyError,
+    ReportError,
+    ServiceUnavailable,
+    StorageError,
+    UsageError,
+)
 from .events import Detected, Emit, Event, Finished, Progress, Recovered, Resuming, Waiting
 from .journal import Journal, default_journal_path
 from .options import ImportOptions, PathLike, Settings
@@ -316,12 +324,16 @@ class Import:
                 errors=errors,
                 event_name=event_name,
             )
-            report_path = report.commit()
-            errors_path = errors.commit() if errors is not None else None
+            written = self._commit_report(report)
+            errors_path = self._commit_report(errors) if errors is not None else None
+            if self.stopper.storage_error is not None:
+                self.stopper.where = _where_it_stands(
+                    self.stopper.storage_error, counts, written, journal
+                )
             rows = sum(counts.values())
             result = RunResult(
                 counts=counts,
-                report_path=report_path,
+                report_path=written,
                 exit_code=self.stopper.exit_code(counts, o.invalid_allowed(rows)),
                 elapsed=time.monotonic() - started,
                 requests=deliverer.requests if deliverer else 0,
@@ -350,18 +362,35 @@ class Import:
                 progress_task.cancel()
             if triage is not None:
                 triage.close()
-            report.__exit__(None, None, None)
-            if errors is not None:
-                errors.__exit__(None, None, None)
+            with contextlib.suppress(OSError):  # a full disk: the temporary file goes anyway
+                report.__exit__(None, None, None)
+                if errors is not None:
+                    errors.__exit__(None, None, None)
             if transport is not None:
                 await transport.aclose()
             if sandbox is not None:
                 await sandbox.stop()
             if journal is not None:
-                if run_id and result is not None:
-                    self._write_progress(JournalWriter(journal, run_id), None)
-                    journal.finish_run(run_id, dict(counts), result.exit_code, result.stopped)
-                journal.close()
+                try:
+                    if run_id and result is not None:
+                        self._write_progress(JournalWriter(journal, run_id), None)
+                        journal.finish_run(run_id, dict(counts), result.exit_code, result.stopped)
+                except StorageError as exc:  # the run's summary already says it
+                    log.warning("could not record the end of the run: %s", exc)
+                finally:
+                    journal.close()
+
+    def _commit_report(self, report: ReportWriter) -> Path | None:
+        """Move the finished report into place; None when it could not be written."""
+        if isinstance(self.stopper.storage_error, ReportError):
+            return None
+        try:
+            return report.commit()
+        except OSError as exc:
+            self.stopper.storage_failed(
+                ReportError(f"cannot write the report {report.path}: {exc.strerror or exc}")
+            )
+            return None
 
     def _legacy_journal(self, event: str) -> Path:
         """Where earlier versions kept the journal of one event (one file per event)."""
@@ -395,11 +424,12 @@ class Import:
     async def _open_journal(self, path: Path) -> Journal:
         """Take the journal's lock; with --wait, poll for it so that Ctrl-C still works meanwhile."""
         told = False
+        o = self.options
         while True:
             try:
-                return Journal.open(path)
+                return Journal.open(path, destination=o.target.identity, fresh=o.selection.fresh)
             except JournalBusyError as exc:
-                if not self.options.delivery.wait:
+                if not o.delivery.wait:
                     raise
                 if not told:
                     self._emit(Waiting(str(exc)))
@@ -434,6 +464,26 @@ class Import:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
                 pass
         return installed
+
+
+def _where_it_stands(
+    error: StorageError, counts: Counter[str], report: Path | None, journal: Journal | None
+) -> str:
+    """After a storage fault: what this run sent and what the journal knows, for the summary."""
+    sent = counts.get(Status.SENT.value, 0)
+    done = f"this run sent {sent} row{'' if sent == 1 else 's'}"
+    if isinstance(error, ReportError):
+        where = f"the journal {journal.path}" if journal is not None else "the journal"
+        return (
+            f"{done} and {where} records every outcome: free some space and run the same "
+            "command again (rows sent are skipped, the report is written in full)"
+        )
+    if report is None:
+        return f"{done}; the report could not be written either"
+    return (
+        f"{done}, listed in the report {report}; rows the journal could not record are "
+        "unknown to the next run, which does not resend them without --retry-unknown"
+    )
 
 
 def _record_of(sandbox: Sandbox | None) -> Path | None:

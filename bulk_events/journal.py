@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -42,8 +43,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from bulk_events.errors import FileFormatError
-from bulk_events.files import acquire_lock, create_private_file, make_private_dirs
+from bulk_events.errors import BulkEventsError, FileFormatError, StorageError
+from bulk_events.files import acquire_lock, create_private_file, lock_file, make_private_dirs
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -53,6 +54,7 @@ __all__ = [
     "Mark",
     "State",
     "default_journal_path",
+    "destination_lock_path",
     "utc_now",
 ]
 
@@ -77,6 +79,8 @@ _READABLE_FROM = 1
 _CHUNK = 500
 _BUSY_TIMEOUT_MS = 10_000
 _RECOVERED_ERROR = "the run stopped before an answer came"
+
+log = logging.getLogger(__name__)
 
 # Each entry migrates the schema from version N-1 to N, inside one transaction; later versions
 # append here and bump SCHEMA_VERSION.
@@ -197,13 +201,30 @@ def default_journal_path(target_identity: str, label: str = "events") -> Path:
         >>> default_journal_path("api:https://api.sendpulse.com/events/name/signup", "signup")  # doctest: +SKIP
         PosixPath('/home/me/.local/state/bulk-events/signup-3f9a0c1d2e4b.sqlite')
     """
+    digest = _digest(target_identity)[:12]
+    # The label is the user's own event name: keep letters (any script), digits, '.', '_', '-'.
+    stem = re.sub(r"[^\w.-]+", "_", label).strip("._")[:64] or "events"
+    return _state_dir() / f"{stem}-{digest}.sqlite"
+
+
+def destination_lock_path(target_identity: str) -> Path:
+    """The lock file a run holds for its destination, whichever journal it uses.
+
+    ``$XDG_STATE_HOME/bulk-events/locks/<16 hex>.lock``, the hex from sha256 of the identity:
+    two runs to one event can never overlap, even with two different ``--state`` files.
+    """
+    return _state_dir() / "locks" / f"{_digest(target_identity)[:16]}.lock"
+
+
+def _state_dir() -> Path:
     state_home = os.environ.get("XDG_STATE_HOME", "")
     # The XDG spec says a relative value is invalid and must be ignored.
     base = Path(state_home) if os.path.isabs(state_home) else Path.home() / ".local" / "state"
-    digest = hashlib.sha256(target_identity.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    # The label is the user's own event name: keep letters (any script), digits, '.', '_', '-'.
-    stem = re.sub(r"[^\w.-]+", "_", label).strip("._")[:64] or "events"
-    return base / "bulk-events" / f"{stem}-{digest}.sqlite"
+    return base / "bulk-events"
+
+
+def _digest(identity: str) -> str:
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Journal:
@@ -232,9 +253,11 @@ class Journal:
         self.readonly = readonly
         self.recovered = recovered
         self._conn = conn
-        self._lock_fd = lock_fd
+        self._lock_fds = [] if lock_fd is None else [lock_fd]
         self._closed = False
         self._mutex = threading.Lock()
+        self._file_id = _file_id(path) if conn is not None and not readonly else None
+        self.fault = ""  # why the journal stopped being usable mid-run, for the summary
 
     def __repr__(self) -> str:
         mode = "readonly" if self.readonly else "writable"
@@ -244,27 +267,61 @@ class Journal:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, wait: bool = False, readonly: bool = False
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        wait: bool = False,
+        readonly: bool = False,
+        destination: str | None = None,
+        fresh: bool = False,
     ) -> Journal:
         """Open (creating if needed) the journal at ``path``.
 
-        A writable journal takes an exclusive lock on ``<path>.lock`` for its whole life, so two
-        runs can never share one journal: if another process holds it this raises
-        :class:`JournalBusyError`, or with ``wait=True`` blocks until it is free. It then turns
-        keys left ``inflight`` by a crashed run into ``unknown`` and counts them in ``recovered``.
+        A writable journal takes an exclusive lock on ``<real path>.lock`` (symlinks resolved)
+        for its whole life, so two runs can never share one journal; with ``destination`` (the
+        Target's identity) it first takes that destination's lock in the per-user state folder
+        (:func:`destination_lock_path`), so two journals for one event are never used at once.
+        If another process holds either, this raises :class:`JournalBusyError` naming it, or
+        with ``wait=True`` blocks until it is free. It then turns keys left ``inflight`` by a
+        crashed run into ``unknown`` and counts them in ``recovered``.
+
+        A file that exists but is empty or not a journal is refused with
+        :class:`FileFormatError`, never silently started over (that would send every row again);
+        with ``fresh=True`` it is moved aside to ``<name>.<stamp>.damaged`` and a new journal
+        made. A new journal is built beside its path and renamed into place, so a journal at
+        its path is always whole.
 
         ``readonly=True`` (dry runs, ``inspect``) takes no lock, recovers nothing and never
         creates the file: a missing journal reads as an empty one. A key may then show as
         ``inflight`` (a live run, or one that crashed): treat it as ``unknown``.
         """
-        path = Path(path)
+        path = Path(os.path.realpath(path))
         if readonly:
             return cls._open_readonly(path)
         make_private_dirs(path.parent)
-        lock_fd = acquire_lock(path, wait=wait, now=utc_now())
+        locks: list[int] = []
         conn: sqlite3.Connection | None = None
         try:
-            create_private_file(path)
+            if destination is not None:
+                lock_path = destination_lock_path(destination)
+                make_private_dirs(lock_path.parent)
+                locks.append(
+                    lock_file(
+                        lock_path,
+                        wait=wait,
+                        now=utc_now(),
+                        journal=path,
+                        busy=lambda holder: "another bulk-events run is sending to the same "
+                        f"destination ({holder}); wait for it or pass --wait",
+                    )
+                )
+            locks.append(acquire_lock(path, wait=wait, now=utc_now()))
+            if fresh:
+                _move_aside_if_damaged(path)
+            if not path.exists():
+                _create(path)
+            _refuse_if_damaged(path)
+            create_private_file(path)  # narrows an existing file's (and its sidecars') mode
             with _translate_errors(path, "cannot open the run journal"):
                 conn = _connect(str(path), uri=False)
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -279,19 +336,29 @@ class Journal:
                 # group commit of the delivery layer makes one fsync cover every mark of a
                 # loop turn, so the cost is one fsync per batch, not per request.
                 conn.execute("PRAGMA synchronous = FULL")
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
+                    # Every journal is made whole before it appears at its path (see _create),
+                    # so a database with no schema here was cut short or is someone else's.
+                    _check_schema(path, version, _table_names(conn))
+                    raise JournalDamaged(_not_a_journal(path, "it is an empty SQLite database"))
                 _migrate(conn, path)
                 recovered = _recover_inflight(conn)
-            return cls(path, conn, lock_fd, readonly=False, recovered=recovered)
+            journal = cls(path, conn, None, readonly=False, recovered=recovered)
+            journal._lock_fds = locks
+            return journal
         except BaseException:
             if conn is not None:
                 conn.close()
-            os.close(lock_fd)
+            for fd in reversed(locks):
+                os.close(fd)
             raise
 
     @classmethod
     def _open_readonly(cls, path: Path) -> Journal:
         if not path.exists():
             return cls(path, None, None, readonly=True)
+        _refuse_if_damaged(path)
         uri = "file:" + urllib.request.pathname2url(str(path.absolute())) + "?mode=ro"
         with _translate_errors(path, "cannot read the run journal"):
             conn = _connect(uri, uri=True)
@@ -300,8 +367,7 @@ class Journal:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 tables = _table_names(conn)
                 if version == 0 and not tables:
-                    conn.close()  # an empty file: nothing was ever written
-                    return cls(path, None, None, readonly=True)
+                    raise JournalDamaged(_not_a_journal(path, "it is an empty SQLite database"))
                 _check_schema(path, version, tables)
                 # Later versions only added tables and columns, which read as absent.
                 if version < _READABLE_FROM:
@@ -573,17 +639,23 @@ class Journal:
     # -- closing ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the database, then release the lock; safe to call twice."""
+        """Checkpoint the WAL into the database file, close it, then release the locks; safe to
+        call twice. After a clean close the ``.sqlite`` file alone holds everything."""
         with self._mutex:
             self._closed = True
             conn, self._conn = self._conn, None
-            lock_fd, self._lock_fd = self._lock_fd, None
+            locks, self._lock_fds = self._lock_fds, []
         try:
             if conn is not None:
+                if not self.readonly and not self.fault:
+                    try:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    except sqlite3.Error as exc:  # a full disk: the WAL keeps it, still safe
+                        log.warning("could not checkpoint the run journal %s: %s", self.path, exc)
                 conn.close()
         finally:
-            if lock_fd is not None:
-                os.close(lock_fd)  # closing the descriptor releases the flock
+            for fd in reversed(locks):
+                os.close(fd)  # closing the descriptor releases the flock
 
     def __enter__(self) -> Self:
         return self
@@ -602,6 +674,8 @@ class Journal:
     def _reading(self) -> Iterator[sqlite3.Connection | None]:
         """The connection under the mutex; None for a read-only journal whose file is missing."""
         with self._mutex, _translate_errors(self.path, "cannot read the run journal"):
+            if self.fault:
+                raise StorageError(self.fault)
             if self._closed:
                 raise RuntimeError(f"the run journal {self.path} is closed")
             yield self._conn
@@ -611,12 +685,35 @@ class Journal:
         """One write transaction under the mutex; rolled back if the body raises."""
         if self.readonly:
             raise RuntimeError(f"the run journal {self.path} is open read-only")
-        with self._mutex, _translate_errors(self.path, what):
+        with self._mutex, _translate_errors(self.path, what, StorageError):
             conn = self._conn
+            if self.fault:
+                raise StorageError(self.fault)
             if self._closed or conn is None:
                 raise RuntimeError(f"the run journal {self.path} is closed")
+            self._check_file(conn)
             with transaction(conn, "BEGIN IMMEDIATE"):
                 yield conn
+
+    def _check_file(self, conn: sqlite3.Connection) -> None:
+        """Refuse to write once the file at ``path`` is no longer the one opened (deleted, or
+        replaced by a restore or a copy): commits would go to a file no later run will read,
+        and that run would send every row again. Called under the mutex."""
+        if self.fault:
+            raise StorageError(self.fault)
+        if self._file_id is None:
+            return
+        try:
+            current: tuple[int, int] | None = _file_id(self.path)
+        except FileNotFoundError:
+            current = None
+        except OSError as exc:
+            raise StorageError(f"cannot check the run journal {self.path}: {exc.strerror}") from exc
+        if current == self._file_id:
+            return
+        self.fault = _rescue(conn, self.path, deleted=current is None)
+        self._conn = None  # _rescue closed it
+        raise StorageError(self.fault)
 
     def _state_of(self, key: bytes) -> str | None:
         assert self._conn is not None
@@ -651,7 +748,7 @@ def _check_schema(path: Path, version: int, tables: set[str]) -> None:
             f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade bulk-events"
         )
     if version == 0 and tables:
-        raise FileFormatError(f"{path} is a SQLite database but not a bulk-events run journal")
+        raise JournalDamaged(f"{path} is a SQLite database but not a bulk-events run journal")
     if version > 0 and not {"runs", "events"} <= tables:
         raise FileFormatError(f"{path} is not a bulk-events run journal (tables are missing)")
 
@@ -701,15 +798,158 @@ def _recover_inflight(conn: sqlite3.Connection) -> int:
 
 
 @contextlib.contextmanager
-def _translate_errors(path: Path, what: str) -> Iterator[None]:
-    """Turn a SQLite error into a one-line FileFormatError that names the journal."""
+def _translate_errors(
+    path: Path, what: str, error: type[BulkEventsError] = FileFormatError
+) -> Iterator[None]:
+    """Turn a SQLite or OS error into a one-line ``error`` that names the journal.
+
+    Opening uses FileFormatError (exit 2: nothing was sent); writing during a run uses
+    StorageError (exit 74: rows may have been sent), a full disk included.
+    """
     try:
         yield
     except sqlite3.Error as exc:
         code = getattr(exc, "sqlite_errorcode", None)
         if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-            raise FileFormatError(
+            raise JournalDamaged(
                 f"the run journal {path} is damaged or not a database ({exc}); "
-                "move it aside to start afresh (rows it recorded as sent may then be sent again)"
+                "restore it from a backup, or pass --fresh to move it aside and start afresh "
+                "(rows it recorded as sent would then be sent again)"
             ) from exc
-        raise FileFormatError(f"{what} {path}: {exc}") from exc
+        raise error(f"{what} {path}: {exc}") from exc
+    except OSError as exc:
+        raise error(f"{what} {path}: {exc.strerror or exc}") from exc
+
+
+class JournalDamaged(FileFormatError):
+    """A journal file that is empty, cut short or not a journal: refused, never started over."""
+
+
+def _not_a_journal(path: Path, why: str) -> str:
+    return (
+        f"the run journal {path} is not a bulk-events journal ({why}): restore it from a "
+        "backup, or pass --fresh to move it aside and start afresh "
+        "(rows it recorded as sent would then be sent again)"
+    )
+
+
+def _refuse_if_damaged(path: Path) -> None:
+    """Refuse an empty file or one that is not a SQLite database before SQLite sees it: SQLite
+    takes an empty file for a new database, and a run would then send every row again."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(16)
+    except OSError as exc:
+        raise FileFormatError(f"cannot read the run journal {path}: {exc.strerror}") from exc
+    if not header:
+        raise JournalDamaged(
+            f"the run journal {path} is empty (0 bytes): it was cut short (a full disk, an "
+            "interrupted copy or restore); restore it from a backup, or pass --fresh to move "
+            "it aside and start afresh (rows it recorded as sent would then be sent again)"
+        )
+    if header != b"SQLite format 3\x00":
+        raise JournalDamaged(_not_a_journal(path, "it is not an SQLite database"))
+
+
+def _move_aside_if_damaged(path: Path) -> None:
+    """For ``--fresh``: rename a damaged journal (and its sidecars) out of the way, keeping it."""
+    if not path.exists():
+        return
+    try:
+        Journal._open_readonly(path).close()
+        return
+    except JournalDamaged:
+        pass
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.{stamp}.damaged")
+    log.warning("moving the damaged run journal %s aside to %s", path, aside)
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(f"{path}{suffix}", f"{aside}{suffix}")
+    except OSError as exc:
+        raise FileFormatError(f"cannot move the damaged run journal {path} aside: {exc}") from exc
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _create(path: Path) -> None:
+    """Make a new, empty journal at ``path`` whole or not at all.
+
+    It is built beside its path and linked into place once its schema is committed and
+    checkpointed, so a crash or a full disk never leaves a half-made journal that a later run
+    could take for an empty one. Called under the journal's lock.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    _remove_database(tmp)
+    try:
+        create_private_file(tmp)
+        with _translate_errors(path, "cannot create the run journal"):
+            conn = _connect(str(tmp), uri=False)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                _migrate(conn, path)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # someone put a file there meanwhile: it is checked like any other
+        except OSError:
+            os.replace(tmp, path)  # a file system without hard links; we hold the lock
+    except OSError as exc:
+        raise FileFormatError(f"cannot create the run journal {path}: {exc.strerror}") from exc
+    finally:
+        _remove_database(tmp)
+
+
+def _remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{path}{suffix}")
+
+
+def _rescue(conn: sqlite3.Connection, path: Path, *, deleted: bool) -> str:
+    """The journal's file vanished or was replaced under the run: save what the open connection
+    still holds, and say where. Returns the message for the run's summary."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    target = path if deleted else path.with_name(f"{path.name}.{stamp}.saved")
+    what = "was deleted" if deleted else "was replaced by another file"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.saved")
+    try:
+        _remove_database(tmp)
+        create_private_file(tmp)
+        copy = sqlite3.connect(tmp)
+        try:
+            conn.backup(copy)
+            copy.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            copy.close()
+        # Closing the last connection checkpoints the old -wal into the vanished file and
+        # removes it, so it can never be replayed over the copy put back in its place.
+        conn.close()
+        os.link(tmp, target)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("could not save the run journal's open copy to %s: %s", target, exc)
+        return (
+            f"the run journal {path} {what} during the run, and its open copy could not be "
+            f"saved ({exc}): rows this and earlier runs sent are no longer recorded, so a "
+            "rerun would send them again; the report lists them"
+        )
+    finally:
+        conn.close()
+        _remove_database(tmp)
+    if deleted:
+        return (
+            f"the run journal {path} was deleted during the run: the run stopped and wrote it "
+            "back from its open copy, with every row recorded so far; run the same command again"
+        )
+    return (
+        f"the run journal {path} was replaced by another file during the run: the run stopped "
+        f"and saved its own journal as {target}; put that back in place of {path.name} before "
+        "running again, or the rows it recorded as sent may be sent again"
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from .delivery import Deliverer, Job
-from .errors import BulkEventsError
+from .errors import BulkEventsError, FileFormatError, ReportError, StorageError
 from .events import Emit, Progress
 from .outcome import Outcome, Status, not_attempted
 from .reader import Table
@@ -84,11 +84,17 @@ async def pump(
             while True:
                 try:
                     chunk = await asyncio.to_thread(next, iterator, None)
+                except StorageError as exc:
+                    stopper.storage_failed(exc)
+                    break
                 except BulkEventsError as exc:
                     # A flaw found only while streaming (a stray value under no header, an
-                    # unterminated quote): stop sending, finish what is in flight, and
-                    # still write the report of every row read so far.
+                    # unterminated quote, a file changing while read): stop sending, finish
+                    # what is in flight, and still write the report of every row read so far.
                     stopper.read_failed(exc)
+                    break
+                except OSError as exc:  # the disk or the file itself failed under the reader
+                    stopper.read_failed(FileFormatError(f"cannot read the input: {exc}"))
                     break
                 if chunk is None:
                     break
@@ -103,7 +109,17 @@ async def pump(
                         work.set(i, not_attempted(row, "the run stopped before this row"))
                     await chunks.put(work)
                     continue
-                prepared = await asyncio.to_thread(triage.prepare, chunk)
+                try:
+                    prepared = await asyncio.to_thread(triage.prepare, chunk)
+                except StorageError as exc:  # the journal's history could not be read
+                    stopper.storage_failed(exc)
+                    prepared = None
+                if prepared is None or stopper.stopping:
+                    work = _Chunk(chunk, emit)
+                    for i, row in enumerate(chunk.index.tolist()):
+                        work.set(i, not_attempted(row, "the run stopped before this row"))
+                    await chunks.put(work)
+                    continue
                 work = _Chunk(prepared.frame, emit)
                 work.sent_as = [
                     None if b is None else (b.get("email"), b.get("phone"), event_name)
@@ -136,13 +152,30 @@ async def pump(
                 _drain(jobs)
                 raise asyncio.CancelledError
 
+    failures: list[BaseException] = []
+    report_failed = False
+
     async def write_report() -> None:
+        nonlocal report_failed
+        # Never ends early: if it did, the producer would wait for ever on a full queue.
+        # A report that cannot be written stops the run; its chunks are still counted.
         while (work := await chunks.get()) is not None:
             await work.done.wait()
             outcomes = [o_ for o_ in work.outcomes if o_ is not None]
-            await asyncio.to_thread(report.write, work.frame, outcomes, work.sent_as)
-            if errors is not None:
-                await asyncio.to_thread(errors.write, work.frame, outcomes)
+            if not (failures or report_failed):
+                try:
+                    await asyncio.to_thread(report.write, work.frame, outcomes, work.sent_as)
+                    if errors is not None:
+                        await asyncio.to_thread(errors.write, work.frame, outcomes)
+                except OSError as exc:
+                    report_failed = True
+                    where = exc.filename or report.path
+                    stopper.storage_failed(
+                        ReportError(f"cannot write the report {where}: {exc.strerror or exc}")
+                    )
+                except Exception as exc:  # a bug: stop, finish, then let it be seen
+                    failures.append(exc)
+                    stopper.read_failed(BulkEventsError(f"internal error writing the report: {exc}"))
             for outcome in outcomes:
                 counts[outcome.status.value] += 1
 
@@ -171,6 +204,8 @@ async def pump(
         await producer
         _drain(jobs)
         await reporter
+        if failures:
+            raise failures[0]
     except BaseException:
         for task in (producer, reporter, *workers):
             task.cancel()

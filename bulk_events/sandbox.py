@@ -44,6 +44,8 @@ from typing import IO, Any
 import orjson
 from aiohttp import web
 
+from .private import create_private
+
 SANDBOX_HASH = "5a4db0c5e1d2f3a4b5c6d7e8f9a0b1c2"  # the event-URL hash the sandbox hands out
 SANDBOX_RATE = 10  # SendPulse's documented limit: requests per second
 PER_SECOND_CODE = 2020202020  # the error_code of SendPulse's per-second 429
@@ -486,7 +488,7 @@ class Sandbox:
             self.accepted.append(arrival)
         if self.record_path is not None:
             if self._record_file is None:
-                self._record_file = open(self.record_path, "ab")  # noqa: SIM115 - lives until stop
+                self._record_file = create_private(self.record_path, append=True)  # lives until stop
             line = {
                 "path": arrival.path,
                 "body": arrival.body,

@@ -99,6 +99,11 @@ def parse_assignments(
     return result
 
 
+# Every column becomes a variable of every event, and validating one costs a fixed amount per
+# chunk: a file wider than this is refused before a row is read (see the README).
+MAX_COLUMNS = 2_000
+
+
 def plan_columns(
     headers: list[str],
     *,
@@ -117,6 +122,12 @@ def plan_columns(
     >>> plan_columns(["E-mail", "Name"]).by_role("email").source
     'E-mail'
     """
+    if len(headers) > MAX_COLUMNS:
+        raise ColumnError(
+            f"{file_label} has {len(headers):,} columns; bulk-events reads at most "
+            f"{MAX_COLUMNS:,} (each column is a variable of the event): remove the columns "
+            "that are not to be sent"
+        )
     types = dict(types or {})
     mapping = dict(mapping or {})
     by_fold: dict[str, str] = {}
@@ -642,12 +653,14 @@ class RowValidator:
 
     def clean(self, chunk: pd.DataFrame) -> pd.DataFrame:
         """Trim every cell; lower-case emails; strip formatting from phones; read numbers."""
-        frame = pd.DataFrame(index=chunk.index)
+        # Columns are gathered first and framed once: adding them to a DataFrame one by one
+        # costs time in the number of columns already there, quadratic for a very wide file.
+        cleaned: dict[str, pd.Series] = {}
         self._reasons = {}
         self._converted = None
         for c in self.layout.columns:
             if c.source not in chunk.columns:  # the --automation-id stand-in column
-                frame[c.source] = pd.Series("", index=chunk.index, dtype=object)
+                cleaned[c.source] = pd.Series("", index=chunk.index, dtype=object)
                 continue
             s = chunk[c.source]
             if s.hasnans:  # the reader gives "" for an empty cell; other callers may not
@@ -669,7 +682,8 @@ class RowValidator:
             elif c.type in ("number", "integer"):
                 s, reasons = by_distinct_value(s, lambda n: parse_numbers(n, self.decimal_comma))
                 self._reasons[c.source] = reasons
-            frame[c.source] = s
+            cleaned[c.source] = s
+        frame = pd.DataFrame(cleaned, index=chunk.index) if cleaned else pd.DataFrame(index=chunk.index)
         # Rows of nothing but spaces look blank in a spreadsheet program: noted here, before any
         # default fills a cell or an invalid phone is emptied, so the pipeline can leave them out.
         present = [c.source for c in self.layout.columns if c.source in chunk.columns]

@@ -3,7 +3,8 @@
 A soft stop starts no new request and lets the ones in flight finish (for at most ``grace``
 seconds); a hard stop cancels them. Three things stop a run: the user (a signal, or
 :meth:`Stopper.request` from Python), the delivery layer (quota spent, credentials refused, the
-service down) and the reader (a flaw found mid-file).
+service down), the reader (a flaw found mid-file) and storage (the journal or the report cannot
+be written: a full disk, a journal deleted under the run).
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import logging
 import signal
 from collections.abc import Callable, Mapping
 
-from .errors import EXIT_OK, EXIT_ROWS, EXIT_SIGINT, EXIT_SIGTERM, BulkEventsError, DeliveryError
+from .errors import (
+    EXIT_OK,
+    EXIT_ROWS,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    BulkEventsError,
+    DeliveryError,
+    StorageError,
+)
 from .events import Emit, Stopping
 from .outcome import OK_STATUSES, Status
 
@@ -34,6 +43,8 @@ class Stopper:
         self.signal: int | None = None  # 0: asked from Python
         self.delivery_error: DeliveryError | None = None
         self.read_error: BulkEventsError | None = None
+        self.storage_error: StorageError | None = None
+        self.where = ""  # with a storage error: what was sent and where the journal stands
         self.last_row_read = 0
         self.stopping = False
         self.hard = False
@@ -68,6 +79,14 @@ class Stopper:
         self.read_error = error
         self._soft()
 
+    def storage_failed(self, error: StorageError) -> None:
+        """The journal or the report cannot be written: send nothing more. This reason wins
+        over any other, since it changes what the next run can know."""
+        if self.storage_error is None:
+            self.storage_error = error
+            log.warning("stopping: %s", error)
+        self._soft()
+
     def hard_stop(self) -> None:
         if self.hard:
             return
@@ -84,6 +103,8 @@ class Stopper:
     @property
     def reason(self) -> str:
         """Why the run stopped early, for people; empty when it did not."""
+        if self.storage_error is not None:
+            return f"error: {self.storage_error}" + (f"; {self.where}" if self.where else "")
         if self.read_error is not None:
             last = self.last_row_read
             if not last:
@@ -97,6 +118,8 @@ class Stopper:
     def exit_code(self, counts: Mapping[str, int], invalid_allowed: int = 0) -> int:
         """The run's exit code; up to ``invalid_allowed`` invalid rows (``--max-invalid``) alone
         do not make it 1."""
+        if self.storage_error is not None:
+            return self.storage_error.exit_code
         if self.read_error is not None:
             return self.read_error.exit_code
         if self.signal:

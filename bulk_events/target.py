@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import redact
 from .errors import CredentialsError, UsageError
+from .private import create_private
 from .ratelimit import RateLimiter
 from .transport.base import Transport
 from .transport.http import FORMS, ApiTransport, EventUrlTransport, Timeouts, form_kind
@@ -153,7 +154,7 @@ class Target:
             return f'the local sandbox, event "{self.event}"'
         if self.url:
             return redact.redact_url(self.url)
-        return f'SendPulse API {self.api_base}, event "{self.event}"'
+        return f'SendPulse API {redact.redact_url(self.api_base)}, event "{self.event}"'
 
     async def open(
         self,
@@ -170,7 +171,8 @@ class Target:
         if self.sandbox:
             from .sandbox import SANDBOX_RATE, Sandbox
 
-            sandbox_record.write_bytes(b"")  # what arrived in this rehearsal, not an earlier one
+            # What arrived in this rehearsal, not an earlier one; private: it holds contacts.
+            create_private(sandbox_record).close()
             # SendPulse's limit, whatever --rate says: a rehearsal at --rate 50 shows the 429s.
             sandbox = Sandbox(
                 rate_limit=SANDBOX_RATE, latency=0.02, record=sandbox_record, history=False

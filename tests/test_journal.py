@@ -384,7 +384,7 @@ def test_second_process_gets_busy_error_and_wait_succeeds(journal_path: Path) ->
             except BaseException as exc:
                 failed.append(exc)
 
-        source, first = inspect.getsourcelines(files.acquire_lock)
+        source, first = inspect.getsourcelines(files.lock_file)
         blocking = first + next(
             i for i, line in enumerate(source) if line.strip() == "fcntl.flock(fd, fcntl.LOCK_EX)"
         )
@@ -394,7 +394,7 @@ def test_second_process_gets_busy_error_and_wait_succeeds(journal_path: Path) ->
         deadline = time.monotonic() + 30
         # Blocked means: its innermost Python frame is the blocking lock call (flock is C code).
         while (frame := sys._current_frames().get(waiter.ident)) is None or (
-            frame.f_code.co_name != "acquire_lock" or frame.f_lineno != blocking
+            frame.f_code.co_name != "lock_file" or frame.f_lineno != blocking
         ):
             assert waiter.is_alive() and not failed, failed
             assert time.monotonic() < deadline, "the waiter never reached the lock"

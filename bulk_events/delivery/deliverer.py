@@ -22,12 +22,13 @@ from bulk_events.errors import (
     DeliveryError,
     EventLimitReached,
     QuotaSpent,
+    StorageError,
 )
 from bulk_events.journal import Mark, State, utc_now
 from bulk_events.outcome import Outcome, Status, not_attempted
 from bulk_events.ratelimit import RateLimiter
 from bulk_events.stopper import Stopper
-from bulk_events.transport.base import MaybeSent, NotSent, Reply, Transport
+from bulk_events.transport.base import MaybeSent, NotSent, Reply, Transport, Unsendable
 
 from .breaker import Breaker
 from .verdict import Kind, Verdict, judge
@@ -77,6 +78,7 @@ class _Progress:
     last: Outcome | None = None
     reauthenticated: bool = False
     marked: bool = False  # journaled in flight, the request not yet answered
+    verdict: Verdict | None = None  # the answer to the current attempt, once it came
 
 
 _NOT_LEFT = "not sent: the run stopped before this request left"
@@ -131,6 +133,23 @@ class Deliverer:
             return await self._deliver(job, progress)
         except asyncio.CancelledError:
             return self._interrupted(job, progress)
+        except StorageError as exc:
+            self.stopper.storage_failed(exc)
+            return self._unrecorded(job, progress)
+
+    def _unrecorded(self, job: Job, progress: _Progress) -> Outcome:
+        """The journal could not record a mark: say what really happened to the row."""
+        v, attempts = progress.verdict, progress.attempts
+        if v is None:  # its in-flight mark failed, so this attempt never left
+            return progress.last or not_attempted(job.row, "the journal cannot be written")
+        note = "the journal could not record this answer: the next run lists the row as unknown"
+        if v.kind is Kind.SENT:
+            return Outcome(job.row, Status.SENT, note, v.http_status, attempts, utc_now(), v.detail)
+        if v.kind is Kind.UNKNOWN:
+            return Outcome(job.row, Status.UNKNOWN, f"{v.message}; {note}", attempts=attempts)
+        return Outcome(
+            job.row, Status.FAILED, f"{v.message}; {note}", v.http_status, attempts, None, v.detail
+        )
 
     def _interrupted(self, job: Job, progress: _Progress) -> Outcome:
         attempts = progress.attempts
@@ -138,9 +157,12 @@ class Deliverer:
             message = (
                 "stopped while waiting for the answer: the service may have taken it; not resent"
             )
-            self.journal.record_now(
-                [Mark(job.key, State.UNKNOWN, job.row, attempts, error=message)]
-            )
+            try:
+                self.journal.record_now(
+                    [Mark(job.key, State.UNKNOWN, job.row, attempts, error=message)]
+                )
+            except StorageError as exc:  # still in flight in the journal: unknown next run
+                self.stopper.storage_failed(exc)
             return Outcome(job.row, Status.UNKNOWN, message, attempts=attempts)
         if progress.marked:
             self.journal.record_now(
@@ -187,6 +209,7 @@ class Deliverer:
                 # limit: no turn is held (and then spent in a burst) while the token is fetched.
                 await ready()
             attempts = progress.attempts + 1
+            progress.verdict = None
             # The in-flight mark is durable before the turn is taken: nothing stands between the
             # turn and the socket, so the request leaves when the limiter says.
             await self._mark(job, State.INFLIGHT, attempts)
@@ -208,12 +231,15 @@ class Deliverer:
                         if job.event
                         else self.transport.send(job.body)
                     )
+                except Unsendable as exc:
+                    progress.in_flight = progress.marked = False
+                    return await self._unsendable(job, attempts, exc)
                 except (NotSent, MaybeSent) as exc:
                     answer = exc
                 progress.in_flight = False
                 progress.marked = False
             sent_clock = slot.left if slot.left is not None else started
-            verdict = judge(answer)
+            verdict = progress.verdict = judge(answer)
             if isinstance(answer, Reply):
                 log.debug(
                     "row %d: attempt %d: HTTP %d %s",
@@ -325,6 +351,13 @@ class Deliverer:
             "429 from the service (not the per-second limit): every request waits %.1f s", wait
         )
         return None
+
+    async def _unsendable(self, job: Job, attempts: int, exc: Unsendable) -> Outcome:
+        """The request could not be made: it never left, and every other would fail alike."""
+        message = f"not sent: {exc.reason}"
+        await self._mark(job, State.FAILED, attempts, error=message)
+        self._stop(DeliveryError(f"{message}; the rest are pending"))
+        return Outcome(job.row, Status.FAILED, message, attempts=attempts)
 
     async def _reauthenticate(
         self, job: Job, progress: _Progress, v: Verdict, failed: Callable[..., Outcome]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,9 @@ _WIDTH_SAMPLE_RECORDS = 1000  # records after the header looked at to size the r
 
 def open_csv(path: Path, head: bytes, encoding: str | None, delimiter: str | None) -> Table:
     name = path.name
+    # Taken before the file is first scanned: every chunk is checked against it, so a file
+    # still being written (or cut) stops the run before its partial last line is sent.
+    stamp = _stamp(path)
     forced_delim = normalise_delimiter(delimiter) if delimiter is not None else None
     encoding_given = encoding is not None
     if encoding is not None:
@@ -97,6 +101,7 @@ def open_csv(path: Path, head: bytes, encoding: str | None, delimiter: str | Non
         hidden=hidden,
         width=width,
         check_cell_size=scan.quote_spans_lines,
+        stamp=stamp,
     )
     header = source.read_header()
     if header and header[0].startswith("\ufeff"):
@@ -206,8 +211,10 @@ class _CsvSource:
         hidden: int,
         width: int,
         check_cell_size: bool,
+        stamp: tuple[int, int] | None = None,
     ):
         self.path = path
+        self.stamp = stamp
         self.encoding = encoding
         self.delimiter = delimiter
         self.header_record = header_record  # 0-based record index of the header in the file
@@ -291,8 +298,10 @@ class _CsvSource:
                                 continue
                         chunk = self._chunk(frame, records)
                         done = int(records[-1])
+                        self._check_unchanged()
                         if chunk is not None:
                             yield chunk
+                self._check_unchanged()
                 return
             except pd.errors.ParserError as exc:
                 found = _EXPECTED_FIELDS.search(str(exc))
@@ -301,6 +310,25 @@ class _CsvSource:
                 self.width = min(max(int(found.group(3)), 2 * self.width), _MAX_COLUMNS)
             except (UnicodeDecodeError, ValueError) as exc:
                 raise self._translate(exc) from None
+
+    def _check_unchanged(self) -> None:
+        """Refuse to hand on rows of a file whose size or mtime moved since it was first read:
+        a file still being written ends in a partial line that would go out as a row."""
+        if self.stamp is None:
+            return
+        now = _stamp(self.path)
+        if now == self.stamp:
+            return
+        size, _ = self.stamp
+        change = (
+            "it is gone" if now is None else
+            f"its size went from {size:,} to {now[0]:,} bytes" if now[0] != size else
+            "it was modified"
+        )  # fmt: skip
+        raise FileFormatError(
+            f"{self.path.name} changed while it was read ({change}); is it still being "
+            "written? Run again once it is complete"
+        )
 
     def _chunk(self, frame: pd.DataFrame, records: Any) -> pd.DataFrame | None:
         """Records -> the rows a person sees (blank ones dropped); None if none is left."""
@@ -332,3 +360,12 @@ class _CsvSource:
             with contextlib.suppress(Exception):
                 reader.close()
         self._readers.clear()
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(size, mtime in ns) of ``path``; None when it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns

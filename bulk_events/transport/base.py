@@ -31,6 +31,11 @@ class NotSent(Exception):
         self.reason = reason
 
 
+class Unsendable(NotSent):
+    """The request could not even be made (a header or body our side cannot encode, a bad
+    setting): nothing was written to the network, and trying again would fail the same way."""
+
+
 class MaybeSent(Exception):
     """The request was, or may have been, sent but no complete answer came back."""
 

@@ -36,7 +36,7 @@ from bulk_events import ratelimit
 from bulk_events import redact as _redact
 from bulk_events.errors import CredentialsError, DeliveryError, ServiceUnavailable, UsageError
 
-from .base import MaybeSent, NotSent, Reply
+from .base import MaybeSent, NotSent, Reply, Unsendable
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,14 @@ class _HttpTransport:
                 raise NotSent(f"not connected within {total}") from None
             classified = _classify(exc)
             if classified is None:
-                raise
+                # Not a network failure: aiohttp refused to build the request (a header with a
+                # line break, a URL with credentials beside an Authorization header). It builds
+                # the URL and headers, and serialises the headers, before writing a byte (the
+                # headers go out with the body, which is bytes made beforehand): nothing left.
+                classified = Unsendable(
+                    f"the request could not be made: {type(exc).__name__}: "
+                    f"{_redact.redact(str(exc))[:200]}"
+                )
             # `from None`: aiohttp's exceptions carry the URL and request headers (token, hash).
             raise classified from None
 
@@ -386,8 +393,16 @@ class ApiTransport(_HttpTransport):
             _redact.register(api_key)
         self._api_key = api_key or None
         self._limiter = limiter
+        _redact.register_url(api_url)
         api_url = api_url.rstrip("/")
         base = _check_url(api_url, "API URL")
+        if base.user is not None or base.password is not None:
+            # The REST API authenticates with the client id and secret (a Bearer token); a
+            # user or password in the URL would be sent nowhere useful, or clash with it.
+            raise UsageError(
+                f"the API URL {_redact.redact_url(api_url)} carries a user name or password: "
+                "remove them (the REST API uses the client id and secret)"
+            )
         self._client_id = client_id
         self._client_secret = client_secret
         self._token_url = URL(f"{api_url}/oauth/access_token", encoded=False)
@@ -536,9 +551,12 @@ class ApiTransport(_HttpTransport):
         if status == 429 or status >= 500:
             raise ServiceUnavailable(f"{unavailable}: HTTP {status}; try again later")
         if status != 200:
-            raise DeliveryError(
-                f"unexpected HTTP {status} from the token endpoint at {self._host}; "
-                "check the API address"
+            # A redirect (never followed: it would carry the secret elsewhere) or another odd
+            # answer means the address is wrong, not that the service is down: a setting to fix.
+            kind = "a redirect" if 300 <= status < 400 else "an unexpected answer"
+            raise CredentialsError(
+                f"the token endpoint at {self._host} answered HTTP {status} ({kind}): "
+                "check the API address (SENDPULSE_API_URL)"
             )
         try:
             answer = orjson.loads(raw)
@@ -551,6 +569,13 @@ class ApiTransport(_HttpTransport):
         if not isinstance(token, str) or not token:
             raise ServiceUnavailable(
                 f"{unavailable}: the token endpoint gave no access token; try again later"
+            )
+        if not token.isprintable() or not token.isascii():
+            _redact.register(token)
+            raise CredentialsError(
+                f"the token endpoint at {self._host} gave an access token that cannot be sent "
+                "in a header (it holds a line break or another control character): check the "
+                "API address"
             )
         _redact.register(token)
         now = self._clock()
