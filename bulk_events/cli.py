@@ -97,8 +97,8 @@ class _Renderer:
         elif isinstance(event, Resuming):
             left = "" if event.remaining is None else f"; about {event.remaining} remain"
             self.say(
-                f"bulk-events: resuming: {event.already_sent} row(s) already sent by earlier "
-                f"runs (skipped){left}"
+                f"bulk-events: resuming: {event.already_sent} row(s) of this file already sent by "
+                f"earlier runs (skipped){left}"
             )
         elif isinstance(event, Recovered):
             self.say(

@@ -267,7 +267,7 @@ class Import:
                     journal.reset()
                 if journal.recovered:
                     self._emit(Recovered(journal.recovered))
-                already = journal.counts()[Status.SENT.value]
+                already = journal.sent_by_earlier_runs(input=str(self.path), target=target.label)
                 self.progress.already_sent = already
                 if already:
                     estimate = table.row_estimate

@@ -535,6 +535,19 @@ class Journal:
                 result[state] = number
         return result
 
+    def sent_by_earlier_runs(self, *, input: str, target: str) -> int:
+        """How many keys earlier runs over ``input`` to ``target`` left ``sent`` (a journal of one
+        destination also holds what other files sent there: those are not counted)."""
+        with self._reading() as conn:
+            if conn is None:
+                return 0
+            (number,) = conn.execute(
+                "SELECT count(*) FROM events WHERE state = 'sent' AND run_id IN "
+                "(SELECT id FROM runs WHERE input = ? AND target = ?)",
+                (input, target),
+            ).fetchone()
+        return int(number)
+
     def keys_in_state(self, state: str) -> Iterator[bytes]:
         """Every key in ``state``, in key order.
 

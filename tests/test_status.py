@@ -101,7 +101,8 @@ def test_status_while_running_after_it_and_history_of_two_runs(server, tmp_path,
         env=cli_env(url), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
-    assert f"resuming: {sent} row(s) already sent" in rerun.stderr
+    assert f"resuming: {sent} row(s) of this file already sent" in rerun.stderr
+    assert f"about {ROWS - sent} remain" in rerun.stderr
     assert sum(arrived(record).values()) == ROWS
 
     history = cli("history", "--state", journal, "--json")
@@ -225,3 +226,16 @@ def test_status_finds_the_journal_from_the_target_options(api, tmp_path):
 def test_next_step(counts, code, stopped, expected):
     """The next step names what to do, with the command."""
     assert next_step(counts, code, stopped).startswith(expected)
+
+
+def test_resuming_counts_only_what_this_file_sent(api, tmp_path):
+    """One journal holds every file sent to a destination: a rerun of one file says how many of
+    *its* rows were sent before, not what other files sent there."""
+    _, cli = api()
+    other = write_csv(tmp_path / "other.csv", contacts(5))
+    assert cli("import", other, "--event", "e", "--report", tmp_path / "o.csv").exit_code == 0
+    mine = write_csv(tmp_path / "mine.csv", [["email"], ["a1@x.co"], ["a2@x.co"]])
+    first = cli("import", mine, "--event", "e", "--report", tmp_path / "m1.csv")
+    assert first.exit_code == 0 and "bulk-events: resuming" not in first.stderr
+    again = cli("import", mine, "--event", "e", "--report", tmp_path / "m2.csv")
+    assert "resuming: 2 row(s) of this file already sent" in again.stderr
