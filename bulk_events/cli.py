@@ -392,7 +392,7 @@ def _gather(
 ) -> tuple[str, dict[str, Any]]:
     """Merge the config file and the command line (the command line wins)."""
     from .config import load_config
-    from .schema import parse_assignments
+    from .layout import parse_assignments
 
     values: dict[str, Any] = load_config(config_path) if config_path else {}
     if cli.get("url"):

@@ -32,6 +32,7 @@ from .errors import (
 )
 from .events import Detected, Emit, Event, Finished, Progress, Recovered, Resuming, Waiting
 from .journal import Journal, default_journal_path
+from .layout import Layout, plan_columns
 from .options import ImportOptions, PathLike, Settings
 from .outcome import Status
 from .pipeline import pump
@@ -39,7 +40,7 @@ from .progress import RunProgress
 from .ratelimit import RateLimiter
 from .reader import Table, open_table
 from .report import ErrorsWriter, ReportWriter
-from .schema import Layout, RowValidator, plan_columns
+from .schema import RowValidator
 from .stopper import Stopper
 from .transport.base import Transport
 from .triage import Triage

@@ -17,10 +17,11 @@ from .columns import Chosen, event_name_problem
 from .delivery.deliverer import Job
 from .journal import Entry, Journal, State
 from .keys import changed_columns, contact_of, digests, keyed_event
+from .layout import Layout
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
 from .payload import Body, build_bodies, event_key
-from .schema import Layout, RowValidator
+from .schema import RowValidator
 from .seen import SeenKeys
 
 
