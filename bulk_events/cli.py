@@ -187,6 +187,12 @@ def notes(result: RunResult) -> list[str]:
             "run, with other cells (see the report); --key COLUMN says what makes an event new, "
             "--resend-changed sends them"
         )
+    hidden = result.reasons.get("hidden", 0)
+    if hidden:
+        lines.append(
+            f"bulk-events: {hidden} of them: hidden in the sheet, not sent (--hidden skip; "
+            "--hidden include sends them)"
+        )
     if result.national_phones:
         n = result.national_phones
         lines.append(
@@ -262,6 +268,20 @@ def _common_input_options(f: Any) -> Any:
         ),
         click.option(
             "--delimiter", metavar="CHAR", help="CSV delimiter (default: detected among , ; tab |)."
+        ),
+        # What of a sheet is read: rows and columns it hides, and where its header is.
+        click.option(
+            "--hidden",
+            type=click.Choice(["skip", "include"]),
+            default=None,
+            help="Rows and columns the sheet hides (by hand or a filter): skip them (reported "
+            "as skipped) or include them. A sheet that hides any is refused until told.",
+        ),
+        click.option(
+            "--header-row",
+            type=int,
+            metavar="N",
+            help="The sheet row that holds the header (default: row 1, or the row below a title).",
         ),
         click.option(
             "--type",
@@ -392,7 +412,7 @@ def _gather(
 ) -> tuple[str, dict[str, Any]]:
     """Merge the config file and the command line (the command line wins)."""
     from .config import load_config
-    from .schema import parse_assignments
+    from .layout import parse_assignments
 
     values: dict[str, Any] = load_config(config_path) if config_path else {}
     if cli.get("url"):

@@ -1,7 +1,7 @@
 """What a body holds and what identifies an event: ``--exclude``, ``--columns``, ``--event-column``
-and ``--key``, applied to the layout :func:`~bulk_events.schema.plan_columns` made.
+and ``--key``, applied to the layout :func:`~bulk_events.layout.plan_columns` made.
 
->>> from bulk_events.schema import plan_columns
+>>> from bulk_events.layout import plan_columns
 >>> chosen = choose_columns(plan_columns(["Email", "Name", "LEID"]), exclude=["leid"])
 >>> [c.name for c in chosen.layout.columns], chosen.left_out
 (['email', 'Name'], ('LEID',))
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .errors import ColumnError, UsageError
-from .schema import DEFAULT_AUTOMATION_ID_SOURCE, ColumnPlan, Layout
+from .layout import DEFAULT_AUTOMATION_ID_SOURCE, ColumnPlan, Layout
 
 # What a REST API event name may be (it becomes part of the request's path).
 EVENT_NAME = re.compile(r"[\w.-]{1,100}")

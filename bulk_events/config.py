@@ -63,6 +63,8 @@ SCALARS: dict[str, type | tuple[type, ...]] = {
     "daily_quota": int,
     "max_events": int,
     "total_timeout": (int, float),
+    "hidden": str,
+    "header_row": int,
 }
 TABLES = ("types", "map", "credentials")
 CREDENTIAL_KEYS = ("client_id_env", "client_secret_env", "url_env", "api_key_env")

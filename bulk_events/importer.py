@@ -32,14 +32,15 @@ from .errors import (
 )
 from .events import Detected, Emit, Event, Finished, Progress, Recovered, Resuming, Waiting
 from .journal import Journal, default_journal_path
+from .layout import Layout, plan_columns
 from .options import ImportOptions, PathLike, Settings
 from .outcome import Status
 from .pipeline import pump
 from .progress import RunProgress
 from .ratelimit import RateLimiter
-from .reader import Table, open_table
+from .reader import Table, hidden_policy, open_table
 from .report import ErrorsWriter, ReportWriter
-from .schema import Layout, RowValidator, plan_columns
+from .schema import RowValidator
 from .stopper import Stopper
 from .transport.base import Transport
 from .triage import Triage
@@ -168,10 +169,17 @@ class Import:
         started = time.monotonic()
         r = self.options.reading
         table = await asyncio.to_thread(
-            open_table, self.path, sheet=r.sheet, encoding=r.encoding, delimiter=r.delimiter
+            open_table,
+            self.path,
+            sheet=r.sheet,
+            encoding=r.encoding,
+            delimiter=r.delimiter,
+            header_row=r.header_row,
         )
         try:
-            return await self._run_table(table, started)
+            # A sheet that hides rows or columns stops here, before anything is sent, unless
+            # --hidden says what to do with them.
+            return await self._run_table(hidden_policy(table, r.hidden), started)
         finally:
             table.close()
 
@@ -220,6 +228,7 @@ class Import:
             default_automation_id=o.schema.automation_id,
             default_country=o.schema.default_country,
             decimal_comma=table.detected.delimiter == ";",
+            email_alone=True,  # a good email with a bad phone goes out without the phone
         )
         log.info("reading %s: %s", self.path, table.detected.describe())
         self._emit(Detected(self.path.name, table.detected.describe(), table.row_estimate))

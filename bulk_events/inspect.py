@@ -6,16 +6,18 @@ import re
 import shlex
 import tempfile
 from collections import Counter
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 
 from .events import Event, Progress
 from .importer import Import, RunResult, run_sync
 from .options import SETTINGS, ImportOptions
 from .outcome import Outcome, SkipReason, Status
-from .reader import open_table
+from .reader import describe_hidden, hidden_policy, open_table
 from .status import read_status
 from .values import suggest_type
 
@@ -67,6 +69,12 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
     """A plain-text plan of an import of ``path`` with the given options (nothing is sent)."""
     values = {k: v for k, v in values.items() if k in SETTINGS}
     values.update(dry_run=True, sandbox=False, errors=None)  # inspect writes no file of its own
+    sheet = _look(path, ImportOptions.from_settings(**values))
+    if sheet.hides and values.get("hidden") is None:
+        # An import would stop until told; the plan (and the proposed command) takes the choice
+        # that sends nothing the sheet hides, and the warning names the other.
+        values["hidden"] = "skip"
+        sheet = replace(sheet, assumed=True)
     with tempfile.TemporaryDirectory() as tmp:
         values["report"] = str(Path(tmp) / "plan.csv")
         options = ImportOptions.from_settings(**values)
@@ -112,6 +120,7 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
         f"{reasons[SkipReason.DUPLICATE]} duplicate, {reasons[SkipReason.ALREADY_SENT]} already sent, "
         f"{reasons[SkipReason.CHANGED_CONTACT]} changed since sent to their contact, "
         f"{counts.get(Status.UNKNOWN.value, 0)} unknown from an earlier run"
+        + (f", {reasons[SkipReason.HIDDEN]} hidden" if reasons[SkipReason.HIDDEN] else "")
     )
     if result.per_event:
         shown = ", ".join(f"{e} {n}" for e, n in sorted(result.per_event.items()))
@@ -121,7 +130,7 @@ def inspect_file(path: Path, values: dict[str, Any]) -> str:
             f"Flows:   {result.without_automation_id} of {valid} to send have no automation_id"
         )
     lines.extend(_invalid_reasons(invalid))
-    lines.extend(_warnings(path, options, run, result, reasons))
+    lines.extend(_warnings(sheet, options, run, result, reasons))
     journal = run.journal_path
     lines.append(f"Journal: {journal}{'' if journal and journal.exists() else ' (no run yet)'}")
     if journal is not None:
@@ -161,8 +170,37 @@ def _invalid_reasons(invalid: list[Outcome], top: int = 5) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class _Sheet:
+    """What inspect looks at in the file itself, besides the dry run."""
+
+    header_row: int
+    decimal_comma: bool
+    sample: pd.DataFrame | None  # the first rows, for type suggestions
+    hides: str  # "hides 2 rows (3, 5) and column ..." or ""
+    hidden_unknown: str  # the format when hidden rows cannot be told in it, else ""
+    assumed: bool = False  # no --hidden given: planned with skip
+
+
+def _look(path: Path, options: ImportOptions) -> _Sheet:
+    r = options.reading
+    with open_table(
+        path, sheet=r.sheet, encoding=r.encoding, delimiter=r.delimiter, header_row=r.header_row
+    ) as table:
+        hides = describe_hidden(table) if table.hidden_rows or table.hidden_columns else ""
+        d = table.detected
+        shown = hidden_policy(table, "skip")  # type suggestions from what is sent by default
+        return _Sheet(
+            header_row=d.header_row,
+            decimal_comma=d.delimiter == ";",
+            sample=next(iter(shown.chunks(500)), None),
+            hides=hides,
+            hidden_unknown=d.format if d.hidden_unknown else "",
+        )
+
+
 def _warnings(
-    path: Path,
+    sheet: _Sheet,
     options: ImportOptions,
     run: Import,
     result: RunResult,
@@ -182,11 +220,27 @@ def _warnings(
             "as written: --default-country CC, or --country-column COLUMN for each row's own"
         )
     assert run.layout is not None
-    r = options.reading
-    with open_table(path, sheet=r.sheet, encoding=r.encoding, delimiter=r.delimiter) as table:
-        header_row = table.detected.header_row
-        decimal_comma = table.detected.delimiter == ";"
-        sample = next(iter(table.chunks(500)), None)
+    if sheet.hides:
+        choice = options.reading.hidden
+        if choice == "include":
+            found.append(f"the sheet {sheet.hides}: --hidden include sends them")
+        elif not sheet.assumed:
+            found.append(
+                f"the sheet {sheet.hides}: --hidden skip leaves them out (each hidden row is "
+                "reported as skipped); --hidden include sends them"
+            )
+        else:
+            found.append(
+                f"the sheet {sheet.hides}: an import stops until told; planned and proposed "
+                "below with --hidden skip (only what the sheet shows); --hidden include sends "
+                "them too"
+            )
+    if sheet.hidden_unknown:
+        found.append(
+            f"hidden rows and columns cannot be told in an .{sheet.hidden_unknown} file: every "
+            "row and column is read and sent; save it as .xlsx to have hidden ones found"
+        )
+    header_row, decimal_comma, sample = sheet.header_row, sheet.decimal_comma, sheet.sample
     if header_row > 1:
         found.append(f"the header is row {header_row}, not row 1 (rows above it are not read)")
     for c in run.layout.variables:

@@ -44,6 +44,8 @@ class Settings(TypedDict, total=False):
     encoding: str | None
     delimiter: str | None
     chunk_rows: int
+    hidden: str | None  # "skip" or "include": what to do with rows and columns a sheet hides
+    header_row: int | None
     # schema
     types: Mapping[str, str]
     map: Mapping[str, str]
@@ -95,10 +97,19 @@ class Reading:
     encoding: str | None = None
     delimiter: str | None = None
     chunk_rows: int = CHUNK_ROWS
+    # Rows and columns a sheet hides: None refuses such a sheet; "skip" sends only what the sheet
+    # shows (each hidden row reported as skipped); "include" sends everything.
+    hidden: str | None = None
+    header_row: int | None = None  # the sheet row of the header (default: found)
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:
             raise UsageError("chunk_rows must be at least 1")
+        if self.hidden is not None and self.hidden not in ("skip", "include"):
+            raise UsageError(f'--hidden must be "skip" or "include", not "{self.hidden}"')
+        row = self.header_row
+        if row is not None and (isinstance(row, bool) or not isinstance(row, int) or row < 1):
+            raise UsageError(f"--header-row must be a row number from 1, not {row}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -29,6 +29,7 @@ class SkipReason(StrEnum):
     NOT_SELECTED = "not_selected"  # --only-failed, and it did not fail before
     UNANSWERED_BEFORE = "unanswered_before"  # an earlier run sent it and got no answer
     CHANGED_CONTACT = "changed_contact"  # its contact got this event before, with other cells
+    HIDDEN = "hidden"  # the sheet hides the row, and --hidden skip sends only what it shows
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +52,11 @@ class Outcome:
 def not_attempted(row: int, why: str = "the run stopped early") -> Outcome:
     """The outcome of a row the run never tried to send: pending, so the next run sends it."""
     return Outcome(row, Status.PENDING, f"not attempted: {why}")
+
+
+def with_warning(outcome: Outcome, warning: str) -> Outcome:
+    """A sent (or, in a dry run, valid) row that went out not quite as the file has it (a bad
+    phone left out): its ``error`` holds the warning. Other outcomes keep their own error."""
+    if not warning or outcome.error or outcome.status not in (Status.SENT, Status.VALID):
+        return outcome
+    return replace(outcome, error=warning)

@@ -15,7 +15,9 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from .schema import Layout, ValidatedChunk, to_integers, to_numbers
+from .cells import to_integers, to_numbers
+from .layout import Layout
+from .schema import ValidatedChunk
 
 Body = dict[str, Any]
 

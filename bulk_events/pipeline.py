@@ -18,7 +18,7 @@ import pandas as pd
 from .delivery import Deliverer, Job
 from .errors import BulkEventsError, FileFormatError, ReportError, StorageError
 from .events import Emit, Progress
-from .outcome import Outcome, Status, not_attempted
+from .outcome import Outcome, Status, not_attempted, with_warning
 from .reader import Table
 from .report import ReportWriter, SentAs
 from .stopper import Stopper
@@ -28,12 +28,13 @@ from .triage import Triage
 class _Chunk:
     """The rows of one input chunk while their outcomes come in."""
 
-    __slots__ = ("done", "emit", "frame", "outcomes", "remaining", "sent_as")
+    __slots__ = ("done", "emit", "frame", "outcomes", "remaining", "sent_as", "warnings")
 
     def __init__(self, frame: pd.DataFrame, emit: Emit) -> None:
         self.frame = frame
         self.outcomes: list[Outcome | None] = [None] * len(frame)
         self.sent_as: list[SentAs | None] | None = None  # what goes out for each row
+        self.warnings: dict[int, str] = {}  # by index: rows that go out not quite as read
         self.remaining = len(frame)
         self.done = asyncio.Event()
         self.emit = emit
@@ -41,6 +42,8 @@ class _Chunk:
             self.done.set()
 
     def set(self, index: int, outcome: Outcome) -> None:
+        if index in self.warnings:
+            outcome = with_warning(outcome, self.warnings[index])
         if self.outcomes[index] is None:
             self.remaining -= 1
             self.emit(Progress(outcome))
@@ -121,6 +124,7 @@ async def pump(
                     await chunks.put(work)
                     continue
                 work = _Chunk(prepared.frame, emit)
+                work.warnings = prepared.warnings
                 work.sent_as = [
                     None if b is None else (b.get("email"), b.get("phone"), event_name)
                     for b in prepared.bodies

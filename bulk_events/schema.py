@@ -1,390 +1,39 @@
-"""Which column is what, and the pandera schema that checks every row of a chunk at once.
+"""The pandera schema that checks every row of a chunk at once: :class:`RowValidator`.
 
-A file's headers are matched to roles once (:func:`plan_columns`); each chunk is then normalised and
-validated column-wise (:class:`RowValidator`). Every check is a vectorised string or numeric operation
-on a whole column: element-wise Python checks make pandera a hundred times slower on large files.
-Validation is lazy: every problem of every row is collected, not just the first.
+A file's headers are matched to roles once (:func:`~bulk_events.layout.plan_columns`); each chunk
+is then normalised (:mod:`.cells`) and validated column-wise here. Every check is a vectorised
+string or numeric operation on a whole column: element-wise Python checks make pandera a hundred
+times slower on large files. Validation is lazy: every problem of every row is collected, not just
+the first.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from .errors import ColumnError, UsageError
+from .cells import (
+    EMAIL_PATTERN,
+    INTEGER_PATTERN,
+    PHONE_PATTERN,
+    POSITIVE_INTEGER_PATTERN,
+    all_text,
+    drop_float_fraction,
+    drop_text_marker,
+    fullmatches,
+    invisible_characters,
+    normalise_email,
+    normalise_phone,
+    visible,
+)
+from .layout import ColumnPlan, Layout
 from .phones import country_code, looks_national, to_international
-from .values import (
-    NUMBER_PATTERN,
-    by_distinct_value,
-    parse_booleans,
-    parse_dates,
-    parse_numbers,
-)
-
-TYPES = ("string", "integer", "number", "date", "boolean")
-ROLES = ("email", "phone", "automation_id")
-
-# Header spellings recognised without --map, compared after casefolding and removing spaces,
-# dashes, dots and underscores ("E-mail Address" -> "emailaddress").
-ALIASES: dict[str, frozenset[str]] = {
-    "email": frozenset(
-        {
-            "email", "emailaddress", "mail", "emails",
-            "почта", "электроннаяпочта", "элпочта", "емейл", "имейл", "емэйл",
-            "електроннапошта", "електронапошта", "пошта", "елпошта", "імейл",
-        }
-    ),
-    "phone": frozenset(
-        {
-            "phone", "phonenumber", "telephone", "tel", "mobile", "mobilephone", "cell",
-            "cellphone", "msisdn",
-            "телефон", "тел", "мобильный", "мобільний", "номертелефона", "номертелефону",
-            "мобильныйтелефон", "мобільнийтелефон", "моб",
-        }
-    ),
-    "automation_id": frozenset({"automationid"}),
-}  # fmt: skip
-
-_FOLD = re.compile(r"[\s\-._]+")
-
-
-def fold(name: str) -> str:
-    """The form in which header names are compared: case and separators ignored."""
-    return _FOLD.sub("", name.strip().casefold())
-
-
-@dataclass(frozen=True, slots=True)
-class ColumnPlan:
-    """One input column: its header as written, the key it becomes in the body, and its type."""
-
-    source: str
-    name: str
-    role: str  # "email", "phone", "automation_id" or "variable"
-    type: str = "string"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a file's columns become an event body."""
-
-    columns: tuple[ColumnPlan, ...]
-    country: str | None = None  # source header of the column giving each row's phone country
-
-    def by_role(self, role: str) -> ColumnPlan | None:
-        return next((c for c in self.columns if c.role == role), None)
-
-    @property
-    def variables(self) -> tuple[ColumnPlan, ...]:
-        return tuple(c for c in self.columns if c.role == "variable")
-
-
-def parse_assignments(
-    values: Mapping[str, str] | list[str] | tuple[str, ...], option: str
-) -> dict[str, str]:
-    """Parse repeated ``NAME=VALUE`` options (``--type``, ``--map``) into a dict."""
-    if isinstance(values, Mapping):
-        return {str(k): str(v) for k, v in values.items()}
-    result: dict[str, str] = {}
-    for item in values:
-        name, sep, value = item.rpartition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise UsageError(f'{option} takes COLUMN=VALUE, got "{item}"')
-        result[name.strip()] = value.strip()
-    return result
-
-
-# Every column becomes a variable of every event, and validating one costs a fixed amount per
-# chunk: a file wider than this is refused before a row is read (see the README).
-MAX_COLUMNS = 2_000
-
-
-def plan_columns(
-    headers: list[str],
-    *,
-    types: Mapping[str, str] | None = None,
-    mapping: Mapping[str, str] | None = None,
-    file_label: str = "the file",
-    default_automation_id: bool = False,
-    country_column: str | None = None,
-) -> Layout:
-    """Decide the role, body key and type of every column of a file.
-
-    ``country_column`` names the column that gives each row's country (a code such as ``UA`` or
-    a name such as ``United States``) for reading national phone numbers; it is still sent as a
-    variable.
-
-    >>> plan_columns(["E-mail", "Name"]).by_role("email").source
-    'E-mail'
-    """
-    if len(headers) > MAX_COLUMNS:
-        raise ColumnError(
-            f"{file_label} has {len(headers):,} columns; bulk-events reads at most "
-            f"{MAX_COLUMNS:,} (each column is a variable of the event): remove the columns "
-            "that are not to be sent"
-        )
-    types = dict(types or {})
-    mapping = dict(mapping or {})
-    by_fold: dict[str, str] = {}
-    for h in headers:
-        by_fold.setdefault(h.strip().casefold(), h)
-
-    def find(name: str, option: str) -> str:
-        key = name.strip().casefold()
-        if key in by_fold:
-            return by_fold[key]
-        shown = ", ".join(f'"{h.strip()}"' for h in headers)
-        raise ColumnError(
-            f'{option} names column "{name}", which {file_label} does not have; columns: {shown}'
-        )
-
-    targets: dict[str, str] = {}  # source header -> target name
-    for source_name, target in mapping.items():
-        targets[find(source_name, "--map")] = target.strip()
-
-    roles: dict[str, list[str]] = {r: [] for r in ROLES}
-    names: dict[str, str] = {}
-    for h in headers:
-        target = targets.get(h, h.strip())
-        names[h] = target
-        folded = fold(target)
-        for role in ROLES:
-            if h in targets and target.casefold() == role:
-                roles[role].insert(0, h)  # an explicit --map wins over an alias
-            elif h not in targets and folded in ALIASES[role]:
-                roles[role].append(h)
-
-    chosen: dict[str, str] = {}
-    for role, candidates in roles.items():
-        if not candidates:
-            continue
-        if len(candidates) > 1:
-            explicit = [c for c in candidates if c in targets]
-            exact = [c for c in candidates if names[c].casefold() == role]
-            pick = explicit[:1] if len(explicit) == 1 else exact if len(exact) == 1 else []
-            if not pick:
-                a, b = candidates[:2]
-                raise ColumnError(
-                    f'columns "{a.strip()}" and "{b.strip()}" both look like the {role}; '
-                    f'choose one with --map "{a.strip()}={role}"'
-                )
-            candidates = pick
-        chosen[role] = candidates[0]
-
-    if "email" not in chosen and "phone" not in chosen:
-        shown = ", ".join(f'"{h.strip()}"' for h in headers) or "none"
-        raise ColumnError(
-            f"{file_label} has no email or phone column (columns: {shown}); "
-            'name one with --map "COLUMN=email" or --map "COLUMN=phone"'
-        )
-
-    role_of = {src: role for role, src in chosen.items()}
-    type_of: dict[str, str] = {}
-    for column, type_name in types.items():
-        if type_name not in TYPES:
-            raise UsageError(
-                f"--type {column}={type_name}: the type must be one of {', '.join(TYPES)}"
-            )
-        key = column.strip().casefold()
-        source = next((h for h in headers if names[h].casefold() == key), None)
-        if source is None:
-            source = find(column, "--type")
-        if source in role_of and type_name != "string":
-            raise UsageError(
-                f"--type {column}={type_name}: the {role_of[source]} column has a fixed type"
-            )
-        type_of[source] = type_name
-
-    plans = []
-    seen_names: dict[str, str] = {}
-    for h in headers:
-        role = role_of.get(h, "variable")
-        name = role if role != "variable" else names[h]
-        if not name:
-            continue
-        displaced = next((r for r, c in roles.items() if h in c and chosen.get(r) != h), None)
-        if role == "variable" and displaced is not None and chosen[displaced] in targets:
-            mapped = chosen[displaced].strip()
-            raise ColumnError(
-                f'--map "{mapped}={displaced}" makes "{mapped}" the {displaced} column, the role '
-                f'"{h.strip()}" had; "{h.strip()}" would then go out as a variable named '
-                f'"{name}", which is reserved: give it another name, e.g. --map "{h.strip()}='
-                f'{h.strip()} (file)"'
-            )
-        folded_name = name.casefold()
-        if folded_name in seen_names:
-            raise ColumnError(
-                f'columns "{seen_names[folded_name].strip()}" and "{h.strip()}" would both send "{name}"; '
-                "rename one with --map"
-            )
-        seen_names[folded_name] = h
-        if role == "variable" and folded_name in ROLES:
-            raise ColumnError(
-                f'column "{h.strip()}" would send "{name}", which is reserved; rename it with --map'
-            )
-        plans.append(ColumnPlan(source=h, name=name, role=role, type=type_of.get(h, "string")))
-    if default_automation_id and "automation_id" not in chosen:
-        # --automation-id with no such column: a column of empty cells that the default fills.
-        plans.append(
-            ColumnPlan(
-                source=DEFAULT_AUTOMATION_ID_SOURCE, name="automation_id", role="automation_id"
-            )
-        )
-    country = find(country_column, "--country-column") if country_column else None
-    if country is not None and country in role_of:
-        raise UsageError(
-            f"--country-column {country_column}: that is the {role_of[country]} column"
-        )
-    return Layout(tuple(plans), country=country)
-
-
-DEFAULT_AUTOMATION_ID_SOURCE = "\x00--automation-id"
-
-
-# --- column-wise normalisation and parsing ------------------------------------------------------
-
-EMAIL_PATTERN = (
-    r"(?!\.)(?!.*\.\.)[^\s@\"(),:;<>\[\]\\]{1,64}(?<!\.)"
-    r"@(?=.{1,253}$)(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
-)
-PHONE_PATTERN = r"\+?\d{7,15}"
-_PHONE_FORMATTING = r"[\s\-.()\u00a0\u2010-\u2015]"
-INTEGER_PATTERN = r"[+-]?\d{1,18}(?:\.0*)?"
-POSITIVE_INTEGER_PATTERN = r"\+?\d{1,18}(?:\.0*)?"
-
-# Characters nobody sees in a cell: control characters, BOM, zero-width and bidi controls, soft
-# hyphen. In an email or a phone they would make one visible address several "different" ones.
-INVISIBLE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
-)
-
-
-# Cell-wise string work below runs as list comprehensions over ``Series.tolist()``: the same
-# ``re`` and ``str`` calls pandas' ``.str`` accessor makes, without its per-cell wrappers (3-10x
-# faster on text columns). They take the cleaned cells, which are all ``str``.
-
-
-def _texts(s: pd.Series, values: list[str]) -> pd.Series:
-    return pd.Series(values, index=s.index, dtype=object, name=s.name)
-
-
-def _all_text(values: list[object]) -> bool:
-    return set(map(type, values)) <= {str}
-
-
-def normalise_email(s: pd.Series) -> pd.Series:
-    values = s.tolist()
-    if not _all_text(values):
-        return s.str.strip().str.lower()
-    return _texts(s, [v.strip().lower() for v in values])
-
-
-# "380501234567.0" as ``^(\+?\d+)\.0+$`` replaced by ``\1``: ``$`` also matches before a final
-# newline, which the second group keeps.
-_FLOAT_FRACTION = re.compile(r"(\+?\d+)\.0+(\n?)")
-
-
-def drop_float_fraction(s: pd.Series) -> pd.Series:
-    """ "380501234567.0" is a number that went through a float (an Excel export): the digits."""
-    values = s.tolist()
-    if not _all_text(values):
-        return s.str.replace(r"^(\+?\d+)\.0+$", r"\1", regex=True)
-    if "." not in "".join(values):  # the usual case: one C scan
-        return _texts(s, values)
-    match = _FLOAT_FRACTION.fullmatch
-    out = [v if (m := match(v)) is None else m[1] + m[2] for v in values]
-    return _texts(s, out)
-
-
-_PHONE_FORMATTING_RE = re.compile(_PHONE_FORMATTING)
-
-
-def normalise_phone(s: pd.Series) -> pd.Series:
-    # The fraction goes first, or removing the dot as formatting would add a digit.
-    s = drop_float_fraction(s)
-    values = s.tolist()
-    if not _all_text(values):
-        return s.str.replace(_PHONE_FORMATTING, "", regex=True)
-    sub = _PHONE_FORMATTING_RE.sub
-    return _texts(s, [sub("", v) for v in values])
-
-
-def fullmatches(s: pd.Series, pattern: str | re.Pattern[str]) -> pd.Series:
-    """For each cell, whether the whole of it matches ``pattern`` (False for a non-text cell)."""
-    match = re.compile(pattern).fullmatch
-    return pd.Series(
-        [isinstance(v, str) and match(v) is not None for v in s.tolist()], index=s.index
-    )
-
-
-def drop_text_marker(s: pd.Series) -> pd.Series:
-    """``'+19846270127`` -> ``+19846270127``: the apostrophe spreadsheet exports put before a
-    value to keep it text. Checked on the whole column at once; most columns have none."""
-    values = s.tolist()
-    if not values or "\n'" not in "\n" + "\n".join(values):
-        return s
-    return s.str.replace(r"^'\s*", "", regex=True)
-
-
-def invisible_characters(s: pd.Series) -> pd.Series:
-    """For each cell, ``""`` or a reason naming the first invisible character and its position."""
-    reasons = pd.Series("", index=s.index, dtype=object)
-    values = s.tolist()
-    if not values or INVISIBLE.search(" ".join(values)) is None:  # the usual case: one C scan
-        return reasons
-    for i, v in enumerate(values):
-        m = INVISIBLE.search(v)
-        if m is not None:
-            ch = m.group()
-            kind = (
-                "a control character"
-                if unicodedata.category(ch) == "Cc"
-                else "an invisible character"
-            )
-            name = unicodedata.name(ch, "")
-            reasons.iat[i] = (
-                f"has {kind} U+{ord(ch):04X}{f' ({name})' if name else ''} at position "
-                f"{m.start() + 1}; remove it"
-            )
-    return reasons
-
-
-def _shown(value: str) -> str:
-    """A cell for a message: invisible characters written as \\uXXXX so that they show."""
-    return INVISIBLE.sub(lambda m: f"\\u{ord(m.group()):04x}", value)
-
-
-_WHOLE = re.compile(r"([+-]?\d{1,18})(?:\.0*)?")
-
-
-def to_integers(s: pd.Series) -> list[int | None]:
-    """Whole numbers (``123``, Excel's ``123.0``) as Python ints; other cells None."""
-    match = _WHOLE.fullmatch
-    out: list[int | None] = []
-    for v in s.tolist():
-        m = match(v) if isinstance(v, str) else None
-        out.append(int(m.group(1)) if m else None)
-    return out
-
-
-def to_numbers(s: pd.Series) -> list[int | float | None]:
-    """Numbers as JSON numbers: whole ones as ints (``12`` not ``12.0``)."""
-    values = pd.to_numeric(s.where(s != ""), errors="coerce").tolist()
-    out: list[int | float | None] = []
-    for v in values:
-        if v != v:
-            out.append(None)
-        elif float(v).is_integer() and abs(v) < 2**53:
-            out.append(int(v))
-        else:
-            out.append(float(v))
-    return out
-
+from .values import NUMBER_PATTERN, by_distinct_value, parse_booleans, parse_dates, parse_numbers
 
 # --- the pandera schema -------------------------------------------------------------------------
 
@@ -446,7 +95,7 @@ class ValidatedChunk:
 
 
 def _quote(value: object, limit: int = 60) -> str:
-    text = _shown(str(value))
+    text = visible(str(value))
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return f'"{text}"'
@@ -459,7 +108,7 @@ class RowValidator:
     """Normalise and validate chunks of a file laid out by a :class:`Layout`.
 
     ``default_country`` reads national phone numbers of rows whose country is not known otherwise;
-    the layout's country column (see :func:`plan_columns`) gives each row its own.
+    the layout's country column (see :func:`~bulk_events.layout.plan_columns`) gives each row its own.
     ``email_alone``: a row whose email is good but whose phone is not goes out by its email alone
     (the phone left out of the body, the reason in :attr:`ValidatedChunk.warnings`) instead of
     being invalid.
@@ -666,7 +315,7 @@ class RowValidator:
             if s.hasnans:  # the reader gives "" for an empty cell; other callers may not
                 s = s.astype(object).fillna("")
             values = s.tolist()
-            if not _all_text(values):
+            if not all_text(values):
                 values = s.astype(str).tolist()
             s = pd.Series([v.strip() for v in values], index=chunk.index, dtype=object)
             s.name = c.source

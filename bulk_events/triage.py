@@ -17,10 +17,12 @@ from .columns import Chosen, event_name_problem
 from .delivery.deliverer import Job
 from .journal import Entry, Journal, State
 from .keys import changed_columns, contact_of, digests, keyed_event
+from .layout import Layout
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
 from .payload import Body, build_bodies, event_key
-from .schema import Layout, RowValidator
+from .reader import HIDDEN_ROWS
+from .schema import RowValidator
 from .seen import SeenKeys
 
 
@@ -41,6 +43,9 @@ class Prepared:
     history: dict[bytes, tuple[bytes, bytes, str]] = field(default_factory=dict)  # by contact
     admitted: set[bytes] = field(default_factory=set)  # keys an earlier run decided to send
     fates: list[tuple[int, Outcome | Job]] = field(default_factory=list)
+    # Rows that go out not quite as the file has them (a bad phone left out), by index: the
+    # warning their outcome carries.
+    warnings: dict[int, str] = field(default_factory=dict)
 
 
 class Triage:
@@ -71,13 +76,13 @@ class Triage:
         self.seen = SeenKeys()
         self.national_phones = 0  # phones that look national and go out as written
         self.per_event: Counter[str] = Counter()  # rows with a body, by their event
-        self.warnings: list[tuple[int, str]] = []  # (row, note) of rows sent not quite as read
         self.without_automation_id = 0  # rows to send with no automation_id
 
     def close(self) -> None:
         self.seen.close()
 
     def prepare(self, chunk: pd.DataFrame) -> Prepared:
+        hidden = [int(r) for r in chunk.attrs.get(HIDDEN_ROWS, ())]
         frame = chunk
         validated = self.validator.validate(frame)
         # A row of cells holding only spaces looks blank in a spreadsheet program: treat it as
@@ -88,8 +93,11 @@ class Triage:
             validated = validated.without(blank[blank].index)
         bodies = build_bodies(validated, self.layout)
         self.national_phones += validated.national_phones
-        self.warnings.extend((r, w) for r, ws in validated.warnings.items() for w in ws)
         prepared = Prepared(frame, frame.index.tolist(), bodies, validated.errors)
+        where = {row: i for i, row in enumerate(prepared.rows)}
+        prepared.warnings = {
+            where[row]: "; ".join(texts) for row, texts in validated.warnings.items() if texts
+        }
         events = self._row_events(prepared)
         self._check_keys(prepared)
         prepared.positions = [i for i, b in enumerate(bodies) if b is not None]
@@ -109,6 +117,8 @@ class Triage:
                     for (i, fate), contact in self._jobs_with_contacts(prepared)
                 ]
             )
+        if hidden:
+            _add_hidden(prepared, hidden)
         return prepared
 
     def _row_events(self, prepared: Prepared) -> list[str | None]:
@@ -267,3 +277,26 @@ class Triage:
                 reason=SkipReason.NOT_SELECTED,
             )
         return Job(row=row, key=key, body=body, event=prepared.events[j])
+
+
+HIDDEN_IN_SHEET = "hidden in the sheet; --hidden include sends it"
+
+
+def _add_hidden(prepared: Prepared, hidden: list[int]) -> None:
+    """Put the rows ``--hidden skip`` left out back in their places, each ``skipped``: no row is
+    lost without a word. Their cells were not read, so the report shows them empty."""
+    blank = pd.DataFrame("", index=pd.Index(hidden), columns=prepared.frame.columns, dtype=object)
+    frame = pd.concat([prepared.frame, blank]).sort_index(kind="stable")
+    rows = frame.index.tolist()
+    at = {row: i for i, row in enumerate(rows)}
+    moved = [at[row] for row in prepared.rows]  # old index -> new index
+    bodies: list[dict[str, Any] | None] = [None] * len(rows)
+    for i, body in enumerate(prepared.bodies):
+        bodies[moved[i]] = body
+    prepared.fates = [(moved[i], fate) for i, fate in prepared.fates] + [
+        (at[row], Outcome(row, Status.SKIPPED, HIDDEN_IN_SHEET, reason=SkipReason.HIDDEN))
+        for row in hidden
+    ]
+    prepared.positions = [moved[i] for i in prepared.positions]
+    prepared.warnings = {moved[i]: text for i, text in prepared.warnings.items()}
+    prepared.frame, prepared.rows, prepared.bodies = frame, rows, bodies

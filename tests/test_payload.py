@@ -5,8 +5,9 @@ from __future__ import annotations
 import orjson
 import pandas as pd
 
+from bulk_events.layout import plan_columns
 from bulk_events.payload import build_bodies, event_key
-from bulk_events.schema import RowValidator, plan_columns
+from bulk_events.schema import RowValidator
 
 
 def bodies(data: dict[str, list[str]], **kwargs):
@@ -112,8 +113,8 @@ import numpy as np  # noqa: E402
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from bulk_events.cells import to_integers, to_numbers  # noqa: E402
 from bulk_events.payload import event_keys  # noqa: E402
-from bulk_events.schema import to_integers, to_numbers  # noqa: E402
 
 CELLS = {
     "email": ["a@b.co", " Ann@Example.com ", "nope", "", "x.y@mail.example.net"],

@@ -1,4 +1,4 @@
-"""Column roles, normalisation and the pandera checks."""
+"""Column roles (layout), cell normalisation (cells) and the pandera checks (schema)."""
 
 from __future__ import annotations
 
@@ -7,18 +7,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bulk_events.cells import EMAIL_PATTERN, PHONE_PATTERN, normalise_email, normalise_phone
 from bulk_events.errors import ColumnError, UsageError
-from bulk_events.schema import (
-    EMAIL_PATTERN,
-    PHONE_PATTERN,
-    RowValidator,
-    fold,
-    normalise_email,
-    normalise_phone,
-    parse_assignments,
-    parse_dates,
-    plan_columns,
-)
+from bulk_events.layout import fold, parse_assignments, plan_columns
+from bulk_events.schema import RowValidator
+from bulk_events.values import parse_dates
 
 
 def chunk(data: dict[str, list[str]], start: int = 2) -> pd.DataFrame:
@@ -514,7 +507,7 @@ def test_mapping_a_column_to_a_role_another_column_had_says_so() -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from bulk_events.schema import drop_float_fraction, fullmatches  # noqa: E402
+from bulk_events.cells import drop_float_fraction, fullmatches  # noqa: E402
 
 _PIECES = st.sampled_from(
     ["+380", "50", " ", "\u00a0", "-", "(", ")", ".", ".0", "0", "\n", "\t", "A", "b@", "x.co",

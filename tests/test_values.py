@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bulk_events.layout import plan_columns
 from bulk_events.payload import build_bodies
-from bulk_events.schema import RowValidator, plan_columns
+from bulk_events.schema import RowValidator
 from bulk_events.values import parse_dates, parse_numbers, read_number
 
 

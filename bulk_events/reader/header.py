@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from bulk_events.errors import FileFormatError
-from bulk_events.schema import ALIASES, fold
+from bulk_events.layout import ALIASES, fold
 
 LOOK_AHEAD = 20  # non-blank rows looked at for a header below a title
 _CONTACT = ALIASES["email"] | ALIASES["phone"]
