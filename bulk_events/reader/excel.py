@@ -22,7 +22,7 @@ import pandas as pd
 from bulk_events.errors import FileFormatError
 
 from .header import find_header
-from .render import render, render_padded, render_serial
+from .render import past_last_date, render, render_padded, render_serial
 from .sheetxml import SheetFacts, scan_sheet
 from .table import (
     CELL_ERRORS,
@@ -264,6 +264,7 @@ class _CalamineSource(_XlsxSource):
     def __init__(self, path: Path, sheet: str, facts: SheetFacts | None = None):
         super().__init__(path, sheet)
         self._serials = facts.serials if facts is not None else {}
+        self._errors = facts.errors if facts is not None else {}
         from python_calamine import CalamineWorkbook
 
         try:
@@ -280,6 +281,7 @@ class _CalamineSource(_XlsxSource):
         # the columns from the first used one: pad those back so position 0 is column A.
         pad = [""] * start[1]
         serials = self._serials
+        errors = self._errors
         try:
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
                 cells = [v if type(v) is str else render(v) for v in values]
@@ -289,7 +291,7 @@ class _CalamineSource(_XlsxSource):
                     for j, text in serials[number].items():
                         if j < len(cells):
                             cells[j] = text
-                yield number, cells, _NO_ERRORS
+                yield number, cells, errors.get(number, _NO_ERRORS) if errors else _NO_ERRORS
         except Exception:
             raise self._damaged() from None
 
@@ -377,6 +379,8 @@ class _OpenpyxlSource(_XlsxSource):
                     elif (kind is int or kind is float) and (
                         date_kind := kinds.get(getattr(cell, "_style_id", 0) or 0)
                     ):
+                        if past_last_date(value, date_kind, date1904):
+                            errors = [*errors, j]  # it shows #VALUE!: no value either
                         out.append(render_serial(value, date_kind, date1904))
                     elif (kind is int or kind is float) and cell.number_format in pads:
                         out.append(render_padded(value, pads[cell.number_format]))

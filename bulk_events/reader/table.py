@@ -50,7 +50,9 @@ class Detected:
     encoding_given: bool = False  # True when the caller forced the encoding
     delimiter_given: bool = False  # True when the caller forced the delimiter
     report: bool = False  # a bulk-events report read back: its input cells, not its own columns
-    hidden_unknown: bool = False  # the format's reader cannot tell hidden rows/columns: all are read
+    hidden_unknown: bool = (
+        False  # the format's reader cannot tell hidden rows/columns: all are read
+    )
 
     def describe(self) -> str:
         """One line for a person, e.g. ``CSV, cp1251 (detected), delimiter ";" (detected)``."""
