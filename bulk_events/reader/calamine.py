@@ -217,7 +217,8 @@ class _WorkbookSource(_CalamineSource):
 
     def __init__(self, path: Path, sheet: str):
         _XlsxSource.__init__(self, path, sheet)
-        self._serials = {}  # no sheet XML to consult: calamine's typed values are all there is
+        # No sheet XML to consult: calamine's typed values are all there is.
+        self._serials, self._errors = {}, {}
         from python_calamine import CalamineWorkbook
 
         try:
