@@ -77,8 +77,9 @@ class Detected:
 class Table:
     """An opened spreadsheet: its header now, its rows on demand through :meth:`chunks`.
 
-    ``columns`` are the header cells exactly as written (not stripped). Columns whose header is
-    blank are left out; should one of them hold a value, :meth:`chunks` raises naming its letter.
+    ``columns`` are the header cells as written (not stripped), control characters and line
+    breaks inside them shown escaped (``Data\\x1b[32m1``). Columns whose header is blank are left
+    out; should one of them hold a value, :meth:`chunks` raises naming its letter.
     """
 
     def __init__(self, path: Path, detected: Detected, columns: list[str], source: Source):
@@ -139,7 +140,11 @@ class Layout:
 
     @classmethod
     def from_header(cls, cells: list[str]) -> Layout:
-        """Keep the named header cells; refuse two names equal after strip + casefold."""
+        """Keep the named header cells, in their visible form (:func:`.header.visible_name`);
+        refuse two names equal after strip + casefold."""
+        from .header import visible_name
+
+        cells = [visible_name(c) for c in cells]
         while cells and cells[-1].strip() == "":
             cells = cells[:-1]
         kept = [i for i, c in enumerate(cells) if c.strip() != ""]
