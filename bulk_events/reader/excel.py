@@ -99,6 +99,7 @@ def open_xlsx(
     too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
     errors = workbook.parts.get(chosen) in workbook.error_parts
     wants_openpyxl = workbook.pad_formats or too_big or errors
+    forced = engine is not None
     engine = engine or ("openpyxl" if wants_openpyxl and not workbook.backslashes else "calamine")
     part = workbook.parts.get(chosen, "")
     facts = scan_sheet(
@@ -107,11 +108,9 @@ def open_xlsx(
         style_kinds=workbook.style_kinds if engine == "calamine" else None,
         date1904=workbook.date1904,
     )
-    source: _XlsxSource
-    if engine == "calamine":
-        source = _CalamineSource(path, chosen, facts)
-    else:
-        source = _OpenpyxlSource(
+
+    def openpyxl_source() -> _OpenpyxlSource:
+        return _OpenpyxlSource(
             path,
             chosen,
             workbook.pad_formats,
@@ -119,12 +118,29 @@ def open_xlsx(
             workbook.style_kinds,
             workbook.date1904,
         )
+
+    source: _XlsxSource
+    if engine == "calamine":
+        try:
+            source = _CalamineSource(path, chosen, facts)
+        except FileFormatError:
+            # calamine refuses whole workbooks over a part it does not know (a macro or dialog
+            # sheet beside the worksheets): openpyxl reads the worksheets and passes those by.
+            if forced or workbook.backslashes:
+                raise
+            engine = "openpyxl"
+            source = openpyxl_source()
+    else:
+        source = openpyxl_source()
     try:
-        header_row, header = source.header(header_row, f'sheet "{chosen}" in {name}')
+        where = f'sheet "{chosen}" in {name}'
         listing = ", ".join(f'"{n}"' for n in all_names)
+        hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
+        header_row, header = source.header(
+            header_row, where, f"{hint}; sheets: {listing}" if len(all_names) > 1 else ""
+        )
         if header_row is None:
-            hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
-            raise FileFormatError(f'sheet "{chosen}" in {name} is empty{hint}; sheets: {listing}')
+            raise FileFormatError(f"{where} is empty{hint}; sheets: {listing}")
         layout = Layout.from_header(header)
         if not layout.kept:
             raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
@@ -191,8 +207,27 @@ class _XlsxSource:
         """The sheet's last used row number as the workbook states it, if it does."""
         return None
 
-    def header(self, header_row: int | None, where: str) -> tuple[int | None, list[str]]:
-        return find_header(((n, cells) for n, cells, _ in self.rows()), header_row, where)
+    def header(
+        self, header_row: int | None, where: str, sheets: str = ""
+    ) -> tuple[int | None, list[str]]:
+        """The header row (see :func:`.header.find_header`); one showing a formula error is
+        refused, naming the cell (``sheets`` ends that message: other sheets to pick)."""
+        flagged: dict[int, list[int]] = {}
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            for number, cells, errors in self.rows():
+                if errors:
+                    flagged[number] = errors
+                yield number, cells
+
+        number, cells = find_header(rows(), header_row, where)
+        if number is not None and number in flagged:
+            j = flagged[number][0]
+            raise FileFormatError(
+                f"{where}: header cell {column_letter(j)}{number} shows {cells[j]}, a formula "
+                f"error, not a column name; name every column in the header row{sheets}"
+            )
+        return number, cells
 
     def frames(self, size: int) -> Iterator[pd.DataFrame]:
         layout = self.layout
