@@ -18,6 +18,7 @@ from .importer import Import, RunResult, run_sync
 from .options import SETTINGS, ImportOptions
 from .outcome import Outcome, SkipReason, Status
 from .reader import describe_hidden, hidden_policy, open_table
+from .reader.header import visible_name
 from .status import read_status
 from .values import suggest_type
 
@@ -270,8 +271,11 @@ def _proposal(path: Path, values: dict[str, Any]) -> list[str]:
         if key == "event" and value == "(none)":
             continue
         flag = "--" + key.replace("_", "-")
+        if key in ("event_column", "country_column") and isinstance(value, str):
+            value = visible_name(value)  # column names as they are printed and matched
         if isinstance(value, dict):
             option = "--type" if key == "types" else "--map"
+            value = {visible_name(k): visible_name(v) for k, v in value.items()}
             for k, v in value.items():
                 args += [option, f"{k}={v}"]
             tables += [f"[{key}]", *(f"{_toml(k)} = {_toml(v)}" for k, v in value.items())]
@@ -280,7 +284,7 @@ def _proposal(path: Path, values: dict[str, Any]) -> list[str]:
                 args.append(flag)
                 toml.append(f"{key} = true")
         elif isinstance(value, list | tuple):
-            names = [str(v) for v in value]
+            names = [visible_name(str(v)) for v in value]
             if key == "columns":
                 args += [flag, ",".join(names)]
             else:

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, TypedDict, Unpack
 
 from .errors import UsageError
+from .reader.header import visible_name
 from .target import Credentials, Target
 from .transport.http import Timeouts
 
@@ -252,12 +253,19 @@ class ImportOptions:
         if unknown:
             raise UsageError(f"unknown setting {unknown[0]!r}")
         given: dict[str, Any] = {k: v for k, v in settings.items() if v is not None}
-        for key in ("types", "map"):
-            if key in given:
-                given[key] = dict(given[key])
+        # Headers are read in their visible form (control characters shown escaped): a name
+        # given with the characters themselves matches as well as the printed one.
+        if "types" in given:
+            given["types"] = {visible_name(k): v for k, v in dict(given["types"]).items()}
+        if "map" in given:
+            given["map"] = {visible_name(k): visible_name(v) for k, v in dict(given["map"]).items()}
         for key in ("exclude", "columns", "key"):
             if key in given:
-                given[key] = _names(given[key], commas=key == "columns")
+                names = _names(given[key], commas=key == "columns")
+                given[key] = tuple(visible_name(n) for n in names)
+        for key in ("event_column", "country_column"):
+            if isinstance(given.get(key), str):
+                given[key] = visible_name(given[key])
 
         def pick(kind: Any) -> dict[str, Any]:
             return {k: given[k] for k in kind.__dataclass_fields__ if k in given}

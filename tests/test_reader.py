@@ -1091,20 +1091,53 @@ def test_openpyxl_warnings_go_to_the_log_not_the_terminal(
 
 
 @pytest.mark.parametrize("engine", ["calamine", "openpyxl"])
-def test_a_serial_past_year_9999_under_a_date_format_reads_as_its_number(
+def test_a_serial_past_year_9999_under_a_date_format_shows_value_error(
     tmp_path: Path, engine: str
 ) -> None:
-    """Excel shows ##### for a date serial it cannot show: the cell holds a number, and reads as
-    that number (not as an error) through both routes."""
+    """A date serial past 9999-12-31 is no date: the cell shows #VALUE! and is flagged as an error
+    cell through both routes (never read as the bare number); an elapsed time of as many days and
+    a plain number that large read as themselves."""
     path = files.workbook(
         tmp_path / "d.xlsx",
-        {"Data": [["email", "when"], ["a@x.com", 2994626]]},
-        formats={"B2": "yyyy-mm-dd"},
+        {
+            "Data": [
+                ["email", "when", "span", "n"],
+                ["a@x.com", 2994626, 2994626, 2994626],
+                ["b@x.com", 2958465, 1, 5],
+                ["c@x.com", 3.1e6, 2, 6],
+            ]
+        },
+        formats={"B2": "yyyy-mm-dd", "B3": "yyyy-mm-dd", "B4": "h:mm", "C2": "[h]:mm:ss"},
     )
     with excel.open_xlsx(path, None, engine=engine) as table:
+        assert table.detected.engine == engine
         chunk = next(table.chunks())
-    assert records(chunk) == {2: ["a@x.com", "2994626"]}
-    assert not chunk.attrs[reader.CELL_ERRORS]
+    assert records(chunk) == {
+        2: ["a@x.com", "#VALUE!", "71871024:00:00", "2994626"],
+        3: ["b@x.com", "9999-12-31", "1", "5"],
+        4: ["c@x.com", "#VALUE!", "2", "6"],
+    }
+    assert chunk.attrs[reader.CELL_ERRORS] == {
+        2: [("when", "B2 shows #VALUE!")],
+        4: [("when", "B4 shows #VALUE!")],
+    }
+
+
+def test_a_date_past_year_9999_makes_its_row_invalid(tmp_path: Path) -> None:
+    """The dry run does not send the bare serial of a date Excel cannot show: the row is invalid,
+    naming the cell, as the public file python-calamine tests/data/issue139.xlsx needs."""
+    import bulk_events
+
+    path = files.workbook(
+        tmp_path / "d.xlsx",
+        {"Data": [["email", "when"], ["a@x.com", 2994626], ["b@x.com", 45000]]},
+        formats={"B2": "yyyy-mm-dd", "B3": "yyyy-mm-dd"},
+    )
+    report = tmp_path / "r.csv"
+    bulk_events.import_file(path, event="e", dry_run=True, report=report)
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        outcome = {int(r["row"]): (r["status"], r["error"]) for r in csv.DictReader(f)}
+    assert outcome == {2: ("invalid", "B2 shows #VALUE!"), 3: ("valid", "")}
 
 
 # Every number format case whose rendering once depended on the route: (format, value, shown).
@@ -1133,7 +1166,8 @@ DATE_FORMAT_CASES = [
     ("[Red]yyyy-mm-dd", 45000, "2023-03-15"),
     ("dd/mm/yyyy;@", 45000, "2023-03-15"),
     ("mmm", 45000, "2023-03-15"),
-    ("yyyy-mm-dd", 3000000, "3000000"),
+    ("yyyy-mm-dd", 3000000, "#VALUE!"),
+    ("h:mm", 2958466, "#VALUE!"),
     ("m/d/yyyy", 59, "1900-02-28"),
     ("m/d/yyyy", 61, "1900-03-01"),
     ("yyyy-mm-dd", 1, "1900-01-01"),

@@ -48,24 +48,38 @@ def open_workbook(
     ``header_row`` as for :func:`~bulk_events.reader.excel.open_xlsx`."""
     name = path.name
     ods = _check_ods(path) if kind == "ods" else None
+    misplaced = None
     if kind == "xlsb":
-        _check_xlsb(path)
+        misplaced = _check_xlsb(path)
     elif kind == "xls":
         _check_xls(path)
-    sheets = _sheets(path)
-    if not sheets:
-        raise FileFormatError(f"{name} has no worksheets")
-    chosen = _choose_sheet(name, sheets, sheet)
-    source: _CalamineSource
-    if ods is not None:
-        source = _OdsSource(path, chosen, ods.get(chosen, OdsSheet()))
-    else:
-        source = _WorkbookSource(path, chosen)
     try:
-        header_row, header = source.header(header_row, f'sheet "{chosen}" in {name}')
+        sheets = _sheets(path)
+        if not sheets:
+            raise FileFormatError(f"{name} has no worksheets")
+        chosen = _choose_sheet(name, sheets, sheet)
+        source: _CalamineSource
+        if ods is not None:
+            source = _OdsSource(path, chosen, ods.get(chosen, OdsSheet()))
+        else:
+            source = _WorkbookSource(path, chosen)
+    except FileFormatError:
+        if misplaced is None:
+            raise
+        raise FileFormatError(
+            f"{name} is an Excel binary workbook (.xlsb) with its parts outside the xl/ folder "
+            f"where Excel keeps them ({misplaced}), which cannot be read here; open it in Excel "
+            "and save it again, or save it as .xlsx or CSV"
+        ) from None
+    try:
         listing = ", ".join(f'"{n}"' for n, _ in sheets)
+        hint = "; pick another with --sheet" if sheet is None and len(sheets) > 1 else ""
+        header_row, header = source.header(
+            header_row,
+            f'sheet "{chosen}" in {name}',
+            f"{hint}; sheets: {listing}" if len(sheets) > 1 else "",
+        )
         if header_row is None:
-            hint = "; pick another with --sheet" if sheet is None and len(sheets) > 1 else ""
             raise FileFormatError(f'sheet "{chosen}" in {name} is empty{hint}; sheets: {listing}')
         layout = Layout.from_header(header)
         if not layout.kept:
@@ -151,7 +165,9 @@ def _check_ods(path: Path) -> dict[str, OdsSheet]:
     return sheets
 
 
-def _check_xlsb(path: Path) -> None:
+def _check_xlsb(path: Path) -> str | None:
+    """Refuse a zip bomb or a sheet too big to hold; return a part the workbook keeps outside
+    ``xl/`` (which calamine looks in alone), if any, to name should calamine fail on it."""
     archive, members = _open_zip(path, "Excel binary workbook")
     with archive:
         refuse_zip_bomb(path.name, members)
@@ -161,6 +177,17 @@ def _check_xlsb(path: Path) -> None:
                 raise FileFormatError(
                     f"{path.name} has a sheet too big to read from .xlsb; save it as .xlsx or CSV"
                 )
+        names = [m.filename for m in members]
+        if "xl/workbook.bin" not in names:
+            return next((n for n in names if n.lower().endswith("workbook.bin")), None)
+        if "xl/_rels/workbook.bin.rels" not in names:
+            return None
+        with archive.open("xl/_rels/workbook.bin.rels") as f:
+            rels = f.read(1 << 20).decode("utf-8", "replace")
+    for target in re.findall(r"""Target\s*=\s*["']([^"']+)["']""", rels):
+        if target.startswith("../") or (target.startswith("/") and not target.startswith("/xl/")):
+            return target.lstrip("/")
+    return None
 
 
 # BIFF8 records that put a value in a cell: row at offset 0, column at offset 2.
@@ -217,7 +244,8 @@ class _WorkbookSource(_CalamineSource):
 
     def __init__(self, path: Path, sheet: str):
         _XlsxSource.__init__(self, path, sheet)
-        self._serials = {}  # no sheet XML to consult: calamine's typed values are all there is
+        # No sheet XML to consult: calamine's typed values are all there is.
+        self._serials, self._errors = {}, {}
         from python_calamine import CalamineWorkbook
 
         try:

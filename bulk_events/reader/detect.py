@@ -95,8 +95,8 @@ def _zip_kind(path: Path) -> str:
             f"{path.name} is an OpenDocument file but not a spreadsheet; "
             "open it in LibreOffice Calc and save it as .ods, .xlsx or CSV"
         )
-    if "xl/workbook.bin" in names:
-        return "xlsb"
+    if any(n.rpartition("/")[2].lower() == "workbook.bin" for n in names):
+        return "xlsb"  # wherever its writer put it: the .xlsb reader says if it cannot be read
     return "xlsx"
 
 

@@ -1,9 +1,9 @@
-"""Excel workbooks -> rows of text cells: zip safety checks, the workbook's parts, two readers.
+"""Excel workbooks -> rows of text cells, by one of two readers.
 
-:func:`open_xlsx` refuses an unsafe or broken workbook from its zip directory and parts before
-any cell is read (zip bombs, XML entities, encrypted or damaged parts), lists the sheets, then
-reads the chosen sheet with python-calamine (fast, holds the sheet) or openpyxl (streaming, and
-the only one that sees number formats). Both render cells through :mod:`.render`.
+:func:`open_xlsx` has the workbook checked and its parts listed by :mod:`.workbook` before any
+cell is read, then reads the chosen sheet with python-calamine (fast, holds the sheet) or
+openpyxl (streaming, and the only one that sees number formats). Both render cells through
+:mod:`.render`.
 """
 
 from __future__ import annotations
@@ -13,20 +13,16 @@ import itertools
 import logging
 import re
 import warnings
-import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from defusedxml import ElementTree as SafeET
 
 from bulk_events.errors import FileFormatError
 
-from .detect import EXCEL_SUFFIXES
 from .header import find_header
-from .render import builtin_kind, format_kind, pad_tokens, render, render_padded, render_serial
+from .render import past_last_date, render, render_padded, render_serial
 from .sheetxml import SheetFacts, scan_sheet
 from .table import (
     CELL_ERRORS,
@@ -39,7 +35,7 @@ from .table import (
     no_header_error,
     row_index,
 )
-from .ziparchive import refuse_zip_bomb, scan_members
+from .workbook import inspect_xlsx, raw_shared_strings
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +43,6 @@ log = logging.getLogger(__name__)
 # whole run: such sheets are streamed by openpyxl instead.
 CALAMINE_MAX_SHEET_XML = 100 * 1000 * 1000
 
-# A cell of type "e" holds a formula error (#N/A, #DIV/0!...), which calamine reads as empty.
-_ERROR_CELL_NEEDLES = (b't="e"', b"t='e'")
 # What Excel shows for a formula error; anything else in an error cell is shown as #VALUE!.
 ERROR_CODES = frozenset(
     [
@@ -84,192 +78,6 @@ def decode_ooxml_escapes(text: str) -> str:
     return _OOXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
-@dataclass
-class _Workbook:
-    sheets: list[tuple[str, bool]]  # (name, visible) of every worksheet, in tab order
-    pad_formats: dict[str, list[tuple[str, str]]]  # format code -> tokens, for formats in use
-    xml_sizes: dict[str, int]  # sheet name -> unpacked size of its XML part
-    parts: dict[str, str] = field(default_factory=dict)  # sheet name -> its XML part
-    strings_part: str | None = None  # the shared strings table, if any
-    error_parts: set[str] = field(default_factory=set)  # parts holding formula error cells
-    style_kinds: dict[int, str] = field(default_factory=dict)  # cell style -> date/time kind
-    date1904: bool = False  # serials count from 1904-01-01 (old Mac workbooks)
-    backslashes: bool = False  # parts named with "\\" (only calamine reads such a zip)
-
-
-def _inspect_xlsx(path: Path) -> _Workbook:
-    """Refuse what is not a safe .xlsx; list its sheets and the zero-padding formats it uses."""
-    name = path.name
-    not_workbook = FileFormatError(f"{name} is not an Excel workbook (.xlsx/.xlsm)")
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError):
-        raise not_workbook from None
-    with archive:
-        members = archive.infolist()
-        refuse_zip_bomb(name, members)
-        backslashes = _use_forward_slashes(archive)
-        names = {m.filename for m in members}
-        if "xl/workbook.bin" in names:
-            raise FileFormatError(
-                f"{name} is a binary Excel workbook (.xlsb); save it as .xlsx or CSV"
-            )
-        if "mimetype" in names and "content.xml" in names:
-            raise FileFormatError(f"{name} is an OpenDocument spreadsheet; save it as .xlsx or CSV")
-        error_parts = scan_members(name, archive, members, _ERROR_CELL_NEEDLES)
-        workbook_part = _office_document_part(archive, names)
-        if workbook_part is None or workbook_part not in names:
-            if path.suffix.lower() not in EXCEL_SUFFIXES:
-                raise FileFormatError(f"{name} is a zip archive, not a CSV file: unzip it first")
-            raise not_workbook
-        try:
-            workbook = _read_workbook_parts(archive, names, workbook_part)
-        except (SafeET.ParseError, KeyError, ValueError) as exc:
-            raise FileFormatError(f"{name} is damaged: its workbook part cannot be read") from exc
-        workbook.error_parts = error_parts
-        workbook.backslashes = backslashes
-        return workbook
-
-
-def _use_forward_slashes(archive: zipfile.ZipFile) -> bool:
-    """Some writers name parts ``xl\\workbook.xml``: read them under their ``/`` names (as Excel
-    and calamine do). Returns whether any part was so named."""
-    renamed = False
-    for member in archive.infolist():
-        if "\\" in member.filename:
-            member.filename = member.filename.replace("\\", "/")
-            renamed = True
-    if renamed:
-        archive.NameToInfo = {m.filename: m for m in archive.infolist()}
-    return renamed
-
-
-def _parse_xml(archive: zipfile.ZipFile, part: str) -> Any:
-    with archive.open(part) as f:
-        return SafeET.parse(f, forbid_dtd=True).getroot()
-
-
-def _named(root: Any, local: str) -> Iterator[Any]:
-    """Elements by local name whatever the namespace (transitional and strict OOXML differ)."""
-    return (el for el in root.iter() if el.tag.rpartition("}")[2] == local)
-
-
-def _relationship_id(el: Any) -> str:
-    """The ``r:id`` attribute, whatever its namespace."""
-    return next((v for k, v in el.attrib.items() if k.endswith("}id")), "")
-
-
-def _rels(archive: zipfile.ZipFile, names: set[str], part: str) -> dict[str, tuple[str, str]]:
-    """Relationship id -> (type, absolute target part) for a part."""
-    folder = PurePosixPath(part).parent
-    rels_part = str(folder / "_rels" / (PurePosixPath(part).name + ".rels"))
-    if rels_part.startswith("./"):
-        rels_part = rels_part[2:]
-    if rels_part not in names:
-        return {}
-    out = {}
-    for rel in _named(_parse_xml(archive, rels_part), "Relationship"):
-        target = rel.get("Target", "")
-        absolute = target.lstrip("/") if target.startswith("/") else _normpath(folder / target)
-        out[rel.get("Id", "")] = (rel.get("Type", ""), absolute)
-    return out
-
-
-def _normpath(p: PurePosixPath) -> str:
-    parts: list[str] = []
-    for piece in p.parts:
-        if piece == "..":
-            if parts:
-                parts.pop()
-        elif piece not in (".", ""):
-            parts.append(piece)
-    return "/".join(parts)
-
-
-def _office_document_part(archive: zipfile.ZipFile, names: set[str]) -> str | None:
-    for rel_type, target in _rels(archive, names, "").values():
-        if rel_type.endswith("/officeDocument"):
-            return target
-    return "xl/workbook.xml" if "xl/workbook.xml" in names else None
-
-
-def _read_workbook_parts(
-    archive: zipfile.ZipFile, names: set[str], workbook_part: str
-) -> _Workbook:
-    rels = _rels(archive, names, workbook_part)
-    root = _parse_xml(archive, workbook_part)
-    sheets = []
-    sizes = {}
-    parts = {}
-    for el in _named(root, "sheet"):
-        rel_type, part = rels.get(_relationship_id(el), ("", ""))
-        if rel_type and not rel_type.endswith("/worksheet"):
-            continue  # chart sheets and macro sheets have no cells to read
-        name = el.get("name", "")
-        sheets.append((name, el.get("state", "visible") == "visible"))
-        sizes[name] = archive.getinfo(part).file_size if part in names else 0
-        parts[name] = part
-    styles = next((t for rt, t in rels.values() if rt.endswith("/styles")), None)
-    pads, kinds = _number_formats(archive, styles) if styles in names else ({}, {})
-    strings = next((t for rt, t in rels.values() if rt.endswith("/sharedStrings")), None)
-    date1904 = any(el.get("date1904") in ("1", "true") for el in _named(root, "workbookPr"))
-    return _Workbook(
-        sheets,
-        pads,
-        sizes,
-        parts,
-        strings if strings in names else None,
-        style_kinds=kinds,
-        date1904=date1904,
-    )
-
-
-def _number_formats(
-    archive: zipfile.ZipFile, styles_part: str
-) -> tuple[dict[str, list[tuple[str, str]]], dict[int, str]]:
-    """Zero-padding custom number formats that some cell style actually uses, and the cell
-    styles (by index) whose format is a date, a time or an elapsed time."""
-    root = _parse_xml(archive, styles_part)
-    custom = {el.get("numFmtId"): el.get("formatCode", "") for el in _named(root, "numFmt")}
-    xfs = [xf for group in _named(root, "cellXfs") for xf in group]
-    used = {xf.get("numFmtId") for xf in xfs}
-    pads = {}
-    for fmt_id, code in custom.items():
-        if fmt_id in used and (tokens := pad_tokens(code)) is not None:
-            pads[code] = tokens
-    kinds = {}
-    for index, xf in enumerate(xfs):
-        fmt_id = xf.get("numFmtId") or "0"
-        if fmt_id in custom:
-            kind = format_kind(custom[fmt_id])
-        else:
-            kind = builtin_kind(int(fmt_id)) if fmt_id.isdigit() else None
-        if kind is not None:
-            kinds[index] = kind
-    return pads, kinds
-
-
-def _raw_shared_strings(path: Path, part: str) -> list[str]:
-    """The shared strings table as written (rich-text runs joined, phonetic runs left out)."""
-    strings = []
-    with zipfile.ZipFile(path) as archive, archive.open(part) as f:  # openpyxl: "/" names only
-        for _event, el in SafeET.iterparse(f, forbid_dtd=True):
-            if el.tag.rpartition("}")[2] != "si":
-                continue
-            pieces = []
-            for child in el:
-                local = child.tag.rpartition("}")[2]
-                if local == "t":
-                    pieces.append(child.text or "")
-                elif local == "r":
-                    pieces.extend(
-                        t.text or "" for t in child if t.tag.endswith("}t") or t.tag == "t"
-                    )
-            strings.append("".join(pieces))
-            el.clear()
-    return strings
-
-
 def open_xlsx(
     path: Path, sheet: str | int | None, engine: str | None = None, header_row: int | None = None
 ) -> Table:
@@ -283,7 +91,7 @@ def open_xlsx(
     hold. Both render cells the same way.
     """
     name = path.name
-    workbook = _inspect_xlsx(path)
+    workbook = inspect_xlsx(path)
     all_names = tuple(n for n, _ in workbook.sheets)
     if not all_names:
         raise FileFormatError(f"{name} has no worksheets")
@@ -291,6 +99,7 @@ def open_xlsx(
     too_big = workbook.xml_sizes.get(chosen, 0) > CALAMINE_MAX_SHEET_XML
     errors = workbook.parts.get(chosen) in workbook.error_parts
     wants_openpyxl = workbook.pad_formats or too_big or errors
+    forced = engine is not None
     engine = engine or ("openpyxl" if wants_openpyxl and not workbook.backslashes else "calamine")
     part = workbook.parts.get(chosen, "")
     facts = scan_sheet(
@@ -299,11 +108,9 @@ def open_xlsx(
         style_kinds=workbook.style_kinds if engine == "calamine" else None,
         date1904=workbook.date1904,
     )
-    source: _XlsxSource
-    if engine == "calamine":
-        source = _CalamineSource(path, chosen, facts)
-    else:
-        source = _OpenpyxlSource(
+
+    def openpyxl_source() -> _OpenpyxlSource:
+        return _OpenpyxlSource(
             path,
             chosen,
             workbook.pad_formats,
@@ -311,12 +118,29 @@ def open_xlsx(
             workbook.style_kinds,
             workbook.date1904,
         )
+
+    source: _XlsxSource
+    if engine == "calamine":
+        try:
+            source = _CalamineSource(path, chosen, facts)
+        except FileFormatError:
+            # calamine refuses whole workbooks over a part it does not know (a macro or dialog
+            # sheet beside the worksheets): openpyxl reads the worksheets and passes those by.
+            if forced or workbook.backslashes:
+                raise
+            engine = "openpyxl"
+            source = openpyxl_source()
+    else:
+        source = openpyxl_source()
     try:
-        header_row, header = source.header(header_row, f'sheet "{chosen}" in {name}')
+        where = f'sheet "{chosen}" in {name}'
         listing = ", ".join(f'"{n}"' for n in all_names)
+        hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
+        header_row, header = source.header(
+            header_row, where, f"{hint}; sheets: {listing}" if len(all_names) > 1 else ""
+        )
         if header_row is None:
-            hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
-            raise FileFormatError(f'sheet "{chosen}" in {name} is empty{hint}; sheets: {listing}')
+            raise FileFormatError(f"{where} is empty{hint}; sheets: {listing}")
         layout = Layout.from_header(header)
         if not layout.kept:
             raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
@@ -383,8 +207,27 @@ class _XlsxSource:
         """The sheet's last used row number as the workbook states it, if it does."""
         return None
 
-    def header(self, header_row: int | None, where: str) -> tuple[int | None, list[str]]:
-        return find_header(((n, cells) for n, cells, _ in self.rows()), header_row, where)
+    def header(
+        self, header_row: int | None, where: str, sheets: str = ""
+    ) -> tuple[int | None, list[str]]:
+        """The header row (see :func:`.header.find_header`); one showing a formula error is
+        refused, naming the cell (``sheets`` ends that message: other sheets to pick)."""
+        flagged: dict[int, list[int]] = {}
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            for number, cells, errors in self.rows():
+                if errors:
+                    flagged[number] = errors
+                yield number, cells
+
+        number, cells = find_header(rows(), header_row, where)
+        if number is not None and number in flagged:
+            j = flagged[number][0]
+            raise FileFormatError(
+                f"{where}: header cell {column_letter(j)}{number} shows {cells[j]}, a formula "
+                f"error, not a column name; name every column in the header row{sheets}"
+            )
+        return number, cells
 
     def frames(self, size: int) -> Iterator[pd.DataFrame]:
         layout = self.layout
@@ -456,6 +299,7 @@ class _CalamineSource(_XlsxSource):
     def __init__(self, path: Path, sheet: str, facts: SheetFacts | None = None):
         super().__init__(path, sheet)
         self._serials = facts.serials if facts is not None else {}
+        self._errors = facts.errors if facts is not None else {}
         from python_calamine import CalamineWorkbook
 
         try:
@@ -472,6 +316,7 @@ class _CalamineSource(_XlsxSource):
         # the columns from the first used one: pad those back so position 0 is column A.
         pad = [""] * start[1]
         serials = self._serials
+        errors = self._errors
         try:
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
                 cells = [v if type(v) is str else render(v) for v in values]
@@ -481,7 +326,7 @@ class _CalamineSource(_XlsxSource):
                     for j, text in serials[number].items():
                         if j < len(cells):
                             cells[j] = text
-                yield number, cells, _NO_ERRORS
+                yield number, cells, errors.get(number, _NO_ERRORS) if errors else _NO_ERRORS
         except Exception:
             raise self._damaged() from None
 
@@ -537,7 +382,7 @@ class _OpenpyxlSource(_XlsxSource):
         strings = getattr(self._sheet, "_shared_strings", None)
         if not isinstance(strings, list):
             return
-        raw = _raw_shared_strings(self.path, part)
+        raw = raw_shared_strings(self.path, part)
         if len(raw) == len(strings):
             strings[:] = raw
 
@@ -569,6 +414,8 @@ class _OpenpyxlSource(_XlsxSource):
                     elif (kind is int or kind is float) and (
                         date_kind := kinds.get(getattr(cell, "_style_id", 0) or 0)
                     ):
+                        if past_last_date(value, date_kind, date1904):
+                            errors = [*errors, j]  # it shows #VALUE!: no value either
                         out.append(render_serial(value, date_kind, date1904))
                     elif (kind is int or kind is float) and cell.number_format in pads:
                         out.append(render_padded(value, pads[cell.number_format]))

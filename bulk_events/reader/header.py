@@ -9,10 +9,48 @@ guesses. ``header_row`` given says where the header is.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from bulk_events.errors import FileFormatError
 from bulk_events.layout import ALIASES, fold
+
+# Characters a terminal would act on or a one-line message cannot hold: C0 and C1 controls, DEL,
+# the Unicode line and paragraph separators.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(found: re.Match[str]) -> str:
+    ch = found.group()
+    if ch in _NAMED:
+        return _NAMED[ch]
+    return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+
+
+def _edge(ch: str) -> bool:
+    """Surrounding whitespace, which names are compared without: kept as written."""
+    return ch in "\t\n\r" or (ch.isspace() and not _INVISIBLE.match(ch))
+
+
+def visible_name(text: str) -> str:
+    r"""A header (or a name given for one) in the one form it is compared, printed and sent in:
+    control characters and line breaks inside it shown escaped, so that every message stays one
+    line and the printed name can be given back to ``--map``. Surrounding whitespace is left as it
+    is (names are compared without it), and escaping twice changes nothing.
+
+    >>> visible_name("Data\x1b[32m1"), visible_name("First\nname"), visible_name(" Email\n")
+    ('Data\\x1b[32m1', 'First\\nname', ' Email\n')
+    """
+    if not _INVISIBLE.search(text) or not text.strip():
+        return text
+    start, end = 0, len(text)
+    while start < end and _edge(text[start]):
+        start += 1
+    while end > start and _edge(text[end - 1]):
+        end -= 1
+    return text[:start] + _INVISIBLE.sub(_escape, text[start:end]) + text[end:]
+
 
 LOOK_AHEAD = 20  # non-blank rows looked at for a header below a title
 _CONTACT = ALIASES["email"] | ALIASES["phone"]

@@ -13,8 +13,10 @@ kind :func:`format_kind` gives the format (the README's reading contract):
   shows, whole days dropped as Excel drops them (1.5 under ``h:mm`` -> ``12:00:00``);
 * ``"elapsed"`` (``[h]``, ``[hh]``, ``[m]``, ``[mm]``, ``[s]``, ``[ss]``): a duration in hours,
   ``H:MM:SS`` (1 -> ``24:00:00``, 12.3 -> ``295:12:00``, -0.25 -> ``-6:00:00``);
-* a serial that is no date (negative, or past 9999-12-31) under a date or time format reads as the
-  number itself (``-1.2``): Excel shows ``#####`` there, and the number is what the cell holds.
+* a negative serial under a date or time format reads as the number itself (``-1.2``): Excel
+  shows ``#####`` there, and the number is what the cell holds;
+* a serial past 9999-12-31 under a date or time format shows ``#VALUE!`` (:data:`NO_DATE`):
+  like a formula error it is no value, and the reader flags the cell (:func:`past_last_date`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,19 @@ _BUILTIN_KINDS = {
     47: TIME,
     **dict.fromkeys(range(50, 59), DATE),
 }
+
+
+NO_DATE = "#VALUE!"  # what a serial past the last date shows under a date or time format
+
+
+def past_last_date(value: float, kind: str, date1904: bool = False) -> bool:
+    """Whether a number under a format of ``kind`` is past 9999-12-31, so that the cell shows
+    :data:`NO_DATE` (an elapsed time has no last day).
+
+    >>> past_last_date(2994626, "date"), past_last_date(2994626, "elapsed"), past_last_date(1, "time")
+    (True, False, False)
+    """
+    return kind != ELAPSED and value >= _LAST_SERIAL - (1462 if date1904 else 0)
 
 
 def builtin_kind(format_id: int) -> str | None:
@@ -132,15 +147,17 @@ def render_serial(value: float, kind: str, date1904: bool = False) -> str:
 
     >>> render_serial(45000.5, "date"), render_serial(0.25, "date"), render_serial(1.5, "time")
     ('2023-03-15T12:00:00', '06:00:00', '12:00:00')
-    >>> render_serial(12.3, "elapsed"), render_serial(-1.2, "date")
-    ('295:12:00', '-1.2')
+    >>> render_serial(12.3, "elapsed"), render_serial(-1.2, "date"), render_serial(3e6, "date")
+    ('295:12:00', '-1.2', '#VALUE!')
     """
     if not math.isfinite(value):
         return ""
     if kind == ELAPSED:
         return _render_elapsed(round(value * 86400))
-    if value < 0 or value >= _LAST_SERIAL - (1462 if date1904 else 0):
+    if value < 0:
         return _render_float(float(value))
+    if past_last_date(value, kind, date1904):
+        return NO_DATE
     seconds = round(value * 86400)
     days, second_of_day = divmod(seconds, 86400)
     clock = dt.time(second_of_day // 3600, second_of_day // 60 % 60, second_of_day % 60)

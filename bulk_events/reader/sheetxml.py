@@ -16,24 +16,28 @@ from pathlib import Path
 
 from defusedxml import ElementTree as SafeET
 
-from .render import ELAPSED, TIME, render_serial
+from .render import ELAPSED, TIME, past_last_date, render_serial
 from .table import BLOCK
 
 _MAX_COLUMNS = 16_384  # Excel's last column, XFD
 _HIDDEN = re.compile(rb"""\shidden\s*=\s*["'](?:1|true)["']""")
 _NEGATIVE = re.compile(rb"<(?:\w+:)?v>\s*-")
+# A number of seven digits or more, or one in exponent form: a serial that may be past 9999.
+_HUGE = re.compile(rb"<(?:\w+:)?v>\s*\+?(?:\d{7}|[\d.]+[eE]\+?\d)")
 _KEEP = 64  # bytes carried from one block to the next so that no needle is cut in two
 
 
 @dataclass(frozen=True)
 class SheetFacts:
     """Hidden rows (sheet row numbers, only rows holding a value) and columns (0-based
-    positions), and ``serials``: row -> {position: text} for cells whose typed value from calamine
-    would not show what their format shows (a negative serial, a time-only format)."""
+    positions); ``serials``: row -> {position: text} for cells whose typed value from calamine
+    would not show what their format shows (a negative serial, a time-only format, a serial past
+    the last date); ``errors``: row -> positions of those that show an error (``#VALUE!``)."""
 
     hidden_rows: frozenset[int] = frozenset()
     hidden_columns: frozenset[int] = frozenset()
     serials: dict[int, dict[int, str]] = field(default_factory=dict)
+    errors: dict[int, list[int]] = field(default_factory=dict)
 
 
 def scan_sheet(
@@ -49,7 +53,7 @@ def scan_sheet(
     lossy = sorted(str(s).encode() for s, kind in kinds.items() if kind == TIME)
     needles = [_HIDDEN]
     if kinds:
-        needles.append(_NEGATIVE)
+        needles += [_NEGATIVE, _HUGE]
     if lossy:
         needles.append(re.compile(rb"""\ss\s*=\s*["'](?:""" + b"|".join(lossy) + rb""")["']"""))
     try:
@@ -91,6 +95,7 @@ def _parse(f: object, kinds: dict[int, str], date1904: bool) -> SheetFacts:
     hidden_rows: set[int] = set()
     hidden_columns: set[int] = set()
     serials: dict[int, dict[int, str]] = {}
+    errors: dict[int, list[int]] = {}
     row = 0
     column = -1
     row_hidden = row_has_value = False
@@ -121,12 +126,15 @@ def _parse(f: object, kinds: dict[int, str], date1904: bool) -> SheetFacts:
                     number_value = float(value)
                 except ValueError:
                     number_value = None
+                past = number_value is not None and past_last_date(number_value, kind, date1904)
                 if number_value is not None and (
-                    kind == TIME or (number_value < 0 and kind != ELAPSED)
+                    kind == TIME or (number_value < 0 and kind != ELAPSED) or past
                 ):
                     serials.setdefault(row, {})[column] = render_serial(
                         number_value, kind, date1904
                     )
+                if past:
+                    errors.setdefault(row, []).append(column)
             el.clear()
         elif local == "row":
             if row_hidden and row_has_value:
@@ -139,4 +147,4 @@ def _parse(f: object, kinds: dict[int, str], date1904: bool) -> SheetFacts:
             except ValueError:
                 continue
             hidden_columns.update(range(max(low, 1) - 1, min(high, _MAX_COLUMNS)))
-    return SheetFacts(frozenset(hidden_rows), frozenset(hidden_columns), serials)
+    return SheetFacts(frozenset(hidden_rows), frozenset(hidden_columns), serials, errors)

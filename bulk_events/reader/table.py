@@ -50,7 +50,9 @@ class Detected:
     encoding_given: bool = False  # True when the caller forced the encoding
     delimiter_given: bool = False  # True when the caller forced the delimiter
     report: bool = False  # a bulk-events report read back: its input cells, not its own columns
-    hidden_unknown: bool = False  # the format's reader cannot tell hidden rows/columns: all are read
+    hidden_unknown: bool = (
+        False  # the format's reader cannot tell hidden rows/columns: all are read
+    )
 
     def describe(self) -> str:
         """One line for a person, e.g. ``CSV, cp1251 (detected), delimiter ";" (detected)``."""
@@ -75,8 +77,9 @@ class Detected:
 class Table:
     """An opened spreadsheet: its header now, its rows on demand through :meth:`chunks`.
 
-    ``columns`` are the header cells exactly as written (not stripped). Columns whose header is
-    blank are left out; should one of them hold a value, :meth:`chunks` raises naming its letter.
+    ``columns`` are the header cells as written (not stripped), control characters and line
+    breaks inside them shown escaped (``Data\\x1b[32m1``). Columns whose header is blank are left
+    out; should one of them hold a value, :meth:`chunks` raises naming its letter.
     """
 
     def __init__(self, path: Path, detected: Detected, columns: list[str], source: Source):
@@ -137,7 +140,11 @@ class Layout:
 
     @classmethod
     def from_header(cls, cells: list[str]) -> Layout:
-        """Keep the named header cells; refuse two names equal after strip + casefold."""
+        """Keep the named header cells, in their visible form (:func:`.header.visible_name`);
+        refuse two names equal after strip + casefold."""
+        from .header import visible_name
+
+        cells = [visible_name(c) for c in cells]
         while cells and cells[-1].strip() == "":
             cells = cells[:-1]
         kept = [i for i, c in enumerate(cells) if c.strip() != ""]
