@@ -24,6 +24,20 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "sample_data"
 
 
+# Fixtures that start the sandbox in a process of its own. The tests that use them run a real
+# importer process against it and measure pace, pauses and signals at the server, so under
+# pytest-xdist (`--dist loadgroup`) they share one worker and run one after another: no two of
+# them compete for the two cores, while the cheap in-process tests run beside them.
+SERVER_PROCESS_FIXTURES = frozenset({"server", "server_factory", "failing_server"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("paced"))
+
+
 @pytest.fixture(autouse=True)
 def _private_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test gets its own journal folder and working directory; no real credentials leak in."""

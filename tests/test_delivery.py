@@ -242,6 +242,7 @@ def test_circuit_breaker_stops_early_when_the_service_is_down(api, tmp_path):
     assert server.bodies() == []
 
 
+@pytest.mark.xdist_group("paced")  # measures pace at the server: not beside another such test
 def test_rate_limit_holds_at_the_server(api, tmp_path):
     """No sliding one-second window at the server sees more than --rate requests, and nothing is refused."""
     server, cli = api(rate_limit=20)

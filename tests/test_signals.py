@@ -156,8 +156,9 @@ def test_second_ctrl_c_stops_at_once_and_in_flight_rows_are_unknown(server, tmp_
 
 def test_sigkill_leaves_at_most_concurrency_unknown_and_never_resends_them(server, tmp_path):
     """After SIGKILL the journal makes the next run right: no duplicate, at most --concurrency unknown."""
+    rows = 60  # 30 arrive before the kill, 30 are left for the rerun: more would only take longer
     url, record, _ = server(latency=0.3)
-    write_csv(tmp_path / "c.csv", contacts(ROWS))
+    write_csv(tmp_path / "c.csv", contacts(rows))
     proc = start_cli(url, tmp_path, "--rate", "0", "--concurrency", "6")
     wait_for_arrivals(record, 30)
     proc.send_signal(signal.SIGKILL)
@@ -171,42 +172,54 @@ def test_sigkill_leaves_at_most_concurrency_unknown_and_never_resends_them(serve
     assert rerun.returncode == 1, err  # unknown rows remain
     counts = report_statuses(tmp_path)
     assert 1 <= counts["unknown"] <= 6
-    assert counts["unknown"] + counts["skipped"] + counts["sent"] == ROWS
+    assert counts["unknown"] + counts["skipped"] + counts["sent"] == rows
     once = arrived(record)
     assert max(once.values()) == 1  # nothing arrived twice
     unknown_rows = {r["email"] for r in read_report(tmp_path / "r.csv") if r["status"] == "unknown"}
-    assert set(once) | unknown_rows == {f"user{i}@example.com" for i in range(ROWS)}
+    assert set(once) | unknown_rows == {f"user{i}@example.com" for i in range(rows)}
 
     again = start_cli(url, tmp_path, "--rate", "0", "--retry-unknown")
     _, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     final = arrived(record)
-    assert set(final) == {f"user{i}@example.com" for i in range(ROWS)}
+    assert set(final) == {f"user{i}@example.com" for i in range(rows)}
     assert {e for e, n in final.items() if n > 1} <= unknown_rows
 
 
 def test_overlapping_runs_never_both_send(server, tmp_path):
     """A second run over the same journal refuses at once (exit 2); with --wait it waits, then skips."""
     url, record, _ = server()
-    write_csv(tmp_path / "c.csv", contacts(100))
-    first = start_cli(url, tmp_path, "--rate", "10")  # ten seconds: long enough to overlap
+    write_csv(tmp_path / "c.csv", contacts(30))
+    first = start_cli(url, tmp_path, "--rate", "10")
     wait_for_arrivals(record, 3)
-    second = subprocess.run(
-        [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
-         "--report", str(tmp_path / "r2.csv"), "--state", str(tmp_path / "journal.sqlite")],
-        env=cli_env(url), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert first.poll() is None, "the first run ended too soon for the test to mean anything"
-    assert second.returncode == 2, second.stderr
-    assert "another bulk-events run" in second.stderr
-    third = subprocess.Popen(
-        [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
-         "--report", str(tmp_path / "r3.csv"), "--state", str(tmp_path / "journal.sqlite"), "--wait"],
-        env=cli_env(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    # Held mid-run, lock and all, until the other two have met it: however slowly they start on
+    # a busy machine, the runs overlap.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
+             "--report", str(tmp_path / "r2.csv"), "--state", str(tmp_path / "journal.sqlite")],
+            env=cli_env(url), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert first.poll() is None, "the first run ended too soon for the test to mean anything"
+        assert second.returncode == 2, second.stderr
+        assert "another bulk-events run" in second.stderr
+        third = subprocess.Popen(
+            [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
+             "--report", str(tmp_path / "r3.csv"), "--state", str(tmp_path / "journal.sqlite"), "--wait"],
+            env=cli_env(url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert third.stderr is not None
+        said = []  # what the third run says up to its "waiting" (stderr is line-buffered)
+        while (line := third.stderr.readline()) and "waiting" not in line:
+            said.append(line)
+        said.append(line)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert first.wait(60) == 0
     _, err = third.communicate(timeout=60)
+    err = "".join(said) + err
     assert third.returncode == 0, err
     assert "waiting" in err
-    assert arrived(record) == Counter({f"user{i}@example.com": 1 for i in range(100)})
+    assert arrived(record) == Counter({f"user{i}@example.com": 1 for i in range(30)})
     assert {r["status"] for r in read_report(tmp_path / "r3.csv")} == {"skipped"}
