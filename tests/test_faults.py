@@ -480,7 +480,7 @@ async def test_request_that_could_not_be_made_is_failed_not_unknown(tmp_path):
         async def send(self, body):
             self.sends += 1
             if self.sends > 5:
-                self._token = "tok\r\nX-Injected: 1"
+                self.token.value = "tok\r\nX-Injected: 1"
             return await super().send(body)
 
     f = write_csv(tmp_path / "c.csv", contacts(20))
