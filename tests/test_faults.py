@@ -322,6 +322,7 @@ def test_full_journal_disk_after_rows_were_sent_is_not_nothing_was_sent(
     """The journal's disk fills mid-run (injected at commit): exit 74, not 2; the report lists
     what was sent; the row whose answer could not be recorded is unknown next run, not resent."""
     import bulk_events.journal as journal_module
+    from bulk_events import journaldb
 
     server_ = _sandbox_env(monkeypatch, live)
     f = write_csv(tmp_path / "c.csv", contacts(20))
@@ -341,6 +342,7 @@ def test_full_journal_disk_after_rows_were_sent_is_not_nothing_was_sent(
             yield
 
     monkeypatch.setattr(journal_module, "transaction", filling)
+    monkeypatch.setattr(journaldb, "transaction", filling)  # the schema's own commits
     result = _run(f, **settings)
     assert result.exit_code == 74
     assert "database or disk is full" in result.stopped
@@ -354,6 +356,7 @@ def test_full_journal_disk_after_rows_were_sent_is_not_nothing_was_sent(
     assert states["inflight"] <= 1 and states["sent"] + states["inflight"] == sent
 
     monkeypatch.setattr(journal_module, "transaction", real)
+    monkeypatch.setattr(journaldb, "transaction", real)
     again = _run(f, **settings)
     assert again.exit_code == (1 if states["inflight"] else 0)
     final = Counter(b["email"] for b in server_.bodies())
@@ -477,7 +480,7 @@ async def test_request_that_could_not_be_made_is_failed_not_unknown(tmp_path):
         async def send(self, body):
             self.sends += 1
             if self.sends > 5:
-                self._token = "tok\r\nX-Injected: 1"
+                self.token.value = "tok\r\nX-Injected: 1"
             return await super().send(body)
 
     f = write_csv(tmp_path / "c.csv", contacts(20))

@@ -71,3 +71,12 @@ class Transport(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+def decode_text(raw: bytes, charset: str | None) -> str:
+    """An answer's bytes as text, in the charset it names (UTF-8 when it names none or one
+    unknown), undecodable bytes replaced."""
+    try:
+        return raw.decode(charset or "utf-8", errors="replace")
+    except LookupError:  # an unknown charset named by the server
+        return raw.decode("utf-8", errors="replace")

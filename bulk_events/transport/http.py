@@ -34,9 +34,10 @@ from yarl import URL
 
 from bulk_events import ratelimit
 from bulk_events import redact as _redact
-from bulk_events.errors import CredentialsError, DeliveryError, ServiceUnavailable, UsageError
+from bulk_events.errors import UsageError
 
-from .base import MaybeSent, NotSent, Reply, Unsendable
+from .auth import Token
+from .base import MaybeSent, NotSent, Reply, Unsendable, decode_text
 
 log = logging.getLogger(__name__)
 
@@ -123,16 +124,9 @@ def _form_value(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _decode(raw: bytes, charset: str | None) -> str:
-    try:
-        return raw.decode(charset or "utf-8", errors="replace")
-    except LookupError:  # an unknown charset named by the server
-        return raw.decode("utf-8", errors="replace")
-
-
 def _reply_text(raw: bytes, charset: str | None) -> str:
     # Redact before truncating, or a secret cut in half would escape the mask.
-    return _redact.redact(_decode(raw, charset))[:MAX_REPLY_TEXT]
+    return _redact.redact(decode_text(raw, charset))[:MAX_REPLY_TEXT]
 
 
 def _check_url(url: str, what: str) -> URL:
@@ -365,13 +359,8 @@ class ApiTransport(_HttpTransport):
     renewed on demand by :meth:`reauthenticate`; each new token bumps ``generation`` so that many
     requests failing with the same stale token trigger a single token request. An API key is
     never renewed: a 401 with it is final. Token requests take turns of ``limiter`` like events.
+    The token itself is a :class:`~bulk_events.transport.auth.Token` (``transport.token``).
     """
-
-    #: transient token-endpoint failures are retried this many times after a 401 mid-run
-    token_attempts = 3
-    token_retry_delay = 1.0
-    #: after a failed proactive renewal, keep using the old token this long before trying again
-    refresh_backoff = 10.0
 
     def __init__(
         self,
@@ -391,8 +380,6 @@ class ApiTransport(_HttpTransport):
         _redact.register(client_secret)
         if api_key:
             _redact.register(api_key)
-        self._api_key = api_key or None
-        self._limiter = limiter
         _redact.register_url(api_url)
         api_url = api_url.rstrip("/")
         base = _check_url(api_url, "API URL")
@@ -403,30 +390,29 @@ class ApiTransport(_HttpTransport):
                 f"the API URL {_redact.redact_url(api_url)} carries a user name or password: "
                 "remove them (the REST API uses the client id and secret)"
             )
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._token_url = URL(f"{api_url}/oauth/access_token", encoded=False)
         self._base = base
         self._event_name = event_name  # "" when every send names its event
         self._event_urls: dict[str, URL] = {}
-        self._host = _host_label(base)
-        self._before_request = before_request
-        self._clock = clock
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._refresh_at = 0.0
-        self._retry_refresh_at = 0.0
-        self._generation = 0
-        self._lock = asyncio.Lock()
+        self.token = Token(
+            self._post,
+            URL(f"{api_url}/oauth/access_token", encoded=False),
+            client_id,
+            client_secret,
+            host=_host_label(base),
+            api_key=api_key,
+            before_request=before_request,
+            limiter=limiter,
+            clock=clock,
+        )
         self._shown = f'{_redact.redact_url(api_url)}, event "{event_name}"'
 
     def __repr__(self) -> str:
-        return f"<ApiTransport {self._shown} generation={self._generation}>"
+        return f"<ApiTransport {self._shown} generation={self.token.generation}>"
 
     @property
     def generation(self) -> int:
         """How many tokens this transport has obtained; Reply.auth_generation says which was used."""
-        return self._generation
+        return self.token.generation
 
     async def open(self) -> None:
         """Create the session and fetch the first token.
@@ -435,16 +421,8 @@ class ApiTransport(_HttpTransport):
         endpoint cannot be reached or is failing.
         """
         await super().open()
-        if self._api_key is not None:
-            if self._token is None:
-                self._token = self._api_key
-                self._refresh_at = math.inf
-                self._generation = 1
-            return
         try:
-            async with self._lock:
-                if self._token is None:
-                    await self._fetch_token()
+            await self.token.open()
         except BaseException:
             await self.aclose()  # the caller gets an error, not a session left to leak
             raise
@@ -460,8 +438,7 @@ class ApiTransport(_HttpTransport):
 
     async def ready(self) -> None:
         """Renew the token if it is about to expire (call before taking a turn to send)."""
-        if self._token is not None and self._clock() >= self._refresh_at:
-            await self._refresh_soon_expiring()
+        await self.token.ready()
 
     async def send(self, body: dict[str, Any], event: str | None = None) -> Reply:
         """Post ``body`` once with the current token, to ``event`` if given (else the event this
@@ -471,10 +448,10 @@ class ApiTransport(_HttpTransport):
         token request would need): :meth:`ready` does that.
         """
         url = self._url_of(event or self._event_name)
-        if self._token is None:
+        if self.token.value is None:
             raise RuntimeError("transport is not open: call open() first")
         data = orjson.dumps(body)
-        token, generation = self._token, self._generation
+        token, generation = self.token.value, self.token.generation
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         async with self._slots:
             status, raw, charset, retry_after, complete = await self._post(
@@ -495,117 +472,4 @@ class ApiTransport(_HttpTransport):
         task meanwhile), False when the token endpoint refuses the credentials. Raises
         ServiceUnavailable when the token endpoint stays unreachable or failing.
         """
-        if self._api_key is not None:
-            return False  # a key has nothing to renew: refused is refused
-        async with self._lock:
-            if self._generation > generation:
-                return True
-            for attempt in range(1, self.token_attempts + 1):
-                try:
-                    await self._fetch_token()
-                    return True
-                except CredentialsError:
-                    log.warning("SendPulse refused the credentials when renewing the token")
-                    return False
-                except ServiceUnavailable as exc:
-                    if attempt == self.token_attempts:
-                        raise
-                    log.warning("token renewal failed (%s); retrying", exc)
-                    await asyncio.sleep(self.token_retry_delay * attempt)
-            raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _refresh_soon_expiring(self) -> None:
-        """Renew a token that is about to expire; on failure keep the old one for a while."""
-        async with self._lock:
-            now = self._clock()
-            if now < self._refresh_at or now < self._retry_refresh_at:
-                return
-            try:
-                await self._fetch_token()
-            except DeliveryError as exc:
-                # The old token may still work; a real 401 will go through reauthenticate().
-                self._retry_refresh_at = now + self.refresh_backoff
-                log.warning("proactive token renewal failed: %s", exc)
-
-    async def _fetch_token(self) -> None:
-        """One token request; updates token, expiry and generation. Call under the lock."""
-        if self._before_request is not None:
-            await self._before_request()
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret,
-        }
-        unavailable = f"cannot reach SendPulse at {self._host}"
-        try:
-            if self._limiter is not None:
-                with await self._limiter.take():
-                    status, raw, charset, _, _ = await self._post(self._token_url, data=form)
-            else:
-                status, raw, charset, _, _ = await self._post(self._token_url, data=form)
-        except (NotSent, MaybeSent) as exc:
-            raise ServiceUnavailable(f"{unavailable}: {exc.reason}; try again later") from None
-        if status in (400, 401, 403):
-            detail = _error_description(raw, charset) or f"HTTP {status}"
-            raise CredentialsError(f"SendPulse rejected the client id/secret: {detail}")
-        if status == 429 or status >= 500:
-            raise ServiceUnavailable(f"{unavailable}: HTTP {status}; try again later")
-        if status != 200:
-            # A redirect (never followed: it would carry the secret elsewhere) or another odd
-            # answer means the address is wrong, not that the service is down: a setting to fix.
-            kind = "a redirect" if 300 <= status < 400 else "an unexpected answer"
-            raise CredentialsError(
-                f"the token endpoint at {self._host} answered HTTP {status} ({kind}): "
-                "check the API address (SENDPULSE_API_URL)"
-            )
-        try:
-            answer = orjson.loads(raw)
-            token = answer["access_token"]
-            expires_in = float(answer.get("expires_in", 3600))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            raise ServiceUnavailable(
-                f"{unavailable}: the token endpoint gave an unreadable answer; try again later"
-            ) from None
-        if not isinstance(token, str) or not token:
-            raise ServiceUnavailable(
-                f"{unavailable}: the token endpoint gave no access token; try again later"
-            )
-        if not token.isprintable() or not token.isascii():
-            _redact.register(token)
-            raise CredentialsError(
-                f"the token endpoint at {self._host} gave an access token that cannot be sent "
-                "in a header (it holds a line break or another control character): check the "
-                "API address"
-            )
-        _redact.register(token)
-        now = self._clock()
-        if not math.isfinite(expires_in) or expires_in <= 0:
-            expires_in = 3600.0
-        self._token = token
-        self._expires_at = now + expires_in
-        # Renew early (SendPulse's own PHP client: 300 s before; half the lifetime of a short
-        # token) so that no request travels with a token on its last breath, and renewing never
-        # waits for a 401. A request checks in ready(), then may queue for its turn of the rate
-        # limit for about concurrency / rate seconds: the margin must cover that.
-        self._refresh_at = now + expires_in - min(300.0, expires_in * 0.5)
-        self._retry_refresh_at = 0.0
-        self._generation += 1
-
-
-def _error_description(raw: bytes, charset: str | None) -> str:
-    """The human part of an OAuth error answer, short and with secrets masked."""
-    try:
-        answer = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        answer = None
-    text = ""
-    if isinstance(answer, dict):
-        for key in ("error_description", "message", "error"):
-            value = answer.get(key)
-            if isinstance(value, str) and value.strip():
-                text = value
-                break
-    else:
-        text = _decode(raw, charset)
-    text = " ".join(text.split())
-    return _redact.redact(text)[:200]
+        return await self.token.renew(generation)

@@ -26,15 +26,12 @@ or SIGINT.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
 import contextlib
 import math
 import os
 import secrets
-import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -44,53 +41,36 @@ from typing import IO, Any
 import orjson
 from aiohttp import web
 
-from .private import create_private
+from bulk_events.private import create_private
+
+from .misbehaviour import (
+    EVENT_KINDS,
+    HTML_500,
+    HTML_502,
+    HTML_503,
+    HTML_PORTAL,
+    TOKEN_KINDS,
+    Misbehaviour,
+    client_gone,
+    drop,
+    stream_body,
+)
+
+__all__ = [
+    "EVENT_KINDS",
+    "PER_SECOND_CODE",
+    "SANDBOX_HASH",
+    "SANDBOX_RATE",
+    "TOKEN_KINDS",
+    "Arrival",
+    "Sandbox",
+    "max_in_window",
+]
 
 SANDBOX_HASH = "5a4db0c5e1d2f3a4b5c6d7e8f9a0b1c2"  # the event-URL hash the sandbox hands out
 SANDBOX_RATE = 10  # SendPulse's documented limit: requests per second
 PER_SECOND_CODE = 2020202020  # the error_code of SendPulse's per-second 429
 
-EVENT_KINDS = frozenset(
-    {
-        "429",  # rate-limit answer, no header
-        "429-retry-after",  # rate-limit answer with Retry-After: 1
-        "429-long",  # a quota answer: Retry-After: 3600
-        "500",  # an HTML error page
-        "503",  # service unavailable
-        "slow",  # answer after `delay` seconds; not accepted if the client has gone by then
-        "slow-accept",  # accept at once, answer after `delay` seconds
-        "drop-before",  # close the connection without answering; not accepted
-        "drop-after",  # accept, then close the connection without answering
-        "result-false",  # 200 with {"result": false}
-        "result-false-string",  # 200 with {"result": "false"}
-        "html-200",  # 200 with an HTML page (a captive portal); not accepted
-        "502-after",  # accept, then a gateway's 502 (the answer lost on the way back)
-        "504-after",  # accept, then a gateway's 504
-        "502",  # a gateway's 502, not accepted
-        "huge-body",  # accept, answer 200 with a body of hundreds of megabytes, streamed
-        "trickle",  # accept, answer 200 and then one byte of body a second
-        "400",  # a validation refusal
-        "403",  # the account is blocked
-        "401",  # 401 even with a valid token (revoked credentials)
-        "expire-token",  # the request's token expires now: 401 until a new token is fetched
-    }
-)
-# The token endpoint can fail too; these kinds apply only to token requests.
-TOKEN_KINDS = frozenset(
-    {"token-429", "token-500", "token-503", "token-401", "token-slow", "token-drop"}
-)
-
-_HTML_500 = (
-    "<!DOCTYPE html>\n<html><head><title>500 Internal Server Error</title></head>\n<body>\n"
-    "<h1>Internal Server Error</h1>\n<p>The server encountered an internal error.</p>\n"
-    + "<!-- padding to imitate a full error page -->\n" * 80
-    + "</body></html>\n"
-)
-_HTML_503 = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>\n"
-_HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>\n"
-_HTML_PORTAL = (
-    "<html><head><title>Wi-Fi login</title></head><body>Sign in to continue</body></html>"
-)
 _UNAUTHORIZED = {"message": "Unauthorized!", "error_code": 401}  # what the real API answers
 
 
@@ -104,14 +84,6 @@ class Arrival:
     content_type: str
     accepted: bool
     accept: str = ""  # the request's Accept header
-
-
-@dataclass
-class _Misbehaviour:
-    kind: str
-    remaining: int
-    when: Callable[[dict[str, Any]], bool] | None
-    delay: float
 
 
 class Sandbox:
@@ -165,7 +137,7 @@ class Sandbox:
         self.url: str | None = None
 
         self._tokens: dict[str, float] = {}  # token -> monotonic expiry
-        self._misbehaviours: list[_Misbehaviour] = []
+        self._misbehaviours: list[Misbehaviour] = []
         self._recent: deque[float] = deque()  # request starts inside the rate-limit window
         self._record_file: IO[bytes] | None = None
         self._stopping = asyncio.Event()
@@ -200,7 +172,7 @@ class Sandbox:
             raise ValueError(f"unknown misbehaviour {kind!r}; known: {known}")
         if times < 1:
             raise ValueError("times must be at least 1")
-        self._misbehaviours.append(_Misbehaviour(kind, times, when, delay))
+        self._misbehaviours.append(Misbehaviour(kind, times, when, delay))
 
     def calm(self) -> None:
         """Forget every misbehaviour still waiting to happen: from now on the service behaves."""
@@ -281,21 +253,21 @@ class Sandbox:
         expires_in: float = int(ttl) if float(ttl).is_integer() else ttl
         return _json(200, {"access_token": token, "token_type": "Bearer", "expires_in": expires_in})
 
-    async def _token_trouble(self, request: web.Request, trouble: _Misbehaviour) -> Any:
+    async def _token_trouble(self, request: web.Request, trouble: Misbehaviour) -> Any:
         kind = trouble.kind.removeprefix("token-")
         if kind == "429":
             return self._rate_limited()
         if kind == "500":
-            return web.Response(status=500, text=_HTML_500, content_type="text/html")
+            return web.Response(status=500, text=HTML_500, content_type="text/html")
         if kind == "503":
-            return web.Response(status=503, text=_HTML_503, content_type="text/html")
+            return web.Response(status=503, text=HTML_503, content_type="text/html")
         if kind == "401":
             return _json(
                 401,
                 {"error": "invalid_client", "error_description": "Client authentication failed."},
             )
         if kind == "drop":
-            return _drop(request)
+            return drop(request)
         if kind == "slow":
             await self._sleep(trouble.delay)
         return None
@@ -349,19 +321,19 @@ class Sandbox:
         if kind == "429-long":
             return self._rate_limited(retry_after="3600")
         if kind == "500":
-            return web.Response(status=500, text=_HTML_500, content_type="text/html")
+            return web.Response(status=500, text=HTML_500, content_type="text/html")
         if kind == "503":
-            return web.Response(status=503, text=_HTML_503, content_type="text/html")
+            return web.Response(status=503, text=HTML_503, content_type="text/html")
         if kind == "drop-before":
-            return _drop(request)
+            return drop(request)
         if kind == "502":
-            return web.Response(status=502, text=_HTML_502, content_type="text/html")
+            return web.Response(status=502, text=HTML_502, content_type="text/html")
         if kind == "html-200":
-            return web.Response(status=200, text=_HTML_PORTAL, content_type="text/html")
+            return web.Response(status=200, text=HTML_PORTAL, content_type="text/html")
         if kind == "slow":
             assert trouble is not None
             await self._sleep(trouble.delay)
-            if _client_gone(request):
+            if client_gone(request):
                 # A real service would not act on a request whose client has gone.
                 return web.Response(status=200)
 
@@ -388,13 +360,13 @@ class Sandbox:
 
         self._accept(arrival)
         if kind == "drop-after":
-            return _drop(request)
+            return drop(request)
         if kind in ("502-after", "504-after"):
             await self._sleep(self.latency)
             status = 502 if kind == "502-after" else 504
-            return web.Response(status=status, text=_HTML_502, content_type="text/html")
+            return web.Response(status=status, text=HTML_502, content_type="text/html")
         if kind in ("huge-body", "trickle"):
-            return await _stream_body(request, huge=kind == "huge-body", stop=self._stopping)
+            return await stream_body(request, huge=kind == "huge-body", stop=self._stopping)
         if kind == "slow-accept":
             assert trouble is not None
             await self._sleep(trouble.delay)
@@ -459,7 +431,7 @@ class Sandbox:
             response.headers["Retry-After"] = retry_after
         return response
 
-    def _take(self, body: dict[str, Any], *, token: bool) -> _Misbehaviour | None:
+    def _take(self, body: dict[str, Any], *, token: bool) -> Misbehaviour | None:
         """Consume one use of the first pending misbehaviour that applies to this request."""
         for trouble in self._misbehaviours:
             if (trouble.kind in TOKEN_KINDS) != token:
@@ -581,133 +553,5 @@ def _bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-def _client_gone(request: web.Request) -> bool:
-    transport = request.transport
-    return transport is None or transport.is_closing()
-
-
-def _drop(request: web.Request) -> web.Response:
-    """Close the connection without answering; the client sees ServerDisconnectedError."""
-    if request.transport is not None:
-        request.transport.close()
-    # Nothing reaches the client: the transport is closed before this is written.
-    return web.Response(status=204)
-
-
-async def _stream_body(request: web.Request, *, huge: bool, stop: asyncio.Event) -> Any:
-    """A 200 whose body never seems to end: 512 MB as fast as the client reads, or a byte a
-    second (for at most ten minutes); stops when the client goes away."""
-    response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
-    await response.prepare(request)
-    chunk = b" " * 65536
-    try:
-        await response.write(b'{"result": true, "padding": "')
-        for _ in range(8192 if huge else 600):
-            if stop.is_set() or _client_gone(request):
-                break
-            if huge:
-                await response.write(chunk)
-            else:
-                await response.write(b" ")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
-        else:
-            await response.write(b'"}')
-    except (ConnectionError, RuntimeError):
-        pass  # the client has gone, as a bounded client should
-    return response
-
-
 def _json(status: int, payload: dict[str, Any]) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
-
-
-# --- command line -----------------------------------------------------------------------------
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bulk_events.sandbox",
-        description="Run a local SendPulse imitation until SIGTERM/SIGINT.",
-        epilog="example: python -m bulk_events.sandbox --port 0 --record arrived.jsonl --rate-limit 10",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--record", help="append each accepted event to this JSONL file")
-    parser.add_argument("--rate-limit", type=int, default=None, help="requests per second")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds before answering")
-    parser.add_argument(
-        "--token-ttl", type=float, default=3600.0, help="seconds a token lives (e.g. 5)"
-    )
-    parser.add_argument("--api-key", default="sandbox-api-key", help="the API key it accepts")
-    parser.add_argument(
-        "--quota", type=int, default=None, help="events taken per --quota-window, then 429"
-    )
-    parser.add_argument(
-        "--quota-window",
-        type=float,
-        default=86400.0,
-        help="seconds (default: a day); SIGUSR1 refills the quota at once",
-    )
-    parser.add_argument(
-        "--arrivals", help="append each request's arrival time and answer to this JSONL file"
-    )
-    parser.add_argument("--client-id", default="sandbox-client")
-    parser.add_argument("--client-secret", default="sandbox-secret")
-    parser.add_argument(
-        "--misbehave",
-        action="append",
-        default=[],
-        metavar="KIND[:TIMES]",
-        help="e.g. drop-after:3 or 500 (repeatable)",
-    )
-    parser.add_argument("--delay", type=float, default=5.0, help="delay of the slow kinds")
-    return parser.parse_args(argv)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    sandbox = Sandbox(
-        client_id=args.client_id,
-        client_secret=args.client_secret,
-        api_key=args.api_key,
-        quota=args.quota,
-        quota_window=args.quota_window,
-        arrivals=args.arrivals,
-        token_ttl=args.token_ttl,
-        rate_limit=args.rate_limit,
-        latency=args.latency,
-        record=args.record,
-        history=False,
-    )
-    for spec in args.misbehave:
-        kind, _, times = spec.partition(":")
-        sandbox.misbehave(kind, times=int(times or 1), delay=args.delay)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, sandbox.refill_quota)  # "a new day"
-    url = await sandbox.start(args.host, args.port)
-    print(f"listening on {url}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await sandbox.stop()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m bulk_events.sandbox``."""
-    args = _parse_args(argv)
-    try:
-        asyncio.run(_serve(args))
-    except ValueError as exc:  # a bad --misbehave kind
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the port is taken, or the address is not ours
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
