@@ -10,13 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
@@ -36,12 +34,12 @@ from .layout import Layout, plan_columns
 from .options import ImportOptions, PathLike, Settings
 from .outcome import Status
 from .pipeline import pump
-from .progress import RunProgress
+from .progress import RunProgress, keep_recording, record
 from .ratelimit import RateLimiter
 from .reader import Table, hidden_policy, open_table
 from .report import ErrorsWriter, ReportWriter
 from .schema import RowValidator
-from .stopper import Stopper
+from .stopper import Stopper, install_signal_handlers
 from .transport.base import Transport
 from .triage import Triage
 
@@ -183,44 +181,10 @@ class Import:
         finally:
             table.close()
 
-    def _plan(self, table: Table) -> tuple[Layout, list[str]]:
-        """The columns' layout (a report fed back in reads as its input: see the reader)."""
-        o = self.options
-        columns = list(table.columns)
-        try:
-            layout = plan_columns(
-                columns,
-                types=o.schema.types,
-                mapping=o.schema.map,
-                file_label=self.path.name,
-                default_automation_id=o.schema.automation_id is not None,
-                country_column=o.schema.country_column,
-            )
-            b = o.body
-            self.chosen = choose_columns(
-                layout,
-                exclude=b.exclude,
-                columns=b.columns,
-                event_column=o.target.event_column,
-                key=b.key,
-            )
-            layout = self.chosen.layout
-        except ColumnError as exc:
-            sheets = table.detected.sheets
-            if len(sheets) > 1 and o.reading.sheet is None:
-                listing = ", ".join(f'"{s}"' for s in sheets)
-                raise ColumnError(
-                    f"{exc}; that is the first sheet, pick another with --sheet (sheets: {listing})"
-                ) from None
-            raise
-        for c in layout.columns:
-            role = c.name if c.role == "variable" else c.role
-            log.info("column %r -> %s (%s)", c.source.strip(), role, c.type)
-        return layout, columns
-
     async def _run_table(self, table: Table, started: float) -> RunResult:
         o, target = self.options, self.options.target
-        layout, columns = self._plan(table)
+        layout, self.chosen = plan_layout(table, o, self.path.name)
+        columns = list(table.columns)
         self.layout = layout
         validator = RowValidator(
             layout,
@@ -254,7 +218,7 @@ class Import:
             journal_path = legacy  # what an earlier version recorded, until a run adopts it
         self.journal_path = journal_path
         loop = asyncio.get_running_loop()
-        installed = self._install_signal_handlers(loop)
+        installed = install_signal_handlers(loop, self.request_stop)
         journal: Journal | None = None
         transport: Transport | None = None
         sandbox: Sandbox | None = None
@@ -300,7 +264,7 @@ class Import:
                         stopper=self.stopper,
                         max_events=o.delivery.max_events,
                     )
-                progress_task = asyncio.create_task(self._keep_progress(writer, limiter))
+                progress_task = asyncio.create_task(keep_recording(self.progress, writer, limiter))
             assert self.chosen is not None
             adopt = (
                 None
@@ -333,8 +297,8 @@ class Import:
                 errors=errors,
                 event_name=event_name,
             )
-            written = self._commit_report(report)
-            errors_path = self._commit_report(errors) if errors is not None else None
+            written = _commit(report, self.stopper)
+            errors_path = _commit(errors, self.stopper) if errors is not None else None
             if self.stopper.storage_error is not None:
                 self.stopper.where = _where_it_stands(
                     self.stopper.storage_error, counts, written, journal
@@ -382,53 +346,16 @@ class Import:
             if journal is not None:
                 try:
                     if run_id and result is not None:
-                        self._write_progress(JournalWriter(journal, run_id), None)
+                        record(self.progress, JournalWriter(journal, run_id))
                         journal.finish_run(run_id, dict(counts), result.exit_code, result.stopped)
                 except StorageError as exc:  # the run's summary already says it
                     log.warning("could not record the end of the run: %s", exc)
                 finally:
                     journal.close()
 
-    def _commit_report(self, report: ReportWriter) -> Path | None:
-        """Move the finished report into place; None when it could not be written."""
-        if isinstance(self.stopper.storage_error, ReportError):
-            return None
-        try:
-            return report.commit()
-        except OSError as exc:
-            self.stopper.storage_failed(
-                ReportError(f"cannot write the report {report.path}: {exc.strerror or exc}")
-            )
-            return None
-
     def _legacy_journal(self, event: str) -> Path:
         """Where earlier versions kept the journal of one event (one file per event)."""
         return default_journal_path(*self.options.target.legacy_journal(event))
-    async def _keep_progress(self, writer: JournalWriter, limiter: RateLimiter) -> None:
-        """About once a second, how far the run is goes into its journal (``bulk-events status``)."""
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                self._write_progress(writer, limiter)
-            except Exception:  # progress is for people: it must never stop the run
-                log.debug("could not record the run's progress", exc_info=True)
-
-    def _write_progress(self, writer: JournalWriter, limiter: RateLimiter | None) -> None:
-        progress = self.progress
-        if progress is None:
-            return
-        pause = limiter.paused_for if limiter is not None else 0.0
-        until = None
-        if pause > 0:
-            until = datetime.fromtimestamp(time.time() + pause, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        snapshot = progress.snapshot()
-        writer.progress(
-            total=snapshot["total"],
-            rate=round(progress.rate, 3),
-            paused_until=until,
-            pause_reason="the service answered 429 (too many requests)" if until else None,
-            progress=snapshot,
-        )
 
     async def _open_journal(self, path: Path) -> Journal:
         """Take the journal's lock; with --wait, poll for it so that Ctrl-C still works meanwhile."""
@@ -462,17 +389,53 @@ class Import:
             sandbox_record=report_path.with_suffix(".sandbox.jsonl"),
         )
 
-    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> list[int]:
-        if threading.current_thread() is not threading.main_thread():
-            return []
-        installed: list[int] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, self.request_stop, sig)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
-                pass
-        return installed
+
+def _commit(report: ReportWriter, stopper: Stopper) -> Path | None:
+    """Move a finished report into place; None when it could not be written."""
+    if isinstance(stopper.storage_error, ReportError):
+        return None
+    try:
+        return report.commit()
+    except OSError as exc:
+        stopper.storage_failed(
+            ReportError(f"cannot write the report {report.path}: {exc.strerror or exc}")
+        )
+        return None
+
+
+def plan_layout(table: Table, o: ImportOptions, file_label: str) -> tuple[Layout, Chosen]:
+    """The columns' layout and what each body holds (a report fed back in reads as its input:
+    see the reader)."""
+    try:
+        layout = plan_columns(
+            list(table.columns),
+            types=o.schema.types,
+            mapping=o.schema.map,
+            file_label=file_label,
+            default_automation_id=o.schema.automation_id is not None,
+            country_column=o.schema.country_column,
+        )
+        b = o.body
+        chosen = choose_columns(
+            layout,
+            exclude=b.exclude,
+            columns=b.columns,
+            event_column=o.target.event_column,
+            key=b.key,
+        )
+        layout = chosen.layout
+    except ColumnError as exc:
+        sheets = table.detected.sheets
+        if len(sheets) > 1 and o.reading.sheet is None:
+            listing = ", ".join(f'"{s}"' for s in sheets)
+            raise ColumnError(
+                f"{exc}; that is the first sheet, pick another with --sheet (sheets: {listing})"
+            ) from None
+        raise
+    for c in layout.columns:
+        role = c.name if c.role == "variable" else c.role
+        log.info("column %r -> %s (%s)", c.source.strip(), role, c.type)
+    return layout, chosen
 
 
 def _where_it_stands(

@@ -11,13 +11,22 @@ tell how far it is without touching the run.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from .outcome import Outcome, Status
+
+if TYPE_CHECKING:
+    from .delivery import JournalWriter
+    from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
 
 BUCKET = 10.0  # seconds per point of the rate series
 MAX_POINTS = 360  # the series is coarsened (buckets doubled) beyond this many points
@@ -129,3 +138,35 @@ class RunProgress:
 
 
 __all__ = ["RunProgress", "error_kind"]
+
+
+def record(
+    progress: RunProgress | None, writer: JournalWriter, limiter: RateLimiter | None = None
+) -> None:
+    """Write how far the run is into its journal's ``runs`` row (read by ``bulk-events status``)."""
+    if progress is None:
+        return
+    pause = limiter.paused_for if limiter is not None else 0.0
+    until = None
+    if pause > 0:
+        until = datetime.fromtimestamp(time.time() + pause, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    snapshot = progress.snapshot()
+    writer.progress(
+        total=snapshot["total"],
+        rate=round(progress.rate, 3),
+        paused_until=until,
+        pause_reason="the service answered 429 (too many requests)" if until else None,
+        progress=snapshot,
+    )
+
+
+async def keep_recording(
+    progress: RunProgress | None, writer: JournalWriter, limiter: RateLimiter
+) -> None:
+    """About once a second, :func:`record` (until cancelled)."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            record(progress, writer, limiter)
+        except Exception:  # progress is for people: it must never stop the run
+            log.debug("could not record the run's progress", exc_info=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import Callable, Mapping
 
 from .errors import (
@@ -131,3 +132,19 @@ class Stopper:
         if bad and bad == invalid and invalid <= invalid_allowed:
             return EXIT_OK
         return EXIT_ROWS if bad else EXIT_OK
+
+
+def install_signal_handlers(
+    loop: asyncio.AbstractEventLoop, handler: Callable[[int], None]
+) -> list[int]:
+    """Route SIGINT and SIGTERM to ``handler`` (in the main thread only); returns those installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    installed: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, handler, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on this platform
+            pass
+    return installed
