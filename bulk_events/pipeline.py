@@ -82,6 +82,11 @@ async def pump(
         iterator: Iterator[pd.DataFrame] = table.chunks(chunk_rows)
         try:
             while True:
+                if stopper.stop_reading:
+                    # Out of grace after a stop: every row read so far is in the report, the
+                    # rest of the file is left unread rather than keeping the process alive.
+                    stopper.unread = True
+                    break
                 try:
                     chunk = await asyncio.to_thread(next, iterator, None)
                 except StorageError as exc:

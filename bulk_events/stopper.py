@@ -46,6 +46,7 @@ class Stopper:
         self.storage_error: StorageError | None = None
         self.where = ""  # with a storage error: what was sent and where the journal stands
         self.last_row_read = 0
+        self.unread = False  # the grace period ended before the whole file was read
         self.stopping = False
         self.hard = False
         self._cancel: Callable[[], None] | None = None
@@ -97,12 +98,34 @@ class Stopper:
 
     def _soft(self) -> None:
         self.stopping = True
-        if self._cancel is not None:
-            asyncio.get_running_loop().call_later(self.grace, self.hard_stop)
+        # With requests under way, the grace period bounds how long they may take; after a
+        # signal it bounds the whole stop, reading the rest of the file as pending included.
+        if self._cancel is not None or self.signal is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # asked from outside the run's loop: no timer to arm
+                return
+            loop.call_later(self.grace, self.hard_stop)
+
+    @property
+    def stop_reading(self) -> bool:
+        """Asked to stop and out of patience (the grace period ended, or a second Ctrl-C):
+        read no further, so the run ends now whatever the size of the file."""
+        return self.hard and self.signal is not None
 
     @property
     def reason(self) -> str:
         """Why the run stopped early, for people; empty when it did not."""
+        why = self._reason()
+        if not self.unread:
+            return why
+        unread = (
+            f"the grace period ended after row {self.last_row_read}: any later rows were not "
+            "read and are not in the report; run the same command again to send them"
+        )
+        return f"{why}; {unread}" if why else unread
+
+    def _reason(self) -> str:
         if self.storage_error is not None:
             return f"error: {self.storage_error}" + (f"; {self.where}" if self.where else "")
         if self.read_error is not None:
