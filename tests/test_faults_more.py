@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections import Counter
 from pathlib import Path
 
+import openpyxl
 import pytest
 from conftest import read_report
 from test_signals import arrived, cli_env, server, wait_for_arrivals
@@ -80,3 +82,165 @@ def test_sigterm_while_reading_a_big_file_ends_within_the_grace_period(server, t
     else:
         assert not record.exists() or arrived(record) == Counter()
     assert not list(tmp_path.glob(".r.csv.*"))
+
+
+# -- a huge cell in a workbook ----------------------------------------------------------------
+
+
+def _stored_zip(dst: Path, parts: dict[str, bytes]) -> Path:
+    """A zip of ``parts``, stored uncompressed: a huge cell of one letter is then no zip bomb."""
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as out:
+        for name, data in parts.items():
+            out.writestr(name, data)
+    return dst
+
+
+def xlsx_with_cell(path: Path, text: str, *, shared: bool) -> Path:
+    """A two-row workbook whose B3 holds ``text``, as a shared string or an inline one."""
+    base = path.with_suffix(".base.xlsx")
+    wb = openpyxl.Workbook()
+    wb.active.append(["email", "note"])
+    wb.active.append(["a@example.com", "short"])
+    wb.active.append(["b@example.com", "PLACEHOLDER"])
+    wb.save(base)
+    with zipfile.ZipFile(base) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    inline = b'<c r="B3" t="inlineStr"><is><t>PLACEHOLDER</t></is></c>'
+    assert inline in parts[sheet]
+    if not shared:
+        parts[sheet] = parts[sheet].replace(b"PLACEHOLDER", text.encode())
+        return _stored_zip(path, parts)
+    parts[sheet] = parts[sheet].replace(inline, b'<c r="B3" t="s"><v>0</v></c>')
+    parts["xl/sharedStrings.xml"] = (
+        b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/'
+        b'spreadsheetml/2006/main" count="1" uniqueCount="1"><si><t>'
+        + text.encode()
+        + b"</t></si></sst>"
+    )
+    parts["[Content_Types].xml"] = parts["[Content_Types].xml"].replace(
+        b"</Types>",
+        b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-'
+        b'officedocument.spreadsheetml.sharedStrings+xml"/></Types>',
+    )
+    parts["xl/_rels/workbook.xml.rels"] = parts["xl/_rels/workbook.xml.rels"].replace(
+        b"</Relationships>",
+        b'<Relationship Id="rIdStrings" Type="http://schemas.openxmlformats.org/officeDocument/'
+        b'2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>',
+    )
+    return _stored_zip(path, parts)
+
+
+def ods_with_cell(path: Path, text: str) -> Path:
+    """A minimal OpenDocument spreadsheet whose B3 holds ``text``."""
+    rows = [["email", "note"], ["a@example.com", "short"], ["b@example.com", text]]
+    cells = "".join(
+        "<table:table-row>"
+        + "".join(
+            f'<table:table-cell office:value-type="string"><text:p>{c}</text:p></table:table-cell>'
+            for c in row
+        )
+        + "</table:table-row>"
+        for row in rows
+    )
+    ns = (
+        'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+        'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
+        'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"'
+    )
+    content = (
+        f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns} office:version="1.2">'
+        f'<office:body><office:spreadsheet><table:table table:name="Sheet1">{cells}</table:table>'
+        "</office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:'
+        'names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2"><manifest:file-entry '
+        'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.'
+        'spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" '
+        'manifest:media-type="text/xml"/></manifest:manifest>'
+    )
+    return _stored_zip(
+        path,
+        {
+            "mimetype": b"application/vnd.oasis.opendocument.spreadsheet",
+            "content.xml": content.encode(),
+            "META-INF/manifest.xml": manifest.encode(),
+        },
+    )
+
+
+# The child notes its own peak (VmHWM) on the way out: ru_maxrss would also count the parent's
+# memory at the moment of the spawn, which holds the test's 50 MB string.
+_MEASURED = """
+import atexit, re, runpy, sys
+where = sys.argv.pop(1)
+def note():
+    with open("/proc/self/status") as f:
+        peak = re.search(r"VmHWM:\\s+(\\d+) kB", f.read()).group(1)
+    with open(where, "w") as out:
+        out.write(peak)
+atexit.register(note)
+sys.argv[0] = "bulk-events"
+runpy.run_module("bulk_events", run_name="__main__", alter_sys=True)
+"""
+
+
+def run_measured(tmp_path: Path, args: list[str]) -> tuple[int, str, int]:
+    """Run the CLI in a child; its exit code, stderr and peak resident memory (bytes)."""
+    note = tmp_path / "peak.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, str(note), *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    return done.returncode, done.stderr, int(note.read_text()) * 1024
+
+
+BUILDERS = {
+    "xlsx-shared": lambda p, t: xlsx_with_cell(p.with_suffix(".xlsx"), t, shared=True),
+    "xlsx-inline": lambda p, t: xlsx_with_cell(p.with_suffix(".xlsx"), t, shared=False),
+    "ods": lambda p, t: ods_with_cell(p.with_suffix(".ods"), t),
+}
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_a_50_mb_cell_in_a_workbook_is_refused_in_bounded_memory(tmp_path, kind):
+    """A 50 MB cell (.xlsx shared or inline string, .ods): the documented refusal with exit 2,
+    never exit 70, and no more memory than reading the same workbook with a short cell."""
+    build = BUILDERS[kind]
+    common = ["--event", "e", "--dry-run", "--state", str(tmp_path / "j.sqlite")]
+    small = build(tmp_path / "small", "short text")
+    code, err, baseline = run_measured(
+        tmp_path, ["import", str(small), *common, "--report", str(tmp_path / "s.csv")]
+    )
+    assert code == 0, err
+    huge = build(tmp_path / "huge", "x" * 50_000_000)
+    code, err, peak = run_measured(
+        tmp_path, ["import", str(huge), *common, "--report", str(tmp_path / "r.csv")]
+    )
+    assert code == 2, err
+    assert "has a cell longer than 1 MiB" in err and "refusing to read it" in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert len(err.strip().splitlines()) == 1
+    # Holding the cell once as text would be 50 MB more; a parser holds it several times over.
+    assert peak < baseline + 25_000_000, (peak, baseline)
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_a_cell_just_over_the_limit_is_refused_and_one_at_it_is_read(tmp_path, kind):
+    """A cell of 1 MiB + 1 characters is refused naming its row and column (exit 2); a cell of
+    exactly 1 MiB is read whole."""
+    from bulk_events.errors import FileFormatError
+    from bulk_events.reader import MAX_CELL_CHARS, open_table
+
+    build = BUILDERS[kind]
+    over = build(tmp_path / "over", "é" * (MAX_CELL_CHARS + 1))
+    with (
+        pytest.raises(FileFormatError, match=r"row 3, column B, has a cell longer than 1 MiB"),
+        open_table(over) as table,
+    ):
+        list(table.chunks(100))
+    at = build(tmp_path / "at", "é" * MAX_CELL_CHARS)
+    with open_table(at) as table:
+        (chunk,) = list(table.chunks(100))
+    assert chunk.loc[3, "note"] == "é" * MAX_CELL_CHARS
