@@ -15,7 +15,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from conftest import read_report
+from conftest import contacts, read_report, write_csv
+from test_faults import journal_states
 from test_signals import arrived, cli_env, server, wait_for_arrivals
 
 __all__ = ["server"]  # the fixture, shared with test_signals
@@ -244,3 +245,66 @@ def test_a_cell_just_over_the_limit_is_refused_and_one_at_it_is_read(tmp_path, k
     with open_table(at) as table:
         (chunk,) = list(table.chunks(100))
     assert chunk.loc[3, "note"] == "é" * MAX_CELL_CHARS
+
+
+# -- the scratch duplicate set on a full disk -------------------------------------------------
+
+
+def _run(path: Path, **settings):
+    from bulk_events.importer import Import, run_sync
+
+    return run_sync(Import(path, **settings).run())
+
+
+def _sandbox_env(monkeypatch, live):
+    server_ = live()
+    monkeypatch.setenv("SENDPULSE_API_URL", server_.url)
+    monkeypatch.setenv("SENDPULSE_CLIENT_ID", server_.box.client_id)
+    monkeypatch.setenv("SENDPULSE_CLIENT_SECRET", server_.box.client_secret)
+    return server_
+
+
+def test_full_scratch_disk_under_the_duplicate_set_is_exit_74_in_one_line(
+    live, tmp_path, monkeypatch
+):
+    """The temporary folder fills while the run notes which rows it met (an injected "database
+    or disk is full" on the third chunk): exit 74 with a one-line reason, the report lists what
+    was sent, the journal has it all, and the rerun sends the rest, each row once."""
+    import sqlite3
+
+    import bulk_events.seen as seen_module
+
+    server_ = _sandbox_env(monkeypatch, live)
+    f = write_csv(tmp_path / "c.csv", contacts(30))
+    report, state = tmp_path / "r.csv", tmp_path / "j.sqlite"
+    real = seen_module.transaction
+    calls = []
+
+    def filling(conn, begin="BEGIN IMMEDIATE"):
+        calls.append(1)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(conn, begin)
+
+    monkeypatch.setattr(seen_module, "transaction", filling)
+    settings = dict(event="e", report=report, state=state, rate=0, concurrency=1, chunk_rows=5)
+    result = _run(f, **settings)
+    assert result.exit_code == 74
+    assert "\n" not in result.stopped
+    assert result.stopped.startswith("error: cannot keep the list of rows this run met")
+    assert "database or disk is full" in result.stopped
+    assert "records every outcome" in result.stopped and "TMPDIR" in result.stopped
+    rows = read_report(report)
+    statuses = Counter(r["status"] for r in rows)
+    sent = {r["email"] for r in rows if r["status"] == "sent"}
+    assert len(rows) == 30 and set(statuses) == {"sent", "pending"} and sent
+    assert result.counts["sent"] == len(sent)
+    assert Counter(b["email"] for b in server_.bodies()) == Counter(dict.fromkeys(sent, 1))
+    assert journal_states(state) == Counter({"sent": len(sent)})
+
+    monkeypatch.setattr(seen_module, "transaction", real)
+    again = _run(f, **settings)
+    assert again.exit_code == 0
+    assert Counter(b["email"] for b in server_.bodies()) == Counter(
+        {f"user{i}@example.com": 1 for i in range(30)}
+    )
