@@ -4,8 +4,10 @@ request stopped between its mark and the socket, and an unexpected exception mid
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -307,4 +309,72 @@ def test_full_scratch_disk_under_the_duplicate_set_is_exit_74_in_one_line(
     assert again.exit_code == 0
     assert Counter(b["email"] for b in server_.bodies()) == Counter(
         {f"user{i}@example.com": 1 for i in range(30)}
+    )
+
+
+# -- a request stopped between its mark and the socket --------------------------------------
+
+NOT_LEFT = "not sent: the run stopped before this request left"
+
+
+def test_a_request_stopped_before_it_left_is_safe_to_send_and_counted_as_not_sent(
+    live, tmp_path, monkeypatch
+):
+    """A stop while marked rows wait for their turn of the rate limit: they are journaled
+    `failed` ("not sent: ...") and `pending` in the report; status and inspect count them as
+    not sent (never unknown); --only-failed sends exactly them, each once; a plain rerun the
+    rest."""
+    from bulk_events.events import Progress
+    from bulk_events.importer import Import, run_sync
+    from bulk_events.inspect import inspect_file
+    from bulk_events.outcome import Status
+    from bulk_events.status import read_status
+
+    server_ = _sandbox_env(monkeypatch, live)
+    f = write_csv(tmp_path / "c.csv", contacts(12))
+    report, state = tmp_path / "r.csv", tmp_path / "j.sqlite"
+    # One request a second, four workers: after the first answer, three rows are marked in
+    # flight and wait for their turn when the stop comes.
+    settings = dict(event="e", report=report, state=state, rate=1, concurrency=4)
+
+    def stop_after_first_sent(event):
+        if isinstance(event, Progress) and event.outcome.status is Status.SENT:
+            run.request_stop()
+
+    run = Import(f, on_event=stop_after_first_sent, **settings)
+    first = run_sync(run.run())
+    assert first.exit_code == 1
+    sent = {b["email"] for b in server_.bodies()}
+    assert first.counts == Counter({"sent": len(sent), "pending": 12 - len(sent)})
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        not_left = dict(db.execute("SELECT row, state FROM events WHERE error = ?", (NOT_LEFT,)))
+        states = Counter(s for (s,) in db.execute("SELECT state FROM events"))
+    assert not_left and set(not_left.values()) == {"failed"}
+    assert states == Counter({"sent": len(sent), "failed": len(not_left)})  # none in flight
+    rows = {int(r["row"]): r for r in read_report(report)}
+    assert all(rows[row]["status"] == "pending" for row in not_left)
+    assert {r["email"] for r in rows.values() if r["status"] == "sent"} == sent
+
+    # status: the run's rows that never left are pending, none unknown or failed.
+    record = read_status(state).run
+    assert record is not None
+    assert record.counts.get("unknown", 0) == 0 and record.counts.get("failed", 0) == 0
+    assert record.pending == 12 - len(sent)
+    # inspect: they are to send, not unknown from an earlier run.
+    plan = inspect_file(f, {"event": "e", "state": str(state)})
+    assert f"Rows:    12: {12 - len(sent)} to send," in plan
+    assert f"{len(sent)} already sent" in plan and "0 unknown from an earlier run" in plan
+
+    # --only-failed sends the rows that never left (safe: no request of theirs went out).
+    only = _run(f, **{**settings, "rate": 0}, only_failed=True)
+    statuses = {int(r["row"]): r["status"] for r in read_report(report)}
+    assert {row for row, s in statuses.items() if s == "sent"} == set(not_left)
+    assert only.counts["sent"] == len(not_left)
+    arrivals = Counter(b["email"] for b in server_.bodies())
+    assert max(arrivals.values()) == 1 and len(arrivals) == len(sent) + len(not_left)
+
+    again = _run(f, **{**settings, "rate": 0})
+    assert again.exit_code == 0
+    assert Counter(b["email"] for b in server_.bodies()) == Counter(
+        {f"user{i}@example.com": 1 for i in range(12)}
     )
