@@ -24,6 +24,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_ROWS = 1
 EXIT_INPUT = 2
+EXIT_INTERNAL = 70  # a bug
 EXIT_IOERR = 74
 EXIT_TEMPFAIL = 75
 EXIT_NOPERM = 77

@@ -3,8 +3,9 @@
 A soft stop starts no new request and lets the ones in flight finish (for at most ``grace``
 seconds); a hard stop cancels them. Three things stop a run: the user (a signal, or
 :meth:`Stopper.request` from Python), the delivery layer (quota spent, credentials refused, the
-service down), the reader (a flaw found mid-file) and storage (the journal or the report cannot
-be written: a full disk, a journal deleted under the run).
+service down), the reader (a flaw found mid-file), storage (the journal or the report cannot
+be written: a full disk, a journal deleted under the run) and a bug (an unexpected exception in
+any stage: the run stops as for a flaw in the file, and exits 70).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 from collections.abc import Callable, Mapping
 
 from .errors import (
+    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_ROWS,
     EXIT_SIGINT,
@@ -44,6 +46,7 @@ class Stopper:
         self.delivery_error: DeliveryError | None = None
         self.read_error: BulkEventsError | None = None
         self.storage_error: StorageError | None = None
+        self.internal_error = ""  # a bug, said in one line
         self.where = ""  # with a storage error: what was sent and where the journal stands
         self.last_row_read = 0
         self.unread = False  # the grace period ended before the whole file was read
@@ -78,6 +81,17 @@ class Stopper:
     def read_failed(self, error: BulkEventsError) -> None:
         """The reader found a flaw mid-file: send nothing more, report what was read."""
         self.read_error = error
+        self._soft()
+
+    def internal_failed(self, exc: BaseException, where: str) -> None:
+        """A bug in a stage (``where``: "while checking rows"): send nothing more, finish and
+        report what is known; the traceback goes to the log (``-vv``)."""
+        log.debug("internal error %s", where, exc_info=exc)
+        if not self.internal_error:
+            self.internal_error = (
+                f"internal error {where}: {type(exc).__name__}: {exc} (a bug; run with -vv for "
+                "details); every row not sent is pending in the report"
+            )
         self._soft()
 
     def storage_failed(self, error: StorageError) -> None:
@@ -128,6 +142,8 @@ class Stopper:
     def _reason(self) -> str:
         if self.storage_error is not None:
             return f"error: {self.storage_error}" + (f"; {self.where}" if self.where else "")
+        if self.internal_error:
+            return f"error: {self.internal_error}"
         if self.read_error is not None:
             last = self.last_row_read
             if not last:
@@ -143,6 +159,8 @@ class Stopper:
         do not make it 1."""
         if self.storage_error is not None:
             return self.storage_error.exit_code
+        if self.internal_error:
+            return EXIT_INTERNAL
         if self.read_error is not None:
             return self.read_error.exit_code
         if self.signal:

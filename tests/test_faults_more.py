@@ -378,3 +378,135 @@ def test_a_request_stopped_before_it_left_is_safe_to_send_and_counted_as_not_sen
     assert Counter(b["email"] for b in server_.bodies()) == Counter(
         {f"user{i}@example.com": 1 for i in range(12)}
     )
+
+
+# -- an unexpected exception mid-file ----------------------------------------------------------
+
+
+def _failing_prepare(monkeypatch, on_call: int):
+    """Make Triage.prepare raise a bug's exception on its ``on_call``-th call."""
+    from bulk_events.triage import Triage
+
+    real = Triage.prepare
+    calls = []
+
+    def prepare(self, chunk):
+        calls.append(1)
+        if len(calls) == on_call:
+            raise RuntimeError("boom in triage")
+        return real(self, chunk)
+
+    monkeypatch.setattr(Triage, "prepare", prepare)
+    return lambda: monkeypatch.setattr(Triage, "prepare", real)
+
+
+def test_an_unexpected_exception_mid_file_ends_with_a_report_and_exit_70(
+    live, tmp_path, monkeypatch
+):
+    """A bug in the triage step on the third chunk: the run stops by itself with exit 70 and a
+    one-line reason, the report lists every row (sent, or pending from the failing chunk on),
+    the journal agrees and its locks are released: the next run sends the rest, each once."""
+    from bulk_events.journal import Journal
+    from bulk_events.options import ImportOptions
+
+    server_ = _sandbox_env(monkeypatch, live)
+    f = write_csv(tmp_path / "c.csv", contacts(30))
+    report, state = tmp_path / "r.csv", tmp_path / "j.sqlite"
+    settings = dict(event="e", report=report, state=state, rate=0, concurrency=2, chunk_rows=5)
+    restore = _failing_prepare(monkeypatch, on_call=3)
+    result = _run(f, **settings)
+    assert result.exit_code == 70
+    assert "\n" not in result.stopped
+    assert result.stopped.startswith("error: internal error while checking rows: RuntimeError")
+    assert "boom in triage" in result.stopped and "-vv" in result.stopped
+    rows = read_report(report)
+    assert [int(r["row"]) for r in rows] == list(range(2, 32))
+    statuses = [r["status"] for r in rows]
+    assert set(statuses[:10]) <= {"sent", "pending"} and set(statuses[10:]) == {"pending"}
+    sent = {r["email"] for r in rows if r["status"] == "sent"}
+    assert Counter(b["email"] for b in server_.bodies()) == Counter(dict.fromkeys(sent, 1))
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        others = set(db.execute("SELECT state, error FROM events WHERE state != 'sent'"))
+    assert journal_states(state)["sent"] == len(sent)
+    assert others <= {("failed", NOT_LEFT)}  # marked, then stopped before they left
+    identity = ImportOptions.from_settings(event="e").target.identity
+    Journal.open(state, destination=identity).close()  # nobody holds it or its destination
+
+    restore()
+    again = _run(f, **settings)
+    assert again.exit_code == 0
+    assert Counter(b["email"] for b in server_.bodies()) == Counter(
+        {f"user{i}@example.com": 1 for i in range(30)}
+    )
+
+
+def test_an_unexpected_exception_reaches_the_cli_as_one_line_and_exit_70(
+    api, tmp_path, monkeypatch
+):
+    """Through the CLI: one error line (no traceback), exit 70, a report; the journal's lock is
+    released, so the same command then runs."""
+    server_, cli = api()
+    f = write_csv(tmp_path / "c.csv", contacts(6))
+    args = [
+        "import",
+        f,
+        "--event",
+        "e",
+        "--report",
+        tmp_path / "r.csv",
+        "--state",
+        tmp_path / "j.sqlite",
+    ]
+    restore = _failing_prepare(monkeypatch, on_call=1)
+    result = cli(*args)
+    assert result.exit_code == 70, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if "internal error" in line]
+    assert errors == [
+        "bulk-events: error: internal error while checking rows: RuntimeError: boom in triage "
+        "(a bug; run with -vv for details); every row not sent is pending in the report"
+    ]
+    assert Counter(r["status"] for r in read_report(tmp_path / "r.csv")) == Counter(pending=6)
+    assert server_.bodies() == []
+    restore()
+    again = cli(*args)
+    assert again.exit_code == 0, again.output
+    assert len(server_.bodies()) == 6
+
+
+def test_an_unexpected_exception_after_a_request_left_is_unknown_never_resent(
+    live, tmp_path, monkeypatch
+):
+    """A bug in the deliverer after the third answer came: exit 70 with a report; that row is
+    `unknown` (its in-flight mark stays), and the next run does not send it again."""
+    from bulk_events.delivery.deliverer import Deliverer
+
+    server_ = _sandbox_env(monkeypatch, live)
+    f = write_csv(tmp_path / "c.csv", contacts(10))
+    report, state = tmp_path / "r.csv", tmp_path / "j.sqlite"
+    settings = dict(event="e", report=report, state=state, rate=0, concurrency=1)
+    real = Deliverer._act
+    calls = []
+
+    async def act(self, job, progress, verdict, sent_clock):
+        calls.append(job.row)
+        if len(calls) == 3:
+            raise RuntimeError("boom after the answer")
+        return await real(self, job, progress, verdict, sent_clock)
+
+    monkeypatch.setattr(Deliverer, "_act", act)
+    result = _run(f, **settings)
+    assert result.exit_code == 70
+    assert "internal error while sending: RuntimeError: boom after the answer" in result.stopped
+    statuses = {int(r["row"]): r["status"] for r in read_report(report)}
+    assert statuses[calls[2]] == "unknown"
+    assert Counter(statuses.values()) == Counter(sent=2, unknown=1, pending=7)
+    assert len(server_.bodies()) == 3
+
+    monkeypatch.setattr(Deliverer, "_act", real)
+    again = _run(f, **settings)
+    assert again.exit_code == 1  # the unknown row waits for --retry-unknown
+    assert Counter(b["email"] for b in server_.bodies()) == Counter(
+        {f"user{i}@example.com": 1 for i in range(10)}
+    )
+    assert {int(r["row"]) for r in read_report(report) if r["status"] == "unknown"} == {calls[2]}
