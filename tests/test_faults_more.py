@@ -26,6 +26,7 @@ __all__ = ["server"]  # the fixture, shared with test_signals
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and locks")
 
 BIG = 300_000
+NOT_LEFT = "not sent: the run stopped before this request left"  # a journaled row's error
 
 
 def big_csv(path: Path, rows: int = BIG) -> Path:
@@ -78,10 +79,14 @@ def test_sigterm_while_reading_a_big_file_ends_within_the_grace_period(server, t
     assert len(rows) < BIG
     statuses = Counter(r["status"] for r in rows)
     done = "valid" if mode == "dry-run" else "sent"
-    assert set(statuses) == {done, "pending"} and statuses["pending"] > 0
+    assert statuses["pending"] > 0 and statuses[done] > 0
+    # A request still unanswered when the grace ran out (a very busy machine) is unknown.
+    assert set(statuses) <= {done, "pending", "unknown"} and statuses["unknown"] <= 10
     if mode == "sending":
         sent = {r["email"] for r in rows if r["status"] == "sent"}
-        assert arrived(record) == Counter(dict.fromkeys(sent, 1))
+        unknown = {r["email"] for r in rows if r["status"] == "unknown"}
+        once = arrived(record)
+        assert max(once.values()) == 1 and sent <= set(once) <= sent | unknown
     else:
         assert not record.exists() or arrived(record) == Counter()
     assert not list(tmp_path.glob(".r.csv.*"))
@@ -206,27 +211,27 @@ BUILDERS = {
 }
 
 
-@pytest.mark.parametrize("kind", list(BUILDERS))
-def test_a_50_mb_cell_in_a_workbook_is_refused_in_bounded_memory(tmp_path, kind):
+def test_a_50_mb_cell_in_a_workbook_is_refused_in_bounded_memory(tmp_path):
     """A 50 MB cell (.xlsx shared or inline string, .ods): the documented refusal with exit 2,
-    never exit 70, and no more memory than reading the same workbook with a short cell."""
-    build = BUILDERS[kind]
+    never exit 70, and no more memory than reading a workbook with a short cell."""
     common = ["--event", "e", "--dry-run", "--state", str(tmp_path / "j.sqlite")]
-    small = build(tmp_path / "small", "short text")
+    small = BUILDERS["xlsx-shared"](tmp_path / "small", "short text")
     code, err, baseline = run_measured(
         tmp_path, ["import", str(small), *common, "--report", str(tmp_path / "s.csv")]
     )
     assert code == 0, err
-    huge = build(tmp_path / "huge", "x" * 50_000_000)
-    code, err, peak = run_measured(
-        tmp_path, ["import", str(huge), *common, "--report", str(tmp_path / "r.csv")]
-    )
-    assert code == 2, err
-    assert "has a cell longer than 1 MiB" in err and "refusing to read it" in err
-    assert "Traceback" not in err and "internal error" not in err
-    assert len(err.strip().splitlines()) == 1
-    # Holding the cell once as text would be 50 MB more; a parser holds it several times over.
-    assert peak < baseline + 25_000_000, (peak, baseline)
+    for kind, build in BUILDERS.items():
+        huge = build(tmp_path / f"huge-{kind}", "x" * 50_000_000)
+        code, err, peak = run_measured(
+            tmp_path, ["import", str(huge), *common, "--report", str(tmp_path / "r.csv")]
+        )
+        assert code == 2, (kind, err)
+        assert "has a cell longer than 1 MiB" in err and "refusing to read it" in err
+        assert "Traceback" not in err and "internal error" not in err
+        assert len(err.strip().splitlines()) == 1, err
+        # Holding the cell once as text would be 50 MB more; a parser holds it several times.
+        assert peak < baseline + 25_000_000, (kind, peak, baseline)
+        huge.unlink()
 
 
 @pytest.mark.parametrize("kind", list(BUILDERS))
@@ -302,7 +307,10 @@ def test_full_scratch_disk_under_the_duplicate_set_is_exit_74_in_one_line(
     assert len(rows) == 30 and set(statuses) == {"sent", "pending"} and sent
     assert result.counts["sent"] == len(sent)
     assert Counter(b["email"] for b in server_.bodies()) == Counter(dict.fromkeys(sent, 1))
-    assert journal_states(state) == Counter({"sent": len(sent)})
+    with contextlib.closing(sqlite3.connect(state)) as db:
+        others = set(db.execute("SELECT state, error FROM events WHERE state != 'sent'"))
+    assert journal_states(state)["sent"] == len(sent)
+    assert others <= {("failed", NOT_LEFT)}  # marked, then stopped before it left
 
     monkeypatch.setattr(seen_module, "transaction", real)
     again = _run(f, **settings)
@@ -313,8 +321,6 @@ def test_full_scratch_disk_under_the_duplicate_set_is_exit_74_in_one_line(
 
 
 # -- a request stopped between its mark and the socket --------------------------------------
-
-NOT_LEFT = "not sent: the run stopped before this request left"
 
 
 def test_a_request_stopped_before_it_left_is_safe_to_send_and_counted_as_not_sent(
