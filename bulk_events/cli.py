@@ -306,6 +306,12 @@ def _gather(
     "--concurrency", type=int, metavar="N", help="Requests in flight at most (default 10)."
 )
 @click.option(
+    "--grace",
+    type=float,
+    metavar="SECONDS",
+    help="After Ctrl-C or SIGTERM, how long to let requests in flight finish (default 30).",
+)
+@click.option(
     "--max-attempts",
     type=int,
     metavar="N",

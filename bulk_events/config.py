@@ -53,6 +53,7 @@ SCALARS: dict[str, type | tuple[type, ...]] = {
     "max_attempts": int,
     "connect_timeout": (int, float),
     "read_timeout": (int, float),
+    "grace": (int, float),
     "api_url": str,
     "country_column": str,
     "event_column": str,

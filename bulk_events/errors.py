@@ -11,7 +11,8 @@ process exit code the CLI uses for it, and a one-line message fit to show a user
     │   ├── ConfigError            a config file that cannot be used
     │   └── JournalBusyError       another run holds the journal (or sends to its destination)
     ├── StorageError               exit 74: the journal or the report could not be written mid-run
-    │   └── ReportError            the report could not be written (the journal is complete)
+    │   ├── ReportError            the report could not be written (the journal is complete)
+    │   └── ScratchError           a scratch file in the temporary folder could not be written
     └── DeliveryError              the service, not the input, stopped the run
         ├── CredentialsError       exit 2: the service rejected the credentials up front
         ├── ServiceUnavailable     exit 75: unreachable, down or over quota; run again later
@@ -23,6 +24,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_ROWS = 1
 EXIT_INPUT = 2
+EXIT_INTERNAL = 70  # a bug
 EXIT_IOERR = 74
 EXIT_TEMPFAIL = 75
 EXIT_NOPERM = 77
@@ -72,6 +74,11 @@ class StorageError(BulkEventsError):
 
 class ReportError(StorageError):
     """The report could not be written; the journal still records every outcome."""
+
+
+class ScratchError(StorageError):
+    """A scratch file of the run (in the temporary folder) could not be written; the journal
+    and the report are complete."""
 
 
 class DeliveryError(BulkEventsError):

@@ -24,6 +24,7 @@ from .errors import (
     ColumnError,
     JournalBusyError,
     ReportError,
+    ScratchError,
     ServiceUnavailable,
     StorageError,
     UsageError,
@@ -452,6 +453,12 @@ def _where_it_stands(
         )
     if report is None:
         return f"{done}; the report could not be written either"
+    if isinstance(error, ScratchError):
+        return (
+            f"{done}, listed in the report {report}, and the journal records every outcome: "
+            "free some space in the temporary folder (or point TMPDIR at another) and run the "
+            "same command again"
+        )
     return (
         f"{done}, listed in the report {report}; rows the journal could not record are "
         "unknown to the next run, which does not resend them without --retry-unknown"

@@ -197,6 +197,8 @@ class Delivery:
             )
         if self.concurrency < 1:
             raise UsageError("--concurrency must be at least 1")
+        if not self.grace >= 0:
+            raise UsageError("--grace must be 0 or more seconds")
         if self.max_attempts < 1:
             raise UsageError("--max-attempts must be at least 1")
 

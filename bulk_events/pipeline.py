@@ -85,6 +85,11 @@ async def pump(
         iterator: Iterator[pd.DataFrame] = table.chunks(chunk_rows)
         try:
             while True:
+                if stopper.stop_reading:
+                    # Out of grace after a stop: every row read so far is in the report, the
+                    # rest of the file is left unread rather than keeping the process alive.
+                    stopper.unread = True
+                    break
                 try:
                     chunk = await asyncio.to_thread(next, iterator, None)
                 except StorageError as exc:
@@ -98,6 +103,9 @@ async def pump(
                     break
                 except OSError as exc:  # the disk or the file itself failed under the reader
                     stopper.read_failed(FileFormatError(f"cannot read the input: {exc}"))
+                    break
+                except Exception as exc:  # a bug in the reader: stop as for a flaw in the file
+                    stopper.internal_failed(exc, "while reading the file")
                     break
                 if chunk is None:
                     break
@@ -116,6 +124,9 @@ async def pump(
                     prepared = await asyncio.to_thread(triage.prepare, chunk)
                 except StorageError as exc:  # the journal's history could not be read
                     stopper.storage_failed(exc)
+                    prepared = None
+                except Exception as exc:  # a bug: this chunk and the rest are pending
+                    stopper.internal_failed(exc, "while checking rows")
                     prepared = None
                 if prepared is None or stopper.stopping:
                     work = _Chunk(chunk, emit)
@@ -151,7 +162,17 @@ async def pump(
         task = asyncio.current_task()
         while (item := await jobs.get()) is not None:
             chunk, index, job = item
-            chunk.set(index, await deliverer.deliver(job))
+            try:
+                outcome = await deliverer.deliver(job)
+            except Exception as exc:  # a bug: whether the request left cannot be told
+                stopper.internal_failed(exc, "while sending")
+                outcome = Outcome(
+                    job.row,
+                    Status.UNKNOWN,
+                    f"internal error while sending: {type(exc).__name__}: {exc}; if its "
+                    "request left, the journal has it in flight: unknown to the next run",
+                )
+            chunk.set(index, outcome)
             if task is not None and task.cancelling():
                 _drain(jobs)
                 raise asyncio.CancelledError

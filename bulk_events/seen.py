@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Self
 
+from .errors import ScratchError
 from .journal import transaction
+
+
+@contextlib.contextmanager
+def _scratch_errors() -> Iterator[None]:
+    """A full or failing temporary folder is a storage fault (exit 74), said in one line."""
+    try:
+        yield
+    except (sqlite3.Error, OSError) as exc:
+        raise ScratchError(
+            "cannot keep the list of rows this run met (a scratch file in the temporary "
+            f"folder, TMPDIR): {exc}"
+        ) from None
 
 
 class SeenKeys:
@@ -26,6 +40,11 @@ class SeenKeys:
 
     def __init__(self, *, cache_mib: int = 32) -> None:
         """Create the empty temporary store; ``cache_mib`` bounds SQLite's page cache."""
+        with _scratch_errors():
+            self._conn: sqlite3.Connection | None = self._create(cache_mib)
+
+    @staticmethod
+    def _create(cache_mib: int) -> sqlite3.Connection:
         # check_same_thread=False: the pipeline calls it from one worker thread at a time.
         conn = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         # Nothing here must survive a crash: no rollback journal, no fsync.
@@ -45,17 +64,18 @@ class SeenKeys:
             "CREATE TRIGGER seen_again AFTER UPDATE OF pos ON seen"
             " BEGIN INSERT INTO dups (pos, first_row) VALUES (NEW.pos, OLD.row); END"
         )
-        self._conn: sqlite3.Connection | None = conn
+        return conn
 
     def first_rows(self, keys: Sequence[bytes], rows: Sequence[int]) -> list[int | None]:
         """For each ``(key, row)`` in order: the row that first claimed the key in this run, or
-        None if this row is the first. Earlier rows of the same batch count too."""
+        None if this row is the first. Earlier rows of the same batch count too. A full or
+        failing temporary folder raises :class:`~.errors.ScratchError`."""
         if len(keys) != len(rows):
             raise ValueError(f"{len(keys)} keys but {len(rows)} rows")
         conn = self._conn
         if conn is None:
             raise RuntimeError("SeenKeys is closed")
-        with transaction(conn, "BEGIN"):
+        with _scratch_errors(), transaction(conn, "BEGIN"):
             conn.executemany(
                 "INSERT INTO seen (key, row) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET pos = ?3",
                 zip(keys, rows, range(len(keys)), strict=True),

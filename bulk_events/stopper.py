@@ -3,8 +3,9 @@
 A soft stop starts no new request and lets the ones in flight finish (for at most ``grace``
 seconds); a hard stop cancels them. Three things stop a run: the user (a signal, or
 :meth:`Stopper.request` from Python), the delivery layer (quota spent, credentials refused, the
-service down), the reader (a flaw found mid-file) and storage (the journal or the report cannot
-be written: a full disk, a journal deleted under the run).
+service down), the reader (a flaw found mid-file), storage (the journal or the report cannot
+be written: a full disk, a journal deleted under the run) and a bug (an unexpected exception in
+any stage: the run stops as for a flaw in the file, and exits 70).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from .errors import (
+    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_ROWS,
     EXIT_SIGINT,
@@ -45,8 +47,10 @@ class Stopper:
         self.delivery_error: DeliveryError | None = None
         self.read_error: BulkEventsError | None = None
         self.storage_error: StorageError | None = None
+        self.internal_error = ""  # a bug, said in one line
         self.where = ""  # with a storage error: what was sent and where the journal stands
         self.last_row_read = 0
+        self.unread = False  # the grace period ended before the whole file was read
         self.stopping = False
         self.hard = False
         self._cancel: Callable[[], None] | None = None
@@ -80,6 +84,17 @@ class Stopper:
         self.read_error = error
         self._soft()
 
+    def internal_failed(self, exc: BaseException, where: str) -> None:
+        """A bug in a stage (``where``: "while checking rows"): send nothing more, finish and
+        report what is known; the traceback goes to the log (``-vv``)."""
+        log.debug("internal error %s", where, exc_info=exc)
+        if not self.internal_error:
+            self.internal_error = (
+                f"internal error {where}: {type(exc).__name__}: {exc} (a bug; run with -vv for "
+                "details); every row not sent is pending in the report"
+            )
+        self._soft()
+
     def storage_failed(self, error: StorageError) -> None:
         """The journal or the report cannot be written: send nothing more. This reason wins
         over any other, since it changes what the next run can know."""
@@ -98,14 +113,38 @@ class Stopper:
 
     def _soft(self) -> None:
         self.stopping = True
-        if self._cancel is not None:
-            asyncio.get_running_loop().call_later(self.grace, self.hard_stop)
+        # With requests under way, the grace period bounds how long they may take; after a
+        # signal it bounds the whole stop, reading the rest of the file as pending included.
+        if self._cancel is not None or self.signal is not None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # asked from outside the run's loop: no timer to arm
+                return
+            loop.call_later(self.grace, self.hard_stop)
+
+    @property
+    def stop_reading(self) -> bool:
+        """Asked to stop and out of patience (the grace period ended, or a second Ctrl-C):
+        read no further, so the run ends now whatever the size of the file."""
+        return self.hard and self.signal is not None
 
     @property
     def reason(self) -> str:
         """Why the run stopped early, for people; empty when it did not."""
+        why = self._reason()
+        if not self.unread:
+            return why
+        unread = (
+            f"the grace period ended after row {self.last_row_read}: any later rows were not "
+            "read and are not in the report; run the same command again to send them"
+        )
+        return f"{why}; {unread}" if why else unread
+
+    def _reason(self) -> str:
         if self.storage_error is not None:
             return f"error: {self.storage_error}" + (f"; {self.where}" if self.where else "")
+        if self.internal_error:
+            return f"error: {self.internal_error}"
         if self.read_error is not None:
             last = self.last_row_read
             if not last:
@@ -121,6 +160,8 @@ class Stopper:
         do not make it 1."""
         if self.storage_error is not None:
             return self.storage_error.exit_code
+        if self.internal_error:
+            return EXIT_INTERNAL
         if self.read_error is not None:
             return self.read_error.exit_code
         if self.signal:

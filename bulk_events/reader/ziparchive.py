@@ -3,7 +3,8 @@
 :func:`refuse_zip_bomb` judges the zip directory (member count, declared sizes, ratios) without
 decompressing anything; :func:`scan_members` then decompresses every part once, streaming, so the
 CRCs prove the declared sizes, and refuses XML entity declarations (billion laughs, external
-entities) in any part.
+entities) in any part, and XML text too long to be a cell within the limit (a 50 MB cell is
+refused here, before a parser holds it in several copies).
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import zipfile
 
 from bulk_events.errors import FileFormatError
 
-from .table import BLOCK
+from .table import BLOCK, MAX_CELL_CHARS
 
 # Zip-bomb limits, checked against the zip directory before anything is decompressed.
 MAX_UNZIPPED_TOTAL = 1 << 30
 MAX_RATIO = 200
 RATIO_APPLIES_ABOVE = 50 * 1000 * 1000
 MAX_MEMBERS = 20_000
+# The most bytes of XML text (between two tags) a cell within the limit can take: one character
+# may be written as a 10-byte reference (&#1114111;). Longer text is refused while scanning.
+MAX_TEXT_BYTES = 10 * MAX_CELL_CHARS
 
 ENTITY_NEEDLES = tuple(
     needle.encode(enc)
@@ -67,9 +71,18 @@ def scan_members(
         if member.is_dir():
             continue
         tail = b""
+        text = 0  # bytes since the last "<": the text being scanned
+        xml = member.filename.lower().endswith(".xml")
         try:
             with archive.open(member) as part:
                 while block := part.read(BLOCK):
+                    if xml:
+                        text = _text_run(text, block)
+                        if text > MAX_TEXT_BYTES:
+                            raise FileFormatError(
+                                f"{name} has a cell longer than 1 MiB (in {member.filename}); "
+                                "refusing to read it"
+                            )
                     window = tail + block
                     if any(n in window for n in ENTITY_NEEDLES):
                         raise FileFormatError(
@@ -89,3 +102,15 @@ def scan_members(
                 f"{name} is damaged (its part {member.filename} is corrupt)"
             ) from None
     return flagged
+
+
+def _text_run(run: int, block: bytes) -> int:
+    """Bytes of XML text (since the last ``<``) after ``block``, given ``run`` before it; when the
+    text ends in this block over the limit, its length. (Text between two tags inside one block
+    is at most ``BLOCK`` long, below the limit.)"""
+    first = block.find(b"<")
+    if first < 0:
+        return run + len(block)
+    if run + first > MAX_TEXT_BYTES:
+        return run + first
+    return len(block) - block.rfind(b"<") - 1
