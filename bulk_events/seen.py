@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -12,7 +12,7 @@ import numpy as np
 from .journal import transaction
 
 KEY_BYTES = 16  # the size of an event key (payload.event_key, keys.keyed_event)
-MEMORY_KEYS = 2_000_000  # about 48 MB of digests and rows; beyond that the keys go to disk
+MEMORY_KEYS = 1_200_000  # about 29 MB of digests and rows (a million-row file); beyond: disk
 _RUN_CAP = 1 << 18  # sorted runs are merged up to this size, so a merge never copies much
 
 
@@ -73,16 +73,13 @@ class _MemoryKeys:
             order = np.argsort(keys_, kind="stable")
             self.runs[-2:] = [(keys_[order], np.concatenate([ar, br])[order])]
 
-    def items(self) -> list[tuple[bytes, int]]:
-        """Every key with its row (the keys' exact bytes: numpy would strip trailing NULs)."""
-        out: list[tuple[bytes, int]] = []
+    def items(self) -> Iterator[tuple[bytes, int]]:
+        """Every key with its row, one run at a time (never a list of two million tuples); the
+        keys' exact bytes, which numpy's byte strings would give without trailing NULs."""
         for run_keys, run_rows in self.runs:
             raw = run_keys.tobytes()
-            out.extend(
-                (raw[i * KEY_BYTES : (i + 1) * KEY_BYTES], row)
-                for i, row in enumerate(run_rows.tolist())
-            )
-        return out
+            for i, row in enumerate(run_rows.tolist()):
+                yield raw[i * KEY_BYTES : (i + 1) * KEY_BYTES], row
 
 
 class SeenKeys:
