@@ -41,6 +41,19 @@ class _Chunk:
         if self.remaining == 0:
             self.done.set()
 
+    def set_many(self, decided: list[tuple[int, Outcome]]) -> None:
+        """:meth:`set` for many rows at once (a chunk's rows decided before sending)."""
+        outcomes, emit, warnings = self.outcomes, self.emit, self.warnings
+        for index, outcome in decided:
+            if index in warnings:
+                outcome = with_warning(outcome, warnings[index])
+            if outcomes[index] is None:
+                self.remaining -= 1
+                emit(Progress(outcome))
+            outcomes[index] = outcome
+        if self.remaining == 0:
+            self.done.set()
+
     def set(self, index: int, outcome: Outcome) -> None:
         if index in self.warnings:
             outcome = with_warning(outcome, self.warnings[index])
@@ -116,8 +129,7 @@ async def pump(
                     # validated, so Ctrl-C on a million-row file ends in seconds.
                     frame = chunk
                     work = _Chunk(frame, emit)
-                    for i, row in enumerate(frame.index.tolist()):
-                        work.set(i, not_attempted(row, "the run stopped before this row"))
+                    work.set_many(_not_attempted(frame, "the run stopped before this row"))
                     await chunks.put(work)
                     continue
                 try:
@@ -130,8 +142,7 @@ async def pump(
                     prepared = None
                 if prepared is None or stopper.stopping:
                     work = _Chunk(chunk, emit)
-                    for i, row in enumerate(chunk.index.tolist()):
-                        work.set(i, not_attempted(row, "the run stopped before this row"))
+                    work.set_many(_not_attempted(chunk, "the run stopped before this row"))
                     await chunks.put(work)
                     continue
                 work = _Chunk(prepared.frame, emit)
@@ -141,17 +152,25 @@ async def pump(
                     for b in prepared.bodies
                 ]
                 await chunks.put(work)
+                # The rows decided already (and in a dry run every row) are set in one go;
+                # only the Jobs of a real run go to the workers, one by one.
+                decided: list[tuple[int, Outcome]] = []
+                to_send: list[tuple[int, Job]] = []
                 for i, fate in triage.classify(prepared):
                     if isinstance(fate, Outcome):
-                        work.set(i, fate)
+                        decided.append((i, fate))
                     elif deliverer is None:  # a dry run
-                        work.set(i, Outcome(fate.row, Status.VALID))
+                        decided.append((i, Outcome(fate.row, Status.VALID)))
                         if len(samples) < sample_limit:
                             samples.append((fate.row, fate.body))
-                    elif stopper.stopping:
-                        work.set(i, not_attempted(fate.row))
                     else:
-                        await jobs.put((work, i, fate))
+                        to_send.append((i, fate))
+                work.set_many(decided)
+                for i, job in to_send:
+                    if stopper.stopping:
+                        work.set(i, not_attempted(job.row))
+                    else:
+                        await jobs.put((work, i, job))
         finally:
             await chunks.put(None)
             for _ in workers:
@@ -235,6 +254,11 @@ async def pump(
         for task in (producer, reporter, *workers):
             task.cancel()
         raise
+
+
+def _not_attempted(frame: pd.DataFrame, why: str) -> list[tuple[int, Outcome]]:
+    """Every row of ``frame`` as pending, by its index in the chunk."""
+    return [(i, not_attempted(row, why)) for i, row in enumerate(frame.index.tolist())]
 
 
 def _drain(jobs: asyncio.Queue[Work | None]) -> None:

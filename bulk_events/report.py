@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -71,16 +72,25 @@ def escape_formula(value: str) -> str:
 
 
 _FIRST = frozenset("=+-@\t\r'")
+# In a column's cells joined by NUL: some cell may start like a formula (a cell holding a NUL
+# may match too; then each cell is tested on its own).
+# escape_formula's two tests in one expression: a formula start that is no plain number.
+_NEEDS_ESCAPE = re.compile(rf"(?!{_PLAIN_NUMBER.pattern[1:]})'*[=+\-@\t\r]")
+_MAYBE_FORMULA = re.compile(r"(?:\A|\x00)['=+\-@\t\r]")
+
+
+def escape_texts(values: list[str]) -> list[str]:
+    """:func:`escape_formula` over a column of text: one scan of the whole column first, then,
+    only if some cell may start like a formula, a first-character test per cell."""
+    if not _MAYBE_FORMULA.search("\0".join(values)):
+        return values
+    needs = _NEEDS_ESCAPE.match
+    return ["'" + v if v[:1] in _FIRST and needs(v) else v for v in values]
 
 
 def escape_column(values: pd.Series) -> list[str]:
-    """:func:`escape_formula` over a whole column: a cheap first-character test per cell, the
-    regular expressions only for the few cells that start like a formula."""
-    if values.hasnans:
-        values = values.astype(object).fillna("")
-    if not pd.api.types.is_string_dtype(values) or values.dtype == object:
-        values = values.astype(str)
-    return [escape_formula(v) if v[:1] in _FIRST else v for v in values.tolist()]
+    """:func:`escape_formula` over a whole column (see :func:`escape_texts`)."""
+    return escape_texts(_as_text(values))
 
 
 def report_format(path: str | os.PathLike[str]) -> str:
@@ -110,11 +120,34 @@ def _outcome_cells(o: Outcome) -> list[Any]:
 def _sent_cells(status: Status, sent: SentAs | None) -> list[str]:
     if sent is None or status in _NOTHING_SENT:
         return ["", "", ""]
-    if isinstance(sent, Mapping):
+    if isinstance(sent, tuple):  # the usual case, tested first: an ABC check costs more
+        values = list(sent)
+    elif isinstance(sent, Mapping):
         values = [sent.get("email"), sent.get("phone"), sent.get("event")]
     else:
         values = list(sent)
     return ["" if v is None else str(v) for v in values]
+
+
+def _sent_columns(
+    outcomes: Sequence[Outcome], given: Sequence[SentAs | None]
+) -> list[list[str]]:
+    """:func:`_sent_cells` of every row, as three columns (email, phone, event)."""
+    email: list[str] = []
+    phone: list[str] = []
+    event: list[str] = []
+    nothing = _NOTHING_SENT
+    for o, sent in zip(outcomes, given, strict=True):
+        if sent is None or o.status in nothing:
+            e = p = v = ""
+        elif type(sent) is tuple and len(sent) == 3:
+            e, p, v = ("" if x is None else str(x) for x in sent)
+        else:
+            e, p, v = _sent_cells(o.status, sent)
+        email.append(e)
+        phone.append(p)
+        event.append(v)
+    return [email, phone, event]
 
 
 # ---------------------------------------------------------------- temporary files of killed runs
@@ -419,6 +452,8 @@ class ReportWriter:
             encoding = "utf-8-sig" if self.bom else "utf-8"
             self._file = io.TextIOWrapper(raw, encoding=encoding, newline="")
             self._csv = csv.writer(self._file, delimiter=self.delimiter)
+            # What makes csv.writer quote a field (QUOTE_MINIMAL): the delimiter, a quote, CR, LF.
+            self._needs_quotes = re.compile(f"[{re.escape(self.delimiter)}\"\r\n]")
             self._csv.writerow([escape_formula(h) for h in self.header])
         elif self.format == "jsonl":
             self._file = raw
@@ -442,9 +477,12 @@ class ReportWriter:
         if sent_as is not None and len(sent_as) != len(outcomes):
             raise ValueError("sent_as must have one entry per outcome")
         sent_rows: list[list[str]] | None = None
+        sent_columns: list[list[str]] | None = None
         if self.sent_as:
             given = sent_as if sent_as is not None else [None] * len(outcomes)
-            sent_rows = [_sent_cells(o.status, s) for o, s in zip(outcomes, given, strict=True)]
+            sent_columns = _sent_columns(outcomes, given)
+            if self.format != "csv":
+                sent_rows = [list(r) for r in zip(*sent_columns, strict=True)]
         columns = [chunk[c].tolist() for c in self.input_columns] if self.input_columns else []
         cells_by_row = zip(*columns, strict=True) if columns else ([] for _ in outcomes)
         if self.format == "jsonl":
@@ -463,23 +501,43 @@ class ReportWriter:
             if lines:
                 self._file.write(b"\n".join(lines) + b"\n")
         elif self.format == "csv":
-            # Escaping column by column (vectorised) rather than cell by cell: the report is
-            # written for every row of a million-row file.
-            escaped = [escape_column(chunk[c]) for c in self.input_columns]
-            cells_by_row = zip(*escaped, strict=True) if escaped else ([] for _ in outcomes)
-            out = []
-            for i, (o, cells) in enumerate(zip(outcomes, cells_by_row, strict=True)):
-                row = _outcome_cells(o)
-                row[2] = escape_formula(str(row[2]))
-                row[6] = escape_formula(str(row[6]))
-                if sent_rows is not None:
-                    row.extend(escape_formula(v) for v in sent_rows[i])
-                row.extend(cells)
-                out.append(row)
-            self._csv.writerows(out)
+            self._write_csv(chunk, outcomes, sent_columns)
         else:
             self._write_xlsx(chunk, outcomes, sent_rows)
         self.rows += len(outcomes)
+
+    def _write_csv(
+        self, chunk: pd.DataFrame, outcomes: Sequence[Outcome], sent: list[list[str]] | None
+    ) -> None:
+        """The chunk's lines in one write, built column by column: the same bytes as
+        ``csv.writer`` (minimal quoting, CRLF) writing each row, at a fraction of its cost."""
+        if not outcomes:
+            return
+        assert self._file is not None
+        text = _STATUS_TEXT
+        columns = [
+            [str(o.row) for o in outcomes],
+            [text[o.status] for o in outcomes],
+            escape_texts([str(o.error) for o in outcomes]),
+            ["" if o.http_status is None else str(o.http_status) for o in outcomes],
+            [str(o.attempts) for o in outcomes],
+            [o.sent_at or "" for o in outcomes],
+            escape_texts([str(o.response) for o in outcomes]),
+        ]
+        if sent is not None:
+            columns.extend(escape_texts(c) for c in sent)
+        columns.extend(escape_column(chunk[c]) for c in self.input_columns)
+        special = self._needs_quotes
+        for column in columns:
+            joined = "\0".join(column)
+            if not special.search(joined):
+                continue
+            if self.delimiter == "\0":  # the separators themselves would match
+                column[:] = [_quoted(v) if special.search(v) else v for v in column]
+            else:
+                _quote_cells(column, joined, special)
+        line = self.delimiter.join
+        self._file.write("\r\n".join(map(line, zip(*columns, strict=True))) + "\r\n")
 
     def _write_xlsx(
         self, chunk: pd.DataFrame, outcomes: Sequence[Outcome], sent_rows: list[list[str]] | None
@@ -548,6 +606,22 @@ class ReportWriter:
     def __exit__(self, *exc: object) -> None:
         if self._tmp.exists():
             self.abort()
+
+
+_STATUS_TEXT = {status: status.value for status in Status}
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _quote_cells(column: list[str], joined: str, special: re.Pattern[str]) -> None:
+    """Quote, in place, the cells of ``column`` (joined by NUL in ``joined``) that hold a
+    character of ``special``: the cells are found from where the matches are in ``joined``."""
+    hits = np.fromiter((m.start() for m in special.finditer(joined)), dtype=np.int64)
+    ends = np.cumsum(np.fromiter((len(v) + 1 for v in column), dtype=np.int64, count=len(column)))
+    for k in np.unique(np.searchsorted(ends, hits, side="right")).tolist():
+        column[k] = _quoted(column[k])
 
 
 def _as_text(values: pd.Series) -> list[str]:

@@ -7,7 +7,7 @@ Everything here is CPU- or disk-bound, so the pipeline runs :class:`Triage` in a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +16,11 @@ import pandas as pd
 from .columns import Chosen, event_name_problem
 from .delivery.deliverer import Job
 from .journal import Entry, Journal, State
-from .keys import changed_columns, contact_of, digests, keyed_event
+from .keys import changed_columns, contacts_of, digests, keyed_event
 from .layout import Layout
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
-from .payload import Body, build_bodies, event_key
+from .payload import Body, build_bodies, event_keys
 from .reader import HIDDEN_ROWS
 from .schema import RowValidator
 from .seen import SeenKeys
@@ -166,17 +166,38 @@ class Triage:
             return self.identity_of(event)
         return self.identity
 
-    def _key(self, identity: str, body: Body, occurrence: int = 0) -> bytes:
-        if self.chosen.key:
-            return keyed_event(identity, body, self.chosen.key, occurrence)
-        return event_key(identity, body, occurrence)
+    def _keys(
+        self, identities: Sequence[str], bodies: Sequence[Body], occurrence: int = 0
+    ) -> list[bytes]:
+        """Every body's key: :func:`event_keys` per destination (one for the whole chunk, or one
+        per event with --event-column), or the --key columns' values."""
+        key = self.chosen.key
+        if key:
+            return [
+                keyed_event(ident, b, key, occurrence)
+                for ident, b in zip(identities, bodies, strict=True)
+            ]
+        distinct = set(identities)
+        if len(distinct) <= 1:
+            return event_keys(identities[0] if identities else self.identity, bodies, occurrence)
+        by_identity: dict[str, list[int]] = {}
+        for j, ident in enumerate(identities):
+            by_identity.setdefault(ident, []).append(j)
+        keys: list[bytes] = [b""] * len(bodies)
+        for ident, at in by_identity.items():
+            for j, k in zip(at, event_keys(ident, [bodies[j] for j in at], occurrence), strict=True):
+                keys[j] = k
+        return keys
 
     def _identify(self, prepared: Prepared) -> None:
         """Key every body; find in-file duplicates and what earlier runs did with each key."""
         rows = [prepared.rows[i] for i in prepared.positions]
         bodies = [b for b in prepared.bodies if b is not None]
-        identities = [self._identity(e) for e in prepared.events]
-        base = [self._key(ident, b) for ident, b in zip(identities, bodies, strict=True)]
+        if self.identity_of is None:
+            identities = [self.identity] * len(bodies)
+        else:
+            identities = [self._identity(e) for e in prepared.events]
+        base = self._keys(identities, bodies)
         firsts = self.seen.first_rows(base, rows)
         keys = list(base)
         if self.selection.allow_duplicates:
@@ -185,7 +206,9 @@ class Triage:
             occurrence = 1
             todo = [j for j, f in enumerate(firsts) if f is not None]
             while todo:
-                candidates = [self._key(identities[j], bodies[j], occurrence) for j in todo]
+                candidates = self._keys(
+                    [identities[j] for j in todo], [bodies[j] for j in todo], occurrence
+                )
                 claimed = self.seen.first_rows(candidates, [rows[j] for j in todo])
                 for j, key in zip(todo, candidates, strict=True):
                     keys[j] = key
@@ -197,9 +220,7 @@ class Triage:
         if not self.chosen.key:
             # Without --key the body is the event, so a changed row of a contact is a new one:
             # what the journal knows about each contact lets such rows be held back.
-            prepared.contacts = [
-                contact_of(ident, b) for ident, b in zip(identities, bodies, strict=True)
-            ]
+            prepared.contacts = contacts_of(identities, bodies)
             known = [c for c in prepared.contacts if c is not None]
             if known:
                 prepared.history = self.journal.contact_history(known, run_id=self.run_id)
@@ -215,10 +236,21 @@ class Triage:
             if prepared.bodies[i] is None:
                 reasons = prepared.errors.get(row, ["invalid"])
                 yield i, Outcome(row, Status.INVALID, "; ".join(reasons))
+        s = self.selection
+        rows, bodies, keys, events = prepared.rows, prepared.bodies, prepared.keys, prepared.events
+        # Most rows are new events: no earlier identical row, nothing in the journal, no
+        # contact history, no --only-failed. Those become Jobs at once; the rest are decided.
+        plain = not s.only_failed and not prepared.history
+        entries, firsts = prepared.entries, prepared.firsts
+        unique = s.allow_duplicates
         for j, i in enumerate(prepared.positions):
-            body = prepared.bodies[i]
+            body = bodies[i]
             assert body is not None
-            yield i, self._decide(prepared.rows[i], prepared.keys[j], body, prepared, j)
+            key = keys[j]
+            if plain and (unique or firsts[j] is None) and key not in entries:
+                yield i, Job(rows[i], key, body, events[j])
+            else:
+                yield i, self._decide(rows[i], key, body, prepared, j)
 
     def _decide(
         self, row: int, key: bytes, body: dict[str, Any], prepared: Prepared, j: int

@@ -294,6 +294,9 @@ def test_full_scratch_disk_under_the_duplicate_set_is_exit_74_in_one_line(
         return real(conn, begin)
 
     monkeypatch.setattr(seen_module, "transaction", filling)
+    # Past its in-memory size the set lives in the temporary folder: from the first key, here.
+    defaults = {**seen_module.SeenKeys.__init__.__kwdefaults__, "memory_keys": 0}
+    monkeypatch.setattr(seen_module.SeenKeys.__init__, "__kwdefaults__", defaults)
     settings = dict(event="e", report=report, state=state, rate=0, concurrency=1, chunk_rows=5)
     result = _run(f, **settings)
     assert result.exit_code == 74

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import random
 import re
 import shutil
 import signal
@@ -476,8 +477,10 @@ def test_seen_keys_across_batches() -> None:
         assert seen.first_rows([key(1)], [7]) == [2]
 
 
-def test_seen_keys_matches_a_dict_on_a_large_input() -> None:
-    """Over 30,000 keys with many repeats, in uneven batches, the answer equals a dict's."""
+@pytest.mark.parametrize("memory_keys", [0, 10_000, 1_000_000])
+def test_seen_keys_matches_a_dict_on_a_large_input(memory_keys: int) -> None:
+    """Over 30,000 keys with many repeats, in uneven batches, the answer equals a dict's: on
+    disk from the start, in memory then spilled to disk mid-run, and in memory throughout."""
     keys = [key((i * 7919) % 12_000) for i in range(30_000)]
     rows = list(range(2, 30_002))
     expected: list[int | None] = []
@@ -486,10 +489,32 @@ def test_seen_keys_matches_a_dict_on_a_large_input() -> None:
         expected.append(first.get(k))
         first.setdefault(k, r)
     got: list[int | None] = []
-    with SeenKeys(cache_mib=1) as seen:  # a tiny cache makes SQLite spill to its temp file
+    # A tiny cache makes SQLite spill to its temp file.
+    with SeenKeys(cache_mib=1, memory_keys=memory_keys) as seen:
         for start, stop in ((0, 1), (1, 9_000), (9_000, 25_000), (25_000, 30_000)):
             got += seen.first_rows(keys[start:stop], rows[start:stop])
     assert got == expected
+
+
+def test_seen_keys_in_memory_equal_those_on_disk_for_random_batches() -> None:
+    """Random 16-byte keys (some ending in NUL bytes, which numpy's byte strings would drop),
+    a few keys of another size, random batch sizes: memory and disk give the same answers."""
+    rnd = random.Random(7)
+    pool = [rnd.randbytes(16) for _ in range(300)]
+    pool += [k[:10] + b"\0" * 6 for k in pool[:20]] + [k[:15] + b"\0" for k in pool[:20]]
+    pool += [b"short", b"", b"x" * 40]
+    with SeenKeys(memory_keys=0) as disk, SeenKeys() as memory, SeenKeys(memory_keys=700) as both:
+        row = 2
+        for batch in range(60):
+            n = rnd.randrange(0, 40)
+            odd = batch >= 40  # keys of another size only late: memory holds the rest first
+            keys = [rnd.choice(pool if odd and rnd.random() < 0.1 else pool[:-3]) for _ in range(n)]
+            rows = list(range(row, row + n))
+            row += n
+            expected = disk.first_rows(keys, rows)
+            assert memory.first_rows(keys, rows) == expected
+            assert both.first_rows(keys, rows) == expected
+            assert all(f is None or type(f) is int for f in expected)
 
 
 def test_seen_keys_rejects_misuse() -> None:

@@ -478,3 +478,106 @@ def test_a_report_with_sent_as_columns_reads_back_as_its_input(tmp_path):
         assert table.columns == ["Email", "sent_email"]
         (chunk,) = list(table.chunks())
     assert chunk.iloc[0].tolist() == ["a@x.com", "mine"]
+
+
+# -- the CSV writer against a reference: csv.writer, one row at a time --------------------------
+
+
+def _reference_csv(header, chunks, *, delimiter, bom, sent_as):
+    """What a CSV report holds, written the simple way: escape every cell, csv.writer per row."""
+    import io
+
+    from bulk_events.report import _sent_cells
+
+    out = io.StringIO(newline="")
+    w = csv.writer(out, delimiter=delimiter)
+    w.writerow([escape_formula(h) for h in header])
+    for chunk, outs, sent in chunks:
+        for i, o in enumerate(outs):
+            row = [
+                o.row,
+                o.status,
+                escape_formula(str(o.error)),
+                "" if o.http_status is None else o.http_status,
+                o.attempts,
+                o.sent_at or "",
+                escape_formula(str(o.response)),
+            ]
+            if sent_as:
+                given = sent[i] if sent is not None else None
+                row.extend(escape_formula(v) for v in _sent_cells(o.status, given))
+            for c in chunk.columns:
+                cell = chunk[c].iloc[i]
+                row.append(escape_formula("" if pd.isna(cell) else str(cell)))
+            w.writerow(row)
+    return (b"\xef\xbb\xbf" if bom else b"") + out.getvalue().encode()
+
+
+_PIECES = ["a", "Ann", " ", ",", ";", "|", "\t", '"', "'", "\r", "\n", "\r\n", "=", "+", "-", "@",
+           "1", "5", ".", "e", "ї", "é", "€", "\x00", "\x01", "#N/A", "=SUM(A1)", "-5", "+380"]  # fmt: skip
+
+
+def _random_text(rnd) -> str:
+    return "".join(rnd.choice(_PIECES) for _ in range(rnd.choice([0, 0, 1, 1, 2, 3, 6])))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_csv_report_bytes_equal_a_row_by_row_csv_writer(tmp_path, seed):
+    """For random frames (delimiters, quotes, line breaks, formula starts, NUL, missing cells)
+    and random outcomes, the chunked writer writes exactly the reference writer's bytes."""
+    import random
+
+    rnd = random.Random(seed)
+    delimiter = [",", ";", "\t", "|", "\x00", "-"][seed % 6]
+    bom, sent_as = seed % 3 != 0, seed % 2 == 0
+    names = [_random_text(rnd) or f"c{j}" for j in range(rnd.randrange(0, 5))]
+    names = list(dict.fromkeys(names))
+    chunks = []
+    row = 2
+    for _ in range(rnd.randrange(1, 4)):
+        n = rnd.randrange(0, 30)
+        index = list(range(row, row + n))
+        row += n
+        data = {}
+        for name in names:
+            cells = [_random_text(rnd) if rnd.random() > 0.1 else None for _ in range(n)]
+            if rnd.random() < 0.3:  # a column without a single formula start or quote
+                cells = [f"plain{k}" for k in range(n)]
+            data[name] = pd.Series(cells, index=index, dtype=object)
+        chunk = pd.DataFrame(data, index=index, columns=names)
+        outs = [
+            Outcome(
+                r,
+                rnd.choice(list(Status)),
+                _random_text(rnd),
+                rnd.choice([None, 200, 429]),
+                rnd.randrange(0, 3),
+                rnd.choice([None, "2026-11-27T10:00:00Z"]),
+                _random_text(rnd),
+            )
+            for r in index
+        ]
+        sent = None
+        if sent_as and rnd.random() < 0.8:
+            sent = [
+                rnd.choice([None, (_random_text(rnd), None, "ev"), {"email": _random_text(rnd)}])
+                for _ in index
+            ]
+        chunks.append((chunk, outs, sent))
+    path = tmp_path / "r.csv"
+    with ReportWriter(path, names, delimiter=delimiter, bom=bom, sent_as=sent_as) as report:
+        for chunk, outs, sent in chunks:
+            report.write(chunk, outs, sent_as=sent)
+        header = report.header
+        report.commit()
+    expected = _reference_csv(header, chunks, delimiter=delimiter, bom=bom, sent_as=sent_as)
+    assert path.read_bytes() == expected
+
+
+@given(st.lists(st.text(alphabet="=+-@\t\r\n'0123456789.eE\x00a ", max_size=8), max_size=20))
+def test_text_escaping_matches_cell_escaping_on_formula_like_text(values):
+    """Over text made of formula starts, signs, digits, exponents and line breaks, the column
+    escape (one scan, one expression per cell) equals escape_formula cell by cell."""
+    from bulk_events.report import escape_texts
+
+    assert escape_texts(list(values)) == [escape_formula(v) for v in values]
