@@ -23,12 +23,9 @@ writes only the rows to fix (invalid and failed), in a file that can be fed back
 from __future__ import annotations
 
 import csv
-import glob
-import hashlib
 import io
 import os
 import re
-import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -38,8 +35,10 @@ import orjson
 import pandas as pd
 
 from .errors import UsageError
+from .leftovers import claim, remove_orphans
 from .outcome import Outcome, Status
-from .private import create_private, make_private_dirs
+from .private import create_private
+from .report_xlsx import XlsxSheet
 
 REPORT_COLUMNS = ("row", "status", "error", "http_status", "attempts", "sent_at", "response")
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl"}
@@ -150,222 +149,6 @@ def _sent_columns(
     return [email, phone, event]
 
 
-# ---------------------------------------------------------------- temporary files of killed runs
-
-# Linux caps process ids at 2**22; a bigger "pid" in a file name is not one of ours.
-_MAX_PID = 1 << 22
-
-
-def _pid_of(tmp: Path) -> int | None:
-    """The process id in a temporary report's name ``.NAME.PID.tmp``, if it has one."""
-    name = tmp.name
-    if not (name.startswith(".") and name.endswith(".tmp")):
-        return None
-    pid = name[: -len(".tmp")].rsplit(".", 1)[-1]
-    if not pid.isdigit() or not 0 < int(pid) < _MAX_PID:
-        return None
-    return int(pid)
-
-
-def _is_dead(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError, ValueError):  # alive (someone else's), or no pid
-        return False
-    return False
-
-
-def _remove_if_orphan(tmp: Path) -> None:
-    """Delete ``tmp`` if it is a temporary report of ours whose run has died: a regular file
-    owned by this user, named ``.NAME.PID.tmp`` with a PID that is no longer alive."""
-    pid = _pid_of(tmp)
-    if pid is None or not _is_dead(pid):
-        return
-    try:
-        st = tmp.lstat()
-        if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid():
-            tmp.unlink()
-    except OSError:  # gone already, or not ours to delete
-        pass
-
-
-def _remove_orphans(directory: Path, name: str) -> None:
-    """Delete half-written reports left by runs that were killed (they hold personal data):
-    this report's, and the default-named ones (whose names carry a time, so differ per run),
-    beside the report; then every one an earlier run of this user recorded as unfinished,
-    wherever it was (see :func:`_claims_dir`)."""
-    patterns = {f".{glob.escape(name)}.*.tmp", ".bulk-events-report-*.*.tmp"}
-    for tmp in {p for pattern in patterns for p in directory.glob(pattern)}:
-        _remove_if_orphan(tmp)
-    _remove_claimed_orphans()
-
-
-def _claims_dir() -> Path:
-    """Where each run notes the temporary reports it is writing, one small file per report
-    (``$XDG_STATE_HOME/bulk-events/unfinished-reports``): a run killed before it could clean up
-    leaves its note, and the next run, wherever its own report goes, deletes what it names."""
-    state_home = os.environ.get("XDG_STATE_HOME", "")
-    base = Path(state_home) if os.path.isabs(state_home) else Path.home() / ".local" / "state"
-    return base / "bulk-events" / "unfinished-reports"
-
-
-def _claim_path(tmp: Path) -> Path:
-    digest = hashlib.sha256(os.fsencode(tmp)).hexdigest()[:16]
-    return _claims_dir() / f"{os.getpid()}-{digest}"
-
-
-def _claim(tmp: Path) -> Path | None:
-    """Note ``tmp`` as being written by this process; None when the note cannot be made (a
-    read-only home must not stop a report: only the clean-up after a kill is lost)."""
-    claim = _claim_path(tmp)
-    try:
-        make_private_dirs(claim.parent)
-        with create_private(claim) as f:
-            f.write(os.fsencode(tmp.absolute()))
-    except OSError:
-        return None
-    return claim
-
-
-def _remove_claimed_orphans() -> None:
-    try:
-        claims = list(_claims_dir().iterdir())
-    except OSError:
-        return
-    for claim in claims:
-        pid = claim.name.split("-", 1)[0]
-        if not pid.isdigit() or not _is_dead(int(pid)):
-            continue
-        try:
-            tmp = Path(os.fsdecode(claim.read_bytes()))
-        except OSError:
-            continue
-        # The note names a file; delete it only if its name carries that same dead pid.
-        if _pid_of(tmp) == int(pid):
-            _remove_if_orphan(tmp)
-        claim.unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------- XLSX cells
-
-# Fill colours per status (Excel's own "good / bad / neutral" shades, plus grey and blue).
-STATUS_COLOURS = {
-    Status.SENT: "C6EFCE",
-    Status.VALID: "E2EFDA",
-    Status.FAILED: "FFC7CE",
-    Status.INVALID: "FFC7CE",
-    Status.UNKNOWN: "FFEB9C",
-    Status.SKIPPED: "D9D9D9",
-    Status.PENDING: "DDEBF7",
-}
-MAX_COLUMN_WIDTH = 50
-_MIN_COLUMN_WIDTH = 6
-_WIDTH_SAMPLE_ROWS = 200  # widths come from the header and the first rows: the sheet streams
-# openpyxl refuses these control characters in a cell (XML 1.0 cannot hold them).
-_ILLEGAL_XML = re.compile(r"[\000-\010\013\014\016-\037]")
-_LOOKS_ESCAPED = re.compile(r"^'+[=+\-@\t\r]")
-_ERROR_LITERALS = frozenset({"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"})
-_XLSX_FIRST = frozenset("='#")
-
-
-class _XlsxSheet:
-    """A write-only openpyxl sheet (memory stays flat however many rows) with typed cells, a
-    frozen, bold header, an autofilter over the data, a fill per status and capped widths.
-
-    The header goes out with the first rows: in a streamed sheet the column widths must be known
-    before any row, and they are measured on the header and the first rows."""
-
-    def __init__(self, header: list[str], status_column: int | None) -> None:
-        from openpyxl import Workbook
-        from openpyxl.cell import Cell, WriteOnlyCell
-        from openpyxl.styles import Font, PatternFill
-
-        self._cell_type = WriteOnlyCell
-        self._cell_class = Cell
-        self.book = Workbook(write_only=True)
-        self.sheet = self.book.create_sheet("report")
-        self.header = header
-        self.status_column = status_column
-        self.rows = 0
-        self._started = False
-        self._bold = Font(bold=True)
-        # One style per status, made once: setting .fill on every row's cell would look the
-        # fill up in the workbook's style tables again for each of a million rows.
-        self._status_styles = {}
-        for status, colour in STATUS_COLOURS.items():
-            template = WriteOnlyCell(self.sheet)
-            template.fill = PatternFill("solid", start_color=colour, end_color=colour)
-            self._status_styles[str(status)] = template._style
-
-    def text_column(self, values: list[str]) -> list[Any]:
-        """Cells for a column of text: strings stay strings (also ``=…`` and ``#N/A``), characters
-        XML cannot hold become U+FFFD."""
-        if _ILLEGAL_XML.search("\n".join(values)):
-            values = [_ILLEGAL_XML.sub("\ufffd", v) for v in values]
-        return [self._text(v) if v[:1] in _XLSX_FIRST else v for v in values]
-
-    def _text(self, value: str) -> Any:
-        if _LOOKS_ESCAPED.match(value):
-            return "'" + value  # still text; the reader's unescape gives the value back
-        if (value.startswith("=") and len(value) > 1) or value in _ERROR_LITERALS:
-            cell = self._cell_type(self.sheet, value=value)
-            cell.data_type = "s"  # openpyxl would take it for a formula or an error code
-            return cell
-        return value
-
-    def append(self, rows: list[list[Any]]) -> None:
-        if not self._started:
-            self._start(rows)
-        column = self.status_column
-        for row in rows:
-            if column is not None:
-                status = str(row[column])
-                cell = self._cell_type(self.sheet, value=status)
-                style = self._status_styles.get(status)
-                if style is not None:
-                    cell._style = style  # shared, never changed: a written cell is gone
-                row[column] = cell
-            self.sheet.append(row)
-        self.rows += len(rows)
-
-    def _start(self, first_rows: list[list[Any]]) -> None:
-        from openpyxl.utils import get_column_letter
-
-        self._started = True
-        widths = [len(h) for h in self.header]
-        for row in first_rows[:_WIDTH_SAMPLE_ROWS]:
-            for i, value in enumerate(row):
-                shown = value.value if isinstance(value, self._cell_class) else value
-                length = len(str(shown)) if shown is not None else 0
-                if length > widths[i]:
-                    widths[i] = length
-        for i, width in enumerate(widths, start=1):
-            self.sheet.column_dimensions[get_column_letter(i)].width = min(
-                max(width + 2, _MIN_COLUMN_WIDTH), MAX_COLUMN_WIDTH
-            )
-        self.sheet.freeze_panes = "A2"
-        names = self.text_column(list(self.header))
-        cells = []
-        for name in names:
-            cell = name if isinstance(name, self._cell_class) else self._cell_type(self.sheet, name)
-            cell.font = self._bold
-            cells.append(cell)
-        self.sheet.append(cells)
-
-    def save(self, file: IO[bytes]) -> None:
-        from openpyxl.utils import get_column_letter
-
-        if not self._started:
-            self._start([])
-        last = get_column_letter(max(len(self.header), 1))
-        self.sheet.auto_filter.ref = f"A1:{last}{self.rows + 1}"
-        self.book.save(file)
-
-
 # ---------------------------------------------------------------- the writers
 
 
@@ -433,9 +216,9 @@ class ReportWriter:
                 f"cannot create the report folder {directory}: {exc.strerror}"
             ) from None
         self._tmp = directory / f".{self.path.name}.{os.getpid()}.tmp"
-        _remove_orphans(directory, self.path.name)
+        remove_orphans(directory, self.path.name)
         self._file: IO[Any] | None = None
-        self._xlsx: _XlsxSheet | None = None
+        self._xlsx: XlsxSheet | None = None
         self._claim: Path | None = None
         try:
             self._open()
@@ -446,7 +229,7 @@ class ReportWriter:
     def _open(self) -> None:
         self._tmp.unlink(missing_ok=True)  # ours (same pid): a leftover of a reused pid
         raw = create_private(self._tmp, exclusive=True)
-        self._claim = _claim(self._tmp)
+        self._claim = claim(self._tmp)
         if self.format == "csv":
             # utf-8-sig: Excel opens a UTF-8 CSV with Cyrillic correctly only with a BOM.
             encoding = "utf-8-sig" if self.bom else "utf-8"
@@ -460,7 +243,7 @@ class ReportWriter:
         else:
             self._file = raw  # the workbook is zipped into it at the end
             status = REPORT_COLUMNS.index("status")
-            self._xlsx = _XlsxSheet(self.header, status)
+            self._xlsx = XlsxSheet(self.header, status)
 
     def write(
         self,

@@ -293,7 +293,7 @@ def test_xlsx_report_has_a_frozen_header_a_filter_and_typed_cells(tmp_path):
 
 def test_xlsx_status_cells_are_coloured_and_widths_are_capped(tmp_path):
     """The status cell carries its status's colour; widths follow the content, capped."""
-    from bulk_events.report import MAX_COLUMN_WIDTH, STATUS_COLOURS
+    from bulk_events.report_xlsx import MAX_COLUMN_WIDTH, STATUS_COLOURS
 
     book, outcomes = xlsx_report(tmp_path)
     ws = book.active

@@ -520,7 +520,8 @@ def test_a_note_naming_someone_elses_file_deletes_nothing(tmp_path):
     import subprocess
     import sys
 
-    from bulk_events.report import ReportWriter, _claims_dir
+    from bulk_events.leftovers import claims_dir as _claims_dir
+    from bulk_events.report import ReportWriter
 
     dead = int(
         subprocess.run(
