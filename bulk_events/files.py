@@ -12,24 +12,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import private
 from .errors import FileFormatError, JournalBusyError
 
 
 def make_private_dirs(directory: Path) -> None:
     """Create ``directory`` and any missing parents as 0700; leave existing ones alone."""
-    missing = []
-    current = directory.absolute()
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # another process made it first
-        except OSError as exc:
-            raise FileFormatError(f"cannot create the journal directory {d}: {exc}") from exc
-        os.chmod(d, 0o700)  # mkdir's mode is filtered by the umask
+    try:
+        private.make_private_dirs(directory)
+    except OSError as exc:
+        raise FileFormatError(f"cannot create the journal directory {directory}: {exc}") from exc
 
 
 def create_private_file(path: Path) -> None:

@@ -19,20 +19,10 @@ from .options import SETTINGS, ImportOptions
 from .outcome import Outcome, SkipReason, Status
 from .reader import describe_hidden, hidden_policy, open_table
 from .reader.header import visible_name
-from .status import read_status
+from .status import duration, read_status
 from .values import suggest_type
 
 _QUOTED = re.compile(r'(?<!column )"(?:[^"\\]|\\.)*"')
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 48 * 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86400:.1f} days"
 
 
 def sending_plan(
@@ -44,7 +34,7 @@ def sending_plan(
     '1000000 events take about 27.8 h at 10 events/s; with a daily quota of 500000: 2 days'
     """
     eta = (
-        f"about {_duration(events / rate)} at {rate:g} events/s"
+        f"about {duration(events / rate)} at {rate:g} events/s"
         if rate
         else "as long as the service takes to answer (--rate 0)"
     )
