@@ -23,7 +23,7 @@ from . import ole2
 from .excel import _CalamineSource, _choose_sheet, _XlsxSource
 from .ods import OdsSheet, scan_ods
 from .render import render
-from .table import Detected, Layout, Table
+from .table import Detected, Table
 from .ziparchive import password_protected, refuse_zip_bomb, scan_members
 
 # Calamine keeps about 32 bytes per cell of the rectangle a sheet spans, empty ones included,
@@ -71,24 +71,8 @@ def open_workbook(
             f"where Excel keeps them ({misplaced}), which cannot be read here; open it in Excel "
             "and save it again, or save it as .xlsx or CSV"
         ) from None
-    try:
-        listing = ", ".join(f'"{n}"' for n, _ in sheets)
-        hint = "; pick another with --sheet" if sheet is None and len(sheets) > 1 else ""
-        header_row, header = source.header(
-            header_row,
-            f'sheet "{chosen}" in {name}',
-            f"{hint}; sheets: {listing}" if len(sheets) > 1 else "",
-        )
-        if header_row is None:
-            raise FileFormatError(f'sheet "{chosen}" in {name} is empty{hint}; sheets: {listing}')
-        layout = Layout.from_header(header)
-        if not layout.kept:
-            raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
-    except BaseException:
-        source.close()
-        raise
-    source.layout = layout
-    source.header_row = header_row
+    header_row = source.take_header(header_row, name, [n for n, _ in sheets], sheet is not None)
+    layout = source.layout
     detected = Detected(
         format=kind,
         sheet=chosen,

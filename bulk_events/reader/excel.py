@@ -132,23 +132,8 @@ def open_xlsx(
             source = openpyxl_source()
     else:
         source = openpyxl_source()
-    try:
-        where = f'sheet "{chosen}" in {name}'
-        listing = ", ".join(f'"{n}"' for n in all_names)
-        hint = "; pick another with --sheet" if sheet is None and len(all_names) > 1 else ""
-        header_row, header = source.header(
-            header_row, where, f"{hint}; sheets: {listing}" if len(all_names) > 1 else ""
-        )
-        if header_row is None:
-            raise FileFormatError(f"{where} is empty{hint}; sheets: {listing}")
-        layout = Layout.from_header(header)
-        if not layout.kept:
-            raise FileFormatError(f'sheet "{chosen}" in {name} has no header row')
-    except BaseException:
-        source.close()
-        raise
-    source.layout = layout
-    source.header_row = header_row
+    header_row = source.take_header(header_row, name, list(all_names), sheet is not None)
+    layout = source.layout
     detected = Detected(
         format="xlsx",
         sheet=chosen,
@@ -206,6 +191,30 @@ class _XlsxSource:
     def last_row(self) -> int | None:
         """The sheet's last used row number as the workbook states it, if it does."""
         return None
+
+    def take_header(
+        self, header_row: int | None, name: str, sheets: list[str], sheet_given: bool
+    ) -> int:
+        """Find the header (``header_row`` when given) and set :attr:`layout` from it; returns
+        its row. Refuses an empty sheet (suggesting ``--sheet`` beside others) or one with no
+        header row; closes the source when it refuses."""
+        try:
+            where = f'sheet "{self.sheet}" in {name}'
+            listing = ", ".join(f'"{n}"' for n in sheets)
+            hint = "; pick another with --sheet" if not sheet_given and len(sheets) > 1 else ""
+            found, header = self.header(
+                header_row, where, f"{hint}; sheets: {listing}" if len(sheets) > 1 else ""
+            )
+            if found is None:
+                raise FileFormatError(f"{where} is empty{hint}; sheets: {listing}")
+            layout = Layout.from_header(header)
+            if not layout.kept:
+                raise FileFormatError(f"{where} has no header row")
+        except BaseException:
+            self.close()
+            raise
+        self.layout, self.header_row = layout, found
+        return found
 
     def header(
         self, header_row: int | None, where: str, sheets: str = ""
