@@ -3,8 +3,10 @@ date or time formats that calamine's typed values cannot show right.
 
 Both Excel routes read the same :class:`SheetFacts`, so a hidden row is hidden whichever route
 reads the sheet. :func:`scan_sheet` costs one streaming pass over the sheet's XML looking for a few
-byte needles; only a sheet that has some (a ``hidden`` attribute, a negative number, a cell in a
-time-only style) is parsed, element by element, in bounded memory.
+byte needles; only a sheet that has some (a ``hidden`` attribute, a cell in a date style holding a
+negative or huge number, a cell in a time-only style) is parsed, element by element, in bounded
+memory. The needles name the date styles, so a sheet of 12-digit phone numbers or negative amounts
+in plain number cells stays on the fast path.
 """
 
 from __future__ import annotations
@@ -17,14 +19,31 @@ from pathlib import Path
 from defusedxml import ElementTree as SafeET
 
 from .render import ELAPSED, TIME, past_last_date, render_serial
-from .table import BLOCK
+from .table import BLOCK, MAX_CELL_CHARS
 
 _MAX_COLUMNS = 16_384  # Excel's last column, XFD
 _HIDDEN = re.compile(rb"""\shidden\s*=\s*["'](?:1|true)["']""")
+# A negative number, or one of seven digits or more or in exponent form (a serial that may be
+# past 9999-12-31): the values a date format cannot show as calamine renders them.
+_ODD_VALUE = rb"\s*(?:-|\+?(?:\d{7}|[\d.]+[eE]\+?\d))"
 _NEGATIVE = re.compile(rb"<(?:\w+:)?v>\s*-")
-# A number of seven digits or more, or one in exponent form: a serial that may be past 9999.
-_HUGE = re.compile(rb"<(?:\w+:)?v>\s*\+?(?:\d{7}|[\d.]+[eE]\+?\d)")
+_HUGE = re.compile(rb"<(?:\w+:)?v>" + _ODD_VALUE)
+_LAST_CELL = re.compile(rb".*(<(?:\w+:)?c[\s>/])", re.DOTALL)  # up to the last cell's start
 _KEEP = 64  # bytes carried from one block to the next so that no needle is cut in two
+_CARRY_MAX = 2 * MAX_CELL_CHARS  # a longer cell is refused by the reader anyway
+
+
+def _styled(styles: list[bytes], value: bytes = b"") -> re.Pattern[bytes]:
+    """A cell whose style is one of ``styles`` (and whose value starts with ``value``): its
+    attributes, an optional formula, then its ``<v>``."""
+    return re.compile(
+        rb"<(?:\w+:)?c(?=\s)[^>]*?\ss\s*=\s*[\"'](?:"
+        + b"|".join(styles)
+        + rb")[\"'][^>]*>\s*"
+        + rb"(?:<(?:\w+:)?f\b[^>]*/>\s*|<(?:\w+:)?f\b[^>]*>[^<]*</(?:\w+:)?f>\s*)?"
+        + rb"<(?:\w+:)?v>"
+        + value
+    )
 
 
 @dataclass(frozen=True)
@@ -52,8 +71,10 @@ def scan_sheet(
     kinds = style_kinds or {}
     lossy = sorted(str(s).encode() for s, kind in kinds.items() if kind == TIME)
     needles = [_HIDDEN]
-    if kinds:
+    if 0 in kinds:  # the default style is a date: every cell without an `s` is in it
         needles += [_NEGATIVE, _HUGE]
+    elif kinds:
+        needles.append(_styled(sorted(str(s).encode() for s in kinds), _ODD_VALUE))
     if lossy:
         needles.append(re.compile(rb"""\ss\s*=\s*["'](?:""" + b"|".join(lossy) + rb""")["']"""))
     try:
@@ -75,7 +96,12 @@ def _has_any(archive: zipfile.ZipFile, part: str, needles: list[re.Pattern[bytes
             window = tail + block
             if any(n.search(window) for n in needles):
                 return True
-            tail = window[-_KEEP:]
+            # Carried on: the last cell from its start (a cell needle spans a whole cell, formula
+            # included; every cell before it was searched whole), and at least the last few bytes
+            # for the short needles.
+            last = _LAST_CELL.match(window)
+            start = len(window) - _KEEP if last is None else min(last.start(1), len(window) - _KEEP)
+            tail = window[max(0, start, len(window) - _CARRY_MAX) :]
     return False
 
 
