@@ -133,12 +133,18 @@ def test_second_state_file_for_the_same_event_exits_2_naming_the_holder(server, 
     write_csv(tmp_path / "c.csv", contacts(60))
     first = start_cli(url, tmp_path, "--rate", "10")
     wait_for_arrivals(record, 3)
-    second = subprocess.run(
-        [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event", "e",
-         "--report", str(tmp_path / "r2.csv"), "--state", str(tmp_path / "other.sqlite")],
-        env=cli_env(url), capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert first.poll() is None, "the first run ended too soon for the test to mean anything"
+    # Held still (not killed: it keeps its lock and stays alive) while the second one starts,
+    # so however slow the machine, the first run cannot finish before the second asks.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "bulk_events", "import", str(tmp_path / "c.csv"), "--event",
+             "e", "--report", str(tmp_path / "r2.csv"), "--state", str(tmp_path / "other.sqlite")],
+            env=cli_env(url), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert first.poll() is None, "the first run ended too soon for the test to mean anything"
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2, second.stderr
     assert "sending to the same destination" in second.stderr
     assert f"pid {first.pid}" in second.stderr and "journal.sqlite" in second.stderr
