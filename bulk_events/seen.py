@@ -14,23 +14,34 @@ from .errors import ScratchError
 from .journal import transaction
 
 KEY_BYTES = 16  # the size of an event key (payload.event_key, keys.keyed_event)
-MEMORY_KEYS = 1_200_000  # about 29 MB of digests and rows (a million-row file); beyond: disk
+# An event key is a 16-byte BLAKE2b digest; within one run it is told apart by its first 12
+# bytes, as a contact is (keys.contact_of). Two of five million keys share 96 bits with a
+# probability of about 1e-16, and memory holds 16 bytes a key (its 12 and a 4-byte row), not 24.
+STORED_BYTES = 12
+MEMORY_KEYS = 6_000_000  # about 96 MB of digests and rows (a five-million-row file); beyond: disk
+_MAX_ROW = (1 << 32) - 1  # rows are held as 4-byte numbers; a file longer than that goes to disk
 _RUN_CAP = 1 << 18  # sorted runs are merged up to this size, so a merge never copies much
 
 
+def _stored(key: bytes) -> bytes:
+    """What is kept of a key: an event key's first :data:`STORED_BYTES`, any other key whole."""
+    return key[:STORED_BYTES] if len(key) == KEY_BYTES else key
+
+
 class _MemoryKeys:
-    """The keys seen so far as a few sorted numpy runs of 16-byte digests (24 bytes a key with
+    """The keys seen so far as a few sorted numpy runs of 12-byte digests (16 bytes a key with
     its row): a batch is looked up with one ``searchsorted`` per run, not one probe per key."""
 
     def __init__(self) -> None:
-        self.runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted keys "S16", rows int64)
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []  # (sorted keys "S12", rows uint32)
         self.size = 0
 
     def first_rows(self, keys: Sequence[bytes], rows: Sequence[int]) -> list[int | None]:
         n = len(keys)
         if n == 0:
             return []
-        k = np.frombuffer(b"".join(keys), dtype=f"S{KEY_BYTES}")
+        whole = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, KEY_BYTES)
+        k = np.ascontiguousarray(whole[:, :STORED_BYTES]).view(f"S{STORED_BYTES}").ravel()
         r = np.asarray(rows, dtype=np.int64)
         # Within the batch: group identical keys; the first of each group (stable sort: the
         # earliest position) is the group's leader.
@@ -59,7 +70,7 @@ class _MemoryKeys:
         result = np.full(n, None, dtype=object)
         result[answer] = first[answer].tolist()  # Python ints, not numpy scalars
         if fresh.any():
-            self._add(unique[fresh], r[leaders[fresh]])
+            self._add(unique[fresh], r[leaders[fresh]].astype(np.uint32))
         return result.tolist()  # type: ignore[no-any-return]
 
     def _add(self, keys: np.ndarray, rows: np.ndarray) -> None:
@@ -81,7 +92,7 @@ class _MemoryKeys:
         for run_keys, run_rows in self.runs:
             raw = run_keys.tobytes()
             for i, row in enumerate(run_rows.tolist()):
-                yield raw[i * KEY_BYTES : (i + 1) * KEY_BYTES], row
+                yield raw[i * STORED_BYTES : (i + 1) * STORED_BYTES], row
 
 
 @contextlib.contextmanager
@@ -99,9 +110,9 @@ def _scratch_errors() -> Iterator[None]:
 class SeenKeys:
     """Within-run duplicate detection that keeps a million keys out of Python's objects.
 
-    Up to ``memory_keys`` keys live in memory as compact sorted arrays of their 16-byte digests
-    (:class:`_MemoryKeys`, 24 bytes a key). Past that, or for a key of another size, they move
-    to a private temporary SQLite database (``sqlite3.connect("")``): SQLite keeps a bounded
+    Up to ``memory_keys`` keys live in memory as compact sorted arrays of their digests
+    (:class:`_MemoryKeys`, 16 bytes a key; see :data:`STORED_BYTES`). Past that, or for a key
+    of another size, they move to a private temporary SQLite database (``sqlite3.connect("")``): SQLite keeps a bounded
     page cache and spills the rest to an anonymous temporary file that disappears on close.
     Either way the answers are the same.
 
@@ -165,13 +176,17 @@ class SeenKeys:
         memory = self._memory
         if memory is not None:
             fits = memory.size + len(keys) <= self._memory_keys
-            if fits and all(len(k) == KEY_BYTES for k in keys):
+            if (
+                fits
+                and all(len(k) == KEY_BYTES for k in keys)
+                and all(0 <= r <= _MAX_ROW for r in rows)
+            ):
                 return memory.first_rows(keys, rows)
         conn = self._conn if self._conn is not None else self._spill()
         with _scratch_errors(), transaction(conn, "BEGIN"):
             conn.executemany(
                 "INSERT INTO seen (key, row) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET pos = ?3",
-                zip(keys, rows, range(len(keys)), strict=True),
+                zip(map(_stored, keys), rows, range(len(keys)), strict=True),
             )
             again = conn.execute("SELECT pos, first_row FROM dups").fetchall()
             conn.execute("DELETE FROM dups")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import random
@@ -456,10 +457,16 @@ def test_sigkilled_run_leaves_unknown_keys(journal_path: Path) -> None:
 # -- SeenKeys -----------------------------------------------------------------------------------
 
 
+def digest_key(n: int) -> bytes:
+    """A distinct 16-byte key for ``n``, a digest as event keys are (SeenKeys tells them apart
+    by their first bytes)."""
+    return hashlib.blake2b(n.to_bytes(8, "big"), digest_size=16).digest()
+
+
 def test_seen_keys_within_one_batch() -> None:
     """A later occurrence in the same batch gets the row of the first occurrence."""
     with SeenKeys() as seen:
-        assert seen.first_rows([key(1), key(2), key(1), key(1), key(3)], [2, 3, 4, 5, 6]) == [
+        assert seen.first_rows([digest_key(1), digest_key(2), digest_key(1), digest_key(1), digest_key(3)], [2, 3, 4, 5, 6]) == [
             None,
             None,
             2,
@@ -471,17 +478,17 @@ def test_seen_keys_within_one_batch() -> None:
 def test_seen_keys_across_batches() -> None:
     """A key claimed in an earlier batch points back to that batch's row."""
     with SeenKeys() as seen:
-        assert seen.first_rows([key(1), key(2)], [2, 3]) == [None, None]
-        assert seen.first_rows([key(3), key(2), key(3)], [4, 5, 6]) == [None, 3, 4]
+        assert seen.first_rows([digest_key(1), digest_key(2)], [2, 3]) == [None, None]
+        assert seen.first_rows([digest_key(3), digest_key(2), digest_key(3)], [4, 5, 6]) == [None, 3, 4]
         assert seen.first_rows([], []) == []
-        assert seen.first_rows([key(1)], [7]) == [2]
+        assert seen.first_rows([digest_key(1)], [7]) == [2]
 
 
 @pytest.mark.parametrize("memory_keys", [0, 10_000, 1_000_000])
 def test_seen_keys_matches_a_dict_on_a_large_input(memory_keys: int) -> None:
     """Over 30,000 keys with many repeats, in uneven batches, the answer equals a dict's: on
     disk from the start, in memory then spilled to disk mid-run, and in memory throughout."""
-    keys = [key((i * 7919) % 12_000) for i in range(30_000)]
+    keys = [digest_key((i * 7919) % 12_000) for i in range(30_000)]
     rows = list(range(2, 30_002))
     expected: list[int | None] = []
     first: dict[bytes, int] = {}
@@ -521,16 +528,16 @@ def test_seen_keys_rejects_misuse() -> None:
     """Mismatched lengths raise, and a closed SeenKeys cannot be used."""
     seen = SeenKeys()
     with pytest.raises(ValueError):
-        seen.first_rows([key(1)], [])
+        seen.first_rows([digest_key(1)], [])
     seen.close()
     seen.close()
     with pytest.raises(RuntimeError):
-        seen.first_rows([key(1)], [2])
+        seen.first_rows([digest_key(1)], [2])
 
 
 # -- model-based --------------------------------------------------------------------------------
 
-MODEL_KEYS = [key(i) for i in range(6)]
+MODEL_KEYS = [digest_key(i) for i in range(6)]
 
 
 class JournalMachine(RuleBasedStateMachine):
@@ -647,3 +654,11 @@ JournalMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestJournalModel = JournalMachine.TestCase
+
+
+def test_seen_keys_keep_rows_past_four_billion() -> None:
+    """Rows are held in 4 bytes in memory: a larger row number moves the keys to disk, whole."""
+    with SeenKeys() as seen:
+        assert seen.first_rows([digest_key(1)], [3]) == [None]
+        assert seen.first_rows([digest_key(2)], [2**32 + 5]) == [None]
+        assert seen.first_rows([digest_key(2), digest_key(1)], [9, 10]) == [2**32 + 5, 3]
