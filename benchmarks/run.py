@@ -692,8 +692,11 @@ class Sink:
         req = urllib.request.Request(
             self.url + path, method=method, data=b"" if method == "POST" else None
         )
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except OSError as exc:  # the scenario fails, the runner goes on to the next one
+            raise RuntimeError(f"the sink does not answer {path}: {exc}") from exc
 
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/__stats")
@@ -900,7 +903,9 @@ class Bench:
         sizes = [self.size["rerun_small"], self.size["rerun_large"]]
         runs: list[Run] = []
         checks: list[str] = []
-        with Sink(self.children, "--mode", "minimal") as sink:
+        # Building and rerunning 5M rows takes about half an hour on 2 cores: past the sink's
+        # default life (it stops by itself in case a runner crashed).
+        with Sink(self.children, "--mode", "minimal", "--max-seconds", "10800") as sink:
             env = self.children.env(
                 SENDPULSE_API_URL=sink.url,
                 SENDPULSE_CLIENT_ID=CLIENT_ID,
