@@ -158,6 +158,11 @@ class RateLimiter:
         self.starts = 0
 
     @property
+    def unlimited(self) -> bool:
+        """No limit and no pause so far: :meth:`take` grants a turn at once, without waiting."""
+        return self.rate == 0 and self._paused_until == 0.0
+
+    @property
     def interval(self) -> float:
         """Seconds between two consecutive departures at the current pace (0 without a limit)."""
         if self.rate == 0:
@@ -180,7 +185,7 @@ class RateLimiter:
         The turn comes once the previous request has left (or let go of its slot) and one
         interval has passed since.
         """
-        if self.rate == 0 and self._paused_until == 0.0:
+        if self.unlimited:
             self.starts += 1
             return Slot(None, self._clock())
         async with self._lock:

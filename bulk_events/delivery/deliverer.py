@@ -214,8 +214,12 @@ class Deliverer:
             # turn and the socket, so the request leaves when the limiter says.
             await self._mark(job, State.INFLIGHT, attempts)
             progress.marked = True
+            # A stop that came while the mark was being committed finds this request in flight
+            # (marked, its turn granted at once): it leaves, like every request in flight. A
+            # stop while it waits for its turn keeps it from leaving.
+            at_once = self.limiter.unlimited
             with await self.limiter.take() as slot:
-                if self.stopper.stopping:
+                if self.stopper.stopping and not at_once:
                     await self._unmark(job, progress)
                     return progress.last or not_attempted(job.row)
                 progress.attempts = attempts
@@ -280,13 +284,25 @@ class Deliverer:
             return Outcome(job.row, Status.SENT, "", v.http_status, attempts, sent_at, v.detail)
         if v.kind is Kind.RETRY:
             return await self._retry_later(job, progress, v)
+        if v.kind is Kind.RATE_LIMITED:
+            # The pause (or stop) comes first: no other request leaves while this answer's
+            # mark is being committed.
+            decided = self._rate_limited(job, progress, v, sent_clock)
+            await self._mark(
+                job, State.FAILED, attempts, http_status=v.http_status, error=v.message
+            )
+            return decided
         await self._mark(job, State.FAILED, attempts, http_status=v.http_status, error=v.message)
         if v.kind is Kind.REFUSED:
             self._finish(v.service_ok, v.note)
             return failed()
-        if v.kind is Kind.REAUTH:
-            return await self._reauthenticate(job, progress, v, failed)
-        # Kind.RATE_LIMITED: the service did not take the event; until it does, the row waits.
+        return await self._reauthenticate(job, progress, v, failed)
+
+    def _rate_limited(
+        self, job: Job, progress: _Progress, v: Verdict, sent_clock: float
+    ) -> Outcome | None:
+        """A 429: the service did not take the event; until it does, the row waits."""
+        attempts = progress.attempts
         progress.last = Outcome(
             job.row,
             Status.PENDING,
