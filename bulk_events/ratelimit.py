@@ -108,6 +108,13 @@ def departed() -> None:
         slot.departed()
 
 
+def departure_pending() -> bool:
+    """Whether the current task holds a turn whose request has yet to leave (so a transport
+    must call :func:`leaving` before the bytes go); False outside a slot or without a limit."""
+    slot = _CURRENT.get()
+    return slot is not None and not slot.settled
+
+
 async def leaving() -> None:
     """Called by a transport just before a request's bytes go to the socket: waits for the
     request's moment, then records its departure. Outside a slot it returns at once.
