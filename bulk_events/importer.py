@@ -224,6 +224,7 @@ class Import:
         transport: Transport | None = None
         sandbox: Sandbox | None = None
         deliverer: Deliverer | None = None
+        writer: JournalWriter | None = None
         triage: Triage | None = None
         run_id = 0
         counts: Counter[str] = Counter()
@@ -344,6 +345,8 @@ class Import:
                 await transport.aclose()
             if sandbox is not None:
                 await sandbox.stop()
+            if writer is not None:
+                writer.close()  # every mark queued is committed before the journal closes
             if journal is not None:
                 try:
                     if run_id and result is not None:

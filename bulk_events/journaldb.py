@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bulk_events.errors import BulkEventsError, FileFormatError
@@ -96,9 +96,17 @@ _MIGRATIONS: dict[int, str] = {
 }
 
 
+_LAST_SECOND: tuple[int, str] = (0, "")
+
+
 def utc_now() -> str:
     """The current time as ISO 8601 UTC with seconds, e.g. ``2026-11-27T10:15:00Z``."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Asked twice per event while sending: the text is made once per second.
+    global _LAST_SECOND
+    second = int(time.time())
+    if second != _LAST_SECOND[0]:
+        _LAST_SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _LAST_SECOND[1]
 
 
 def connect(database: str, *, uri: bool) -> sqlite3.Connection:

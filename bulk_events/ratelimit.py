@@ -108,6 +108,13 @@ def departed() -> None:
         slot.departed()
 
 
+def departure_pending() -> bool:
+    """Whether the current task holds a turn whose request has yet to leave (so a transport
+    must call :func:`leaving` before the bytes go); False outside a slot or without a limit."""
+    slot = _CURRENT.get()
+    return slot is not None and not slot.settled
+
+
 async def leaving() -> None:
     """Called by a transport just before a request's bytes go to the socket: waits for the
     request's moment, then records its departure. Outside a slot it returns at once.
@@ -158,6 +165,11 @@ class RateLimiter:
         self.starts = 0
 
     @property
+    def unlimited(self) -> bool:
+        """No limit and no pause so far: :meth:`take` grants a turn at once, without waiting."""
+        return self.rate == 0 and self._paused_until == 0.0
+
+    @property
     def interval(self) -> float:
         """Seconds between two consecutive departures at the current pace (0 without a limit)."""
         if self.rate == 0:
@@ -180,7 +192,7 @@ class RateLimiter:
         The turn comes once the previous request has left (or let go of its slot) and one
         interval has passed since.
         """
-        if self.rate == 0 and self._paused_until == 0.0:
+        if self.unlimited:
             self.starts += 1
             return Slot(None, self._clock())
         async with self._lock:

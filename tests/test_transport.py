@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import socket
@@ -432,3 +433,60 @@ def test_redacting_filter_scrubs_messages_args_and_tracebacks(
     assert "filter-test-token-42" not in caplog.text
     assert "token is ***" in caplog.text
     assert "RuntimeError: boom ***" in caplog.text
+
+
+# --- the total deadline: sent or not -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no-limit", "in-a-turn"])
+async def test_no_answer_within_the_total_deadline_is_maybe_sent(
+    sandbox: Sandbox, limited: bool
+) -> None:
+    """The request left, its answer did not come within the total deadline: MaybeSent, with and
+    without a turn of the rate limit to wait for (the two go through differently traced sessions)."""
+    from bulk_events.ratelimit import RateLimiter
+
+    sandbox.misbehave("slow", delay=1.0)
+    transport = api(sandbox, timeouts=Timeouts(connect=5, read=5, total=0.3))
+    await transport.open()
+    try:
+        with pytest.raises(MaybeSent, match=r"no complete answer within 0\.3 s"):
+            if limited:
+                limiter = RateLimiter(50)
+                with await limiter.take() as slot:
+                    try:
+                        await transport.send(BODY)
+                    finally:
+                        assert slot.left is not None  # the rate limit saw it leave
+            else:
+                await transport.send(BODY)
+    finally:
+        await transport.aclose()
+
+
+async def test_not_connected_within_the_total_deadline_is_not_sent() -> None:
+    """A server whose accept queue is full never completes the handshake: nothing left, NotSent."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        # Fill the accept queue, so that the next handshake is not answered.
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        transport = EventUrlTransport(
+            f"http://127.0.0.1:{port}/events/id/abc/1",
+            timeouts=Timeouts(connect=5, read=5, total=0.5),
+        )
+        await transport.open()
+        try:
+            with pytest.raises(NotSent, match=r"not connected within 0\.5 s"):
+                await transport.send(BODY)
+        finally:
+            await transport.aclose()
+            for s in fillers:
+                s.close()

@@ -99,6 +99,7 @@ class Deliverer:
         max_events: int | None = None,
     ) -> None:
         self.transport = transport
+        self._ready = getattr(transport, "ready", None)
         self.limiter = limiter
         self.journal = journal
         self.policy = policy or RetryPolicy()
@@ -185,12 +186,10 @@ class Deliverer:
             self._stop(tripped)
 
     async def _mark(self, job: Job, state: State, attempts: int, **fields: Any) -> None:
-        await self.journal.record(
-            Mark(key=job.key, state=state, row=job.row, attempts=attempts, **fields)
-        )
+        await self.journal.record(Mark(job.key, state, job.row, attempts, **fields))
 
     async def _deliver(self, job: Job, progress: _Progress) -> Outcome:
-        ready = getattr(self.transport, "ready", None)
+        ready = self._ready
         if self.max_events is not None and not self.stopper.stopping:
             if self.events >= self.max_events:
                 self._stop(
@@ -212,10 +211,14 @@ class Deliverer:
             progress.verdict = None
             # The in-flight mark is durable before the turn is taken: nothing stands between the
             # turn and the socket, so the request leaves when the limiter says.
-            await self._mark(job, State.INFLIGHT, attempts)
+            await self.journal.record(Mark(job.key, State.INFLIGHT, job.row, attempts))
             progress.marked = True
+            # A stop that came while the mark was being committed finds this request in flight
+            # (marked, its turn granted at once): it leaves, like every request in flight. A
+            # stop while it waits for its turn keeps it from leaving.
+            at_once = self.limiter.unlimited
             with await self.limiter.take() as slot:
-                if self.stopper.stopping:
+                if self.stopper.stopping and not at_once:
                     await self._unmark(job, progress)
                     return progress.last or not_attempted(job.row)
                 progress.attempts = attempts
@@ -240,7 +243,7 @@ class Deliverer:
                 progress.marked = False
             sent_clock = slot.left if slot.left is not None else started
             verdict = progress.verdict = judge(answer)
-            if isinstance(answer, Reply):
+            if isinstance(answer, Reply) and log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "row %d: attempt %d: HTTP %d %s",
                     job.row,
@@ -262,6 +265,15 @@ class Deliverer:
     ) -> Outcome | None:
         """Journal one attempt's verdict and act on it; the row's outcome, or None to resend."""
         attempts = progress.attempts
+        if v.kind is Kind.SENT:  # the common case first
+            sent_at = utc_now()
+            await self.journal.record(
+                Mark(job.key, State.SENT, job.row, attempts, v.http_status, "", sent_at)
+            )
+            self._finish(True)
+            if self.limiter.current_rate < self.limiter.rate:
+                self.limiter.recover()
+            return Outcome(job.row, Status.SENT, "", v.http_status, attempts, sent_at, v.detail)
 
         def failed(message: str = v.message) -> Outcome:
             return Outcome(job.row, Status.FAILED, message, v.http_status, attempts, None, v.detail)
@@ -271,22 +283,27 @@ class Deliverer:
             await self._mark(job, State.UNKNOWN, attempts, error=v.message)
             self._finish(False, v.note)
             return Outcome(job.row, Status.UNKNOWN, v.message, attempts=attempts)
-        if v.kind is Kind.SENT:
-            sent_at = utc_now()
-            await self._mark(job, State.SENT, attempts, http_status=v.http_status, sent_at=sent_at)
-            self._finish(True)
-            if self.limiter.current_rate < self.limiter.rate:
-                self.limiter.recover()
-            return Outcome(job.row, Status.SENT, "", v.http_status, attempts, sent_at, v.detail)
         if v.kind is Kind.RETRY:
             return await self._retry_later(job, progress, v)
+        if v.kind is Kind.RATE_LIMITED:
+            # The pause (or stop) comes first: no other request leaves while this answer's
+            # mark is being committed.
+            decided = self._rate_limited(job, progress, v, sent_clock)
+            await self._mark(
+                job, State.FAILED, attempts, http_status=v.http_status, error=v.message
+            )
+            return decided
         await self._mark(job, State.FAILED, attempts, http_status=v.http_status, error=v.message)
         if v.kind is Kind.REFUSED:
             self._finish(v.service_ok, v.note)
             return failed()
-        if v.kind is Kind.REAUTH:
-            return await self._reauthenticate(job, progress, v, failed)
-        # Kind.RATE_LIMITED: the service did not take the event; until it does, the row waits.
+        return await self._reauthenticate(job, progress, v, failed)
+
+    def _rate_limited(
+        self, job: Job, progress: _Progress, v: Verdict, sent_clock: float
+    ) -> Outcome | None:
+        """A 429: the service did not take the event; until it does, the row waits."""
+        attempts = progress.attempts
         progress.last = Outcome(
             job.row,
             Status.PENDING,

@@ -72,7 +72,10 @@ def judge(answer: Reply | NotSent | MaybeSent) -> Verdict:
         message = f"no answer after sending ({answer.reason}); not resent, to avoid a duplicate"
         return Verdict(Kind.UNKNOWN, message, service_ok=False, note=answer.reason)
     status = answer.status
-    detail = service_message(answer)
+    # The answer is parsed once; every question below asks the parsed object.
+    text = answer.text.strip()
+    data = _json_object(text)
+    detail = _gist(text, data)
     plain = f"HTTP {status}: {detail}" if detail else f"HTTP {status}"
 
     def verdict(kind: Kind, message: str, *, service_ok: bool = True) -> Verdict:
@@ -88,9 +91,10 @@ def judge(answer: Reply | NotSent | MaybeSent) -> Verdict:
         )
 
     if 200 <= status < 300:
-        if is_refusal(answer):
+        if _says_refused(data):
             return verdict(Kind.REFUSED, f"refused: {detail or 'result false'}")
-        if not answer.complete or not _looks_like_service(answer.text):
+        # SendPulse answers with a JSON object (or, at an event URL, possibly nothing at all).
+        if not answer.complete or not (not text or data is not None):
             # A captive portal, a wrong URL, a proxy: such a page says nothing about the event.
             what = (
                 "a cut-off answer" if not answer.complete else "an answer that is not SendPulse's"
@@ -106,7 +110,7 @@ def judge(answer: Reply | NotSent | MaybeSent) -> Verdict:
         return verdict(Kind.REAUTH, f"HTTP 401: {detail or 'unauthorized'}")
     if status == 429:
         v = verdict(Kind.RATE_LIMITED, f"HTTP 429: {detail or 'too many requests'}")
-        per_second = _json_object(answer.text) or {}
+        per_second = data or {}
         if str(per_second.get("error_code")) == str(PER_SECOND_CODE):
             return replace(v, per_second=True)
         return v
@@ -133,11 +137,12 @@ _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.I | re.S)
 def service_message(reply: Reply) -> str:
     """The useful part of an answer: the service's message, or the gist of an HTML page."""
     text = reply.text.strip()
-    try:
-        data = orjson.loads(text) if text[:1] in "{[" else None
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
+    return _gist(text, _json_object(text))
+
+
+def _gist(text: str, data: dict[str, object] | None) -> str:
+    """:func:`service_message` of a stripped ``text`` whose JSON object (if any) is ``data``."""
+    if data is not None:
         parts = [str(data[k]) for k in ("message", "error_description", "error") if data.get(k)]
         code = data.get("error_code")
         if code is not None:
@@ -156,7 +161,10 @@ _FALSE = (False, "false", "False", 0, "0")
 def is_refusal(reply: Reply) -> bool:
     """A 2xx answer whose body says the event was not taken (``{"result": false}``, or
     ``"false"`` as a string)."""
-    data = _json_object(reply.text)
+    return _says_refused(_json_object(reply.text))
+
+
+def _says_refused(data: dict[str, object] | None) -> bool:
     if data is None or "result" not in data:
         return False
     result = data["result"]
@@ -172,8 +180,3 @@ def _json_object(text: str) -> dict[str, object] | None:
     except orjson.JSONDecodeError:
         return None
     return data if isinstance(data, dict) else None
-
-
-def _looks_like_service(text: str) -> bool:
-    """SendPulse answers with a JSON object (or, at an event URL, possibly nothing at all)."""
-    return not text.strip() or _json_object(text) is not None

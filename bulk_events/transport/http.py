@@ -18,6 +18,7 @@ complete answer came back (retrying could send the event twice).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import logging
 import math
@@ -153,6 +154,7 @@ class _HttpTransport:
         self._concurrency = concurrency
         self._timeouts = timeouts
         self._session: aiohttp.ClientSession | None = None
+        self._untraced: aiohttp.ClientSession | None = None
         # aiohttp's `connect` timeout also counts time queued for a pooled connection; capping
         # event requests below the pool size means it only ever measures real connecting.
         self._slots = asyncio.Semaphore(concurrency)
@@ -172,20 +174,26 @@ class _HttpTransport:
             limit=self._concurrency + 1, keepalive_timeout=KEEPALIVE_TIMEOUT
         )
         # The request tracing tells the rate limit when a request really leaves (see ratelimit).
+        # It costs every request a few awaits, so a request with no turn to wait for (no limit,
+        # or a token request outside the limiter) goes through a session without it, over the
+        # same connections.
         trace = aiohttp.TraceConfig()
-        trace.on_request_headers_sent.append(_on_headers)
         trace.on_request_chunk_sent.append(_on_chunk)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            raise_for_status=False,
-            headers={"Accept": "application/json"},
-            trace_configs=[trace],
-        )
+        common: dict[str, Any] = {
+            "timeout": timeout,
+            "raise_for_status": False,
+            "headers": {"Accept": "application/json"},
+            "request_class": _Request,
+        }
+        self._session = aiohttp.ClientSession(connector=connector, trace_configs=[trace], **common)
+        self._untraced = aiohttp.ClientSession(connector=connector, connector_owner=False, **common)
 
     async def aclose(self) -> None:
         """Close the session and its connections."""
+        untraced, self._untraced = self._untraced, None
         session, self._session = self._session, None
+        if untraced is not None:
+            await untraced.close()
         if session is not None:
             await session.close()
 
@@ -194,17 +202,16 @@ class _HttpTransport:
     ) -> tuple[int, bytes, str | None, str | None, bool]:
         """POST and read at most :data:`MAX_BODY` bytes of the answer, all within the total
         deadline: (status, body, charset, Retry-After header, whether the body was read whole)."""
-        session = self._session
+        session = self._session if ratelimit.departure_pending() else self._untraced
         if session is None:
             raise RuntimeError("transport is not open: call open() first")
         wire = _Wire()
+        _WIRE.set(wire)
         deadline = asyncio.timeout(self._timeouts.total)
         try:
             async with (
                 deadline,
-                session.post(
-                    url, data=data, headers=headers, allow_redirects=False, trace_request_ctx=wire
-                ) as resp,
+                session.post(url, data=data, headers=headers, allow_redirects=False) as resp,
             ):
                 raw, complete = await _read_bounded(resp)
                 if not complete:
@@ -233,7 +240,7 @@ class _HttpTransport:
 
 
 class _Wire:
-    """Whether a request's bytes have started to leave (set by the request tracing)."""
+    """Whether a request's bytes have started to leave (set by :class:`_Request`)."""
 
     __slots__ = ("sent",)
 
@@ -241,22 +248,30 @@ class _Wire:
         self.sent = False
 
 
-async def _on_headers(session: Any, context: Any, params: Any) -> None:
-    # aiohttp calls this as it buffers the headers, to go out with the first chunk of the body
-    # (a loop turn later, in another task): the request may be on its way, not yet gone.
-    wire = context.trace_request_ctx
-    if isinstance(wire, _Wire):
-        wire.sent = True
+# The wire of the request the current task is making (each request is made in its own task).
+_WIRE: contextvars.ContextVar[_Wire | None] = contextvars.ContextVar(
+    "bulk_events_wire", default=None
+)
+
+
+class _Request(aiohttp.ClientRequest):
+    """aiohttp's request, telling the task's :class:`_Wire` when it starts to go out."""
+
+    async def send(self, conn: Any) -> aiohttp.ClientResponse:
+        # Called once the connection is there, to buffer the headers that go out with the
+        # first chunk of the body (a loop turn later, in another task): from here on the
+        # request may be on its way, not yet gone.
+        wire = _WIRE.get()
+        if wire is not None:
+            wire.sent = True
+        return await super().send(conn)
 
 
 async def _on_chunk(session: Any, context: Any, params: Any) -> None:
     # Awaited just before the chunk (with the buffered headers) is written to the socket, and
     # the write follows in the same step: waiting here holds the request until its moment, and
     # returning is when it leaves.
-    wire = context.trace_request_ctx
     await ratelimit.leaving()
-    if isinstance(wire, _Wire):
-        wire.sent = True
 
 
 async def _read_bounded(resp: aiohttp.ClientResponse) -> tuple[bytes, bool]:
