@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,20 @@ class RowValidator:
         self._converted: pd.Series | None = None  # phones read with a known country
         self._blank: pd.Series | None = None
         self.schema = self._build_schema()
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled as its settings (the schema's checks are closures): rebuilt on unpickling."""
+        return {
+            "layout": self.layout,
+            "date_format": self.date_format,
+            "default_automation_id": self.default_automation_id,
+            "default_country": self.default_country,
+            "decimal_comma": self.decimal_comma,
+            "email_alone": self.email_alone,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     def _check(
         self, column: ColumnPlan, fn: Callable[[pd.Series], pd.Series], message: str
