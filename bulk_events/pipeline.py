@@ -12,7 +12,7 @@ import asyncio
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -159,7 +159,20 @@ async def pump(
         to_send: list[tuple[int, Job]] = []
         valid = Status.VALID
         bodies = prepared.bodies
-        for i, fate in triage.classify(prepared):
+        fates = list(triage.classify(prepared))
+        if deliverer is None and all(isinstance(f, Outcome) for _, f in fates):
+            # A dry run decides every row in the triage: the fates are the outcomes.
+            outcomes = cast(list[tuple[int, Outcome]], fates)
+            for i, outcome in outcomes:
+                if len(samples) >= sample_limit:
+                    break
+                if outcome.status is valid:
+                    body = bodies[i]
+                    assert body is not None
+                    samples.append((outcome.row, body))
+            work.set_many(outcomes)
+            return
+        for i, fate in fates:
             if isinstance(fate, Outcome):
                 decided.append((i, fate))
                 if fate.status is valid and len(samples) < sample_limit:  # a dry run's

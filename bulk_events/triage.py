@@ -21,6 +21,7 @@ from .keys import changed_columns, contacts_of, digests
 from .layout import Layout
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
+from .outcome import valid as valid_outcome
 from .reader import HIDDEN_ROWS
 from .schema import RowValidator
 from .seen import SeenKeys
@@ -203,13 +204,13 @@ class Triage:
         plain = not s.only_failed and not prepared.history
         entries, firsts = prepared.entries, prepared.firsts
         unique = s.allow_duplicates
-        dry, valid = self.dry_run, Status.VALID
+        dry = self.dry_run
         for j, i in enumerate(prepared.positions):
             body = bodies[i]
             assert body is not None
             key = keys[j]
             if plain and (unique or firsts[j] is None) and key not in entries:
-                yield i, Outcome(rows[i], valid) if dry else Job(rows[i], key, body, events[j])
+                yield i, valid_outcome(rows[i]) if dry else Job(rows[i], key, body, events[j])
             else:
                 yield i, self._decide(rows[i], key, body, prepared, j)
 

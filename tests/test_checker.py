@@ -13,6 +13,8 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import write_csv
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bulk_events.checker import CheckPool, ChunkChecker
 from bulk_events.events import Progress
@@ -155,3 +157,27 @@ def test_a_stop_mid_run_leaves_rows_pending_and_no_worker_behind(tmp_path):
     # Rows after the stop are listed unchecked: rows of spaces among them too.
     assert result.counts["pending"] > 1000 and sum(result.counts.values()) >= 2000
     assert _children() <= before
+
+
+@given(st.lists(st.text(alphabet="+0123 ", max_size=13), max_size=30))
+def test_national_phone_test_in_one_pass_equals_the_column_expression(phones):
+    """looks_national's one-pass form agrees with the vectorised expression it replaces."""
+    from bulk_events.phones import looks_national
+
+    s = pd.Series(phones, dtype=object, index=pd.RangeIndex(2, 2 + len(phones)))
+    digits = s.str.len()
+    expected = (s != "") & ~s.str.startswith("+") & (s.str.startswith("0") | (digits <= 10))
+    assert looks_national(s).tolist() == expected.astype(bool).tolist()
+
+
+def test_valid_outcome_is_the_dataclass_made_the_usual_way():
+    """The fast maker of a dry run's valid outcomes gives exactly Outcome(row, VALID)."""
+    from dataclasses import FrozenInstanceError
+
+    from bulk_events.outcome import Outcome, Status, valid
+
+    made = valid(42)
+    assert made == Outcome(42, Status.VALID) and hash(made) == hash(Outcome(42, Status.VALID))
+    assert repr(made) == repr(Outcome(42, Status.VALID))
+    with pytest.raises(FrozenInstanceError):
+        made.row = 1  # type: ignore[misc]
