@@ -173,7 +173,9 @@ class ChunkChecker:
             by_identity.setdefault(ident, []).append(j)
         keys: list[bytes] = [b""] * len(bodies)
         for ident, at in by_identity.items():
-            for j, k in zip(at, event_keys(ident, [bodies[j] for j in at], occurrence), strict=True):
+            for j, k in zip(
+                at, event_keys(ident, [bodies[j] for j in at], occurrence), strict=True
+            ):
                 keys[j] = k
         return keys
 
