@@ -181,3 +181,36 @@ def test_valid_outcome_is_the_dataclass_made_the_usual_way():
     assert repr(made) == repr(Outcome(42, Status.VALID))
     with pytest.raises(FrozenInstanceError):
         made.row = 1  # type: ignore[misc]
+
+
+_EMAIL_CHARS = st.sampled_from(list("ab.z09_%+-@") + ["xn--", "é", "A", " ", "..", "\n", "ß"])
+
+
+@given(st.lists(_EMAIL_CHARS, max_size=30).map("".join))
+def test_every_plain_email_is_an_email(text):
+    """The quick pattern tried first accepts only what the full email pattern accepts."""
+    import re
+
+    from bulk_events.cells import EMAIL_PATTERN, PLAIN_EMAIL_PATTERN
+
+    if re.fullmatch(PLAIN_EMAIL_PATTERN, text):
+        assert re.fullmatch(EMAIL_PATTERN, text)
+
+
+@given(
+    st.lists(st.integers(0, 70), min_size=1, max_size=4),
+    st.integers(1, 70),
+    st.integers(2, 70),
+)
+def test_plain_email_lengths_stay_within_the_full_pattern(labels, local, tld):
+    """Long local parts, labels and domains: the quick pattern is never the laxer one."""
+    import re
+
+    from bulk_events.cells import EMAIL_PATTERN, PLAIN_EMAIL_PATTERN
+
+    domain = ".".join("d" * max(n, 1) for n in labels) + "." + "c" * tld
+    text = "u" * local + "@" + domain
+    if re.fullmatch(PLAIN_EMAIL_PATTERN, text):
+        assert re.fullmatch(EMAIL_PATTERN, text)
+    if re.fullmatch(EMAIL_PATTERN, text) and len(domain) <= 253 and tld <= 63 and local <= 64:
+        assert max(labels) > 63 or re.fullmatch(PLAIN_EMAIL_PATTERN, text)
