@@ -183,6 +183,11 @@ class ChunkChecker:
 # ------------------------------------------------------------------ in a process of its own
 
 
+class CheckerGone(RuntimeError):
+    """The worker process is gone (it could not start, or was killed): the caller checks the
+    chunk itself instead."""
+
+
 class CheckPool:
     """:meth:`ChunkChecker.check` in one worker process, for files big enough to pay for
     starting it (a second or so of imports, on the other core). Chunks go to it through a pipe
@@ -205,6 +210,9 @@ class CheckPool:
             [sys.executable, "-m", "bulk_events.checker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # Whatever befalls the worker, the run goes on without it (see CheckerGone): no
+            # traceback of its own reaches the user's terminal.
+            stderr=subprocess.DEVNULL,
             bufsize=0,
             env=env,
             start_new_session=False,
@@ -226,7 +234,7 @@ class CheckPool:
         assert stdout is not None
         answer = _read(stdout)
         if answer is None:
-            raise RuntimeError(f"the checking process ended (exit code {self._proc.wait()})")
+            raise CheckerGone(f"the checking process ended (exit code {self._proc.wait()})")
         if isinstance(answer, BaseException):
             raise answer
         assert isinstance(answer, Checked)

@@ -9,6 +9,7 @@ of a chunk is decided. Memory is bounded by a few chunks whatever the size of th
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -16,7 +17,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from .checker import Checked, CheckPool
+from .checker import Checked, CheckerGone, CheckPool
 from .delivery import Deliverer, Job
 from .errors import BulkEventsError, FileFormatError, ReportError, StorageError
 from .events import Emit, Progress
@@ -83,6 +84,7 @@ class _Chunk:
             self.done.set()
 
 
+log = logging.getLogger(__name__)
 EmitMany = Callable[[Sequence[Outcome]], None]  # many rows decided at once, in order
 Work = tuple[_Chunk, int, Job]  # what the work queue carries: no back-pointer in the job
 CHECKS_AHEAD = 2  # chunks checked in the pool ahead of the one triaged: both cores stay busy
@@ -118,8 +120,11 @@ async def pump(
     chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=2)
     workers: list[asyncio.Task[None]] = []
 
+    use_pool = pool is not None  # until its worker process is gone
+
     async def settle(chunk: pd.DataFrame, checking: Future[Checked] | None) -> None:
         """Triage one chunk (checked by the pool if ``checking``) and queue its rows."""
+        nonlocal use_pool
         if stopper.stopping:
             # The rest of the file after a stop: listed as pending without being
             # validated, so Ctrl-C on a million-row file ends in seconds.
@@ -130,10 +135,16 @@ async def pump(
             await chunks.put(work)
             return
         try:
-            if checking is None:
+            checked = None
+            if checking is not None:
+                try:
+                    checked = await asyncio.wrap_future(checking)
+                except CheckerGone as exc:  # this chunk and the rest are checked here
+                    log.debug("checking chunks in this process from now: %s", exc)
+                    use_pool = False
+            if checked is None:
                 prepared = await asyncio.to_thread(triage.prepare, chunk)
             else:
-                checked = await asyncio.wrap_future(checking)
                 prepared = await asyncio.to_thread(triage.decide, chunk, checked)
         except StorageError as exc:  # the journal's history could not be read
             stopper.storage_failed(exc)
@@ -226,7 +237,7 @@ async def pump(
                     break
                 if len(chunk):
                     stopper.last_row_read = int(chunk.index[-1])
-                if stopper.stopping or pool is None:
+                if stopper.stopping or pool is None or not use_pool:
                     ahead.append((chunk, None))
                 else:
                     try:

@@ -183,7 +183,7 @@ def test_valid_outcome_is_the_dataclass_made_the_usual_way():
         made.row = 1  # type: ignore[misc]
 
 
-_EMAIL_CHARS = st.sampled_from(list("ab.z09_%+-@") + ["xn--", "é", "A", " ", "..", "\n", "ß"])
+_EMAIL_CHARS = st.sampled_from([*"ab.z09_%+-@", "xn--", "é", "A", " ", "..", "\n", "ß"])
 
 
 @given(st.lists(_EMAIL_CHARS, max_size=30).map("".join))
@@ -214,3 +214,35 @@ def test_plain_email_lengths_stay_within_the_full_pattern(labels, local, tld):
         assert re.fullmatch(EMAIL_PATTERN, text)
     if re.fullmatch(EMAIL_PATTERN, text) and len(domain) <= 253 and tld <= 63 and local <= 64:
         assert max(labels) > 63 or re.fullmatch(PLAIN_EMAIL_PATTERN, text)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux /proc")
+def test_a_worker_killed_mid_run_leaves_its_chunks_to_the_main_process(tmp_path):
+    """The worker process dies (the OOM killer, an operator): the run checks the chunks itself
+    from then on, and the report is the one a run without a worker writes."""
+    path = write_csv(tmp_path / "c.csv", _rows(1500))
+    _run(path, tmp_path / "here.csv", False, event="e")
+    before = _children()
+    killed: list[int] = []
+
+    def kill_worker(event: Any) -> None:
+        if isinstance(event, Progress) and not killed:
+            for pid in _children() - before:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    run = Import(
+        path,
+        on_event=kill_worker,
+        dry_run=True,
+        event="e",
+        report=str(tmp_path / "there.csv"),
+        state=str(tmp_path / "j.sqlite"),
+        chunk_rows=64,
+        parallel=True,
+        types={"Date": "date", "Amount": "number"},
+    )
+    result = run_sync(run.run())
+    assert killed
+    assert (tmp_path / "there.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
+    assert result.exit_code == 1 and not result.stopped
