@@ -87,7 +87,9 @@ class _Chunk:
 log = logging.getLogger(__name__)
 EmitMany = Callable[[Sequence[Outcome]], None]  # many rows decided at once, in order
 Work = tuple[_Chunk, int, Job]  # what the work queue carries: no back-pointer in the job
-CHECKS_AHEAD = 2  # chunks checked in the pool ahead of the one triaged: both cores stay busy
+CHECKS_AHEAD = 1  # chunks checked in the pool ahead of the one triaged: enough while the
+# worker is the slower side (it is: validation costs more than reading and the report); each more
+# holds another chunk, its pickle and its result in memory
 
 
 async def pump(
