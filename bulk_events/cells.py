@@ -16,6 +16,12 @@ EMAIL_PATTERN = (
     r"(?!\.)(?!.*\.\.)[^\s@\"(),:;<>\[\]\\]{1,64}(?<!\.)"
     r"@(?=.{1,253}$)(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
 )
+# A plain ASCII address (lower case, as normalise_email leaves it) that EMAIL_PATTERN always
+# accepts too: matched first, it spares most addresses the full pattern's look-arounds.
+PLAIN_EMAIL_PATTERN = (
+    r"(?=[^@]{1,64}@)[a-z0-9_%+-]+(?:\.[a-z0-9_%+-]+)*"
+    r"@(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
 PHONE_PATTERN = r"\+?\d{7,15}"
 _PHONE_FORMATTING = r"[\s\-.()\u00a0\u2010-\u2015]"
 INTEGER_PATTERN = r"[+-]?\d{1,18}(?:\.0*)?"

@@ -12,12 +12,13 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from .checker import CheckPool, worth_a_process
 from .columns import Chosen, choose_columns
 from .delivery import Deliverer, JournalWriter, RetryPolicy
 from .errors import (
@@ -33,7 +34,7 @@ from .events import Detected, Emit, Event, Finished, Progress, Recovered, Resumi
 from .journal import Journal, default_journal_path
 from .layout import Layout, plan_columns
 from .options import ImportOptions, PathLike, Settings
-from .outcome import Status
+from .outcome import Outcome, Status
 from .pipeline import pump
 from .progress import RunProgress, keep_recording, record
 from .ratelimit import RateLimiter
@@ -160,6 +161,16 @@ class Import:
         if self._on_event is not None:
             self._on_event(event)
 
+    def _emit_decided(self, outcomes: Sequence[Outcome]) -> None:
+        """:meth:`_emit` of a ``Progress`` for each of many rows, the tallies in one go."""
+        self.reasons.update(o.reason.value for o in outcomes if o.reason is not None)
+        if self.progress is not None:
+            self.progress.add_many(outcomes)
+        on_event = self._on_event
+        if on_event is not None:
+            for outcome in outcomes:
+                on_event(Progress(outcome))
+
     def request_stop(self, signum: int | None = None) -> None:
         """First call: finish what is in flight, start nothing new. Second call: stop at once."""
         self.stopper.request(signum)
@@ -226,6 +237,7 @@ class Import:
         deliverer: Deliverer | None = None
         writer: JournalWriter | None = None
         triage: Triage | None = None
+        pool: CheckPool | None = None
         run_id = 0
         counts: Counter[str] = Counter()
         result: RunResult | None = None
@@ -283,7 +295,14 @@ class Import:
                 identity_of=target.identity_of if target.event_column else None,
                 run_id=run_id,
                 on_new_event=adopt if target.event_column else None,
+                sent_event=event_name,
+                dry_run=o.dry_run,
             )
+            if o.reading.parallel or (
+                o.reading.parallel is None
+                and worth_a_process(table.row_estimate, o.reading.chunk_rows)
+            ):
+                pool = CheckPool(triage.checker)
             await pump(
                 table,
                 triage,
@@ -298,6 +317,8 @@ class Import:
                 sample_limit=self._sample_limit,
                 errors=errors,
                 event_name=event_name,
+                pool=pool,
+                emit_many=self._emit_decided,
             )
             written = _commit(report, self.stopper)
             errors_path = _commit(errors, self.stopper) if errors is not None else None
@@ -335,6 +356,8 @@ class Import:
                 loop.remove_signal_handler(sig)
             if progress_task is not None:
                 progress_task.cancel()
+            if pool is not None:
+                pool.close()
             if triage is not None:
                 triage.close()
             with contextlib.suppress(OSError):  # a full disk: the temporary file goes anyway

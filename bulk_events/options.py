@@ -47,6 +47,7 @@ class Settings(TypedDict, total=False):
     chunk_rows: int
     hidden: str | None  # "skip" or "include": what to do with rows and columns a sheet hides
     header_row: int | None
+    parallel: bool | None  # check chunks in a second process (default: for large files)
     # schema
     types: Mapping[str, str]
     map: Mapping[str, str]
@@ -102,6 +103,9 @@ class Reading:
     # shows (each hidden row reported as skipped); "include" sends everything.
     hidden: str | None = None
     header_row: int | None = None  # the sheet row of the header (default: found)
+    # Validate, type and key chunks in a worker process while this one reads, checks the
+    # journal and writes the report: None decides by the file's size (a few chunks at least).
+    parallel: bool | None = None
 
     def __post_init__(self) -> None:
         if self.chunk_rows < 1:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 
 
@@ -47,6 +48,30 @@ class Outcome:
     sent_at: str | None = None
     response: str = ""
     reason: SkipReason | None = None
+
+
+def _valid_maker() -> Callable[[int], Outcome]:
+    # Outcome(row, Status.VALID), made by setting its slots directly: a frozen dataclass's
+    # __init__ goes through object.__setattr__ field by field, and a dry run makes one per row.
+    template = Outcome(0, Status.VALID)
+    setters = [
+        (getattr(Outcome, f.name).__set__, getattr(template, f.name)) for f in fields(Outcome)
+    ]
+    set_row = setters.pop(0)[0]
+    new = object.__new__
+
+    def valid(row: int) -> Outcome:
+        outcome = new(Outcome)
+        set_row(outcome, row)
+        for set_field, value in setters:
+            set_field(outcome, value)
+        return outcome
+
+    return valid
+
+
+valid = _valid_maker()
+valid.__doc__ = """``Outcome(row, Status.VALID)``, made faster: a dry run's row that would be sent."""
 
 
 def not_attempted(row: int, why: str = "the run stopped early") -> Outcome:

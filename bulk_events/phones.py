@@ -91,6 +91,13 @@ def looks_national(phones: pd.Series) -> pd.Series:
     """Phones that seem to lack a country code: no ``+`` and either a leading 0 (a trunk prefix,
     ``0501234567``, ``07700900123``) or ten digits or fewer (``6175550000``). ``380501234567``
     and ``19846270127`` are taken as international numbers written without the ``+``."""
+    values = phones.tolist()
+    if all(type(p) is str for p in values):  # the usual case: one pass in Python, not five
+        return pd.Series(
+            [p != "" and p[0] != "+" and (p[0] == "0" or len(p) <= 10) for p in values],
+            index=phones.index,
+            dtype=bool,
+        )
     digits = phones.str.len()
     return (
         (phones != "") & ~phones.str.startswith("+") & (phones.str.startswith("0") | (digits <= 10))

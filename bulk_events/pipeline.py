@@ -9,12 +9,15 @@ of a chunk is decided. Memory is bounded by a few chunks whatever the size of th
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+import logging
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any, cast
 
 import pandas as pd
 
+from .checker import Checked, CheckerGone, CheckPool
 from .delivery import Deliverer, Job
 from .errors import BulkEventsError, FileFormatError, ReportError, StorageError
 from .events import Emit, Progress
@@ -28,12 +31,22 @@ from .triage import Triage
 class _Chunk:
     """The rows of one input chunk while their outcomes come in."""
 
-    __slots__ = ("done", "emit", "frame", "outcomes", "remaining", "sent_as", "warnings")
+    __slots__ = (
+        "done",
+        "emit",
+        "emit_many",
+        "frame",
+        "outcomes",
+        "remaining",
+        "sent_as",
+        "warnings",
+    )
 
-    def __init__(self, frame: pd.DataFrame, emit: Emit) -> None:
+    def __init__(self, frame: pd.DataFrame, emit: Emit, emit_many: EmitMany | None = None) -> None:
         self.frame = frame
+        self.emit_many = emit_many
         self.outcomes: list[Outcome | None] = [None] * len(frame)
-        self.sent_as: list[SentAs | None] | None = None  # what goes out for each row
+        self.sent_as: Sequence[SentAs | None] | None = None  # what goes out for each row
         self.warnings: dict[int, str] = {}  # by index: rows that go out not quite as read
         self.remaining = len(frame)
         self.done = asyncio.Event()
@@ -43,14 +56,20 @@ class _Chunk:
 
     def set_many(self, decided: list[tuple[int, Outcome]]) -> None:
         """:meth:`set` for many rows at once (a chunk's rows decided before sending)."""
-        outcomes, emit, warnings = self.outcomes, self.emit, self.warnings
+        outcomes, warnings = self.outcomes, self.warnings
+        new: list[Outcome] = []
         for index, outcome in decided:
             if index in warnings:
                 outcome = with_warning(outcome, warnings[index])
             if outcomes[index] is None:
-                self.remaining -= 1
-                emit(Progress(outcome))
+                new.append(outcome)
             outcomes[index] = outcome
+        self.remaining -= len(new)
+        if self.emit_many is not None:
+            self.emit_many(new)
+        else:
+            for outcome in new:
+                self.emit(Progress(outcome))
         if self.remaining == 0:
             self.done.set()
 
@@ -65,7 +84,12 @@ class _Chunk:
             self.done.set()
 
 
+log = logging.getLogger(__name__)
+EmitMany = Callable[[Sequence[Outcome]], None]  # many rows decided at once, in order
 Work = tuple[_Chunk, int, Job]  # what the work queue carries: no back-pointer in the job
+CHECKS_AHEAD = 1  # chunks checked in the pool ahead of the one triaged: enough while the
+# worker is the slower side (it is: validation costs more than reading and the report); each more
+# holds another chunk, its pickle and its result in memory
 
 
 async def pump(
@@ -83,16 +107,107 @@ async def pump(
     sample_limit: int = 0,
     errors: ReportWriter | None = None,
     event_name: str | None = None,
+    pool: CheckPool | None = None,
+    emit_many: EmitMany | None = None,
 ) -> None:
     """Reader -> triage -> workers -> report, each stage behind a bounded queue.
 
     Without a deliverer (a dry run) every row that would be sent is ``valid``, and the first
     ``sample_limit`` bodies go to ``samples``. ``errors`` (an errors file) gets the same rows as
-    the report; ``event_name`` fills the report's "sent as" event.
+    the report; ``event_name`` fills the report's "sent as" event. With a ``pool`` each
+    chunk is checked in its worker process, a few chunks ahead of the one being triaged here.
+    ``emit_many`` takes the rows of a chunk decided at once, instead of one ``Progress`` each.
     """
     jobs: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=max(2 * concurrency, 64))
     chunks: asyncio.Queue[_Chunk | None] = asyncio.Queue(maxsize=2)
     workers: list[asyncio.Task[None]] = []
+
+    use_pool = pool is not None  # until its worker process is gone
+
+    async def settle(chunk: pd.DataFrame, checking: Future[Checked] | None) -> None:
+        """Triage one chunk (checked by the pool if ``checking``) and queue its rows."""
+        nonlocal use_pool
+        if stopper.stopping:
+            # The rest of the file after a stop: listed as pending without being
+            # validated, so Ctrl-C on a million-row file ends in seconds.
+            if checking is not None:
+                checking.cancel()
+            work = _Chunk(chunk, emit, emit_many)
+            work.set_many(_not_attempted(chunk, "the run stopped before this row"))
+            await chunks.put(work)
+            return
+        try:
+            checked = None
+            if checking is not None:
+                try:
+                    checked = await asyncio.wrap_future(checking)
+                except CheckerGone as exc:  # this chunk and the rest are checked here
+                    log.debug("checking chunks in this process from now: %s", exc)
+                    use_pool = False
+            if checked is None:
+                prepared = await asyncio.to_thread(triage.prepare, chunk)
+            else:
+                prepared = await asyncio.to_thread(triage.decide, chunk, checked)
+        except StorageError as exc:  # the journal's history could not be read
+            stopper.storage_failed(exc)
+            prepared = None
+        except Exception as exc:  # a bug: this chunk and the rest are pending
+            stopper.internal_failed(exc, "while checking rows")
+            prepared = None
+        if prepared is None or stopper.stopping:
+            work = _Chunk(chunk, emit, emit_many)
+            work.set_many(_not_attempted(chunk, "the run stopped before this row"))
+            await chunks.put(work)
+            return
+        work = _Chunk(prepared.frame, emit, emit_many)
+        work.warnings = prepared.warnings
+        work.sent_as = prepared.sent_as or [
+            None if b is None else (b.get("email"), b.get("phone"), event_name)
+            for b in prepared.bodies
+        ]
+        await chunks.put(work)
+        # The rows decided already (and in a dry run every row) are set in one go;
+        # only the Jobs of a real run go to the workers, one by one.
+        decided: list[tuple[int, Outcome]] = []
+        to_send: list[tuple[int, Job]] = []
+        valid = Status.VALID
+        bodies = prepared.bodies
+        fates = list(triage.classify(prepared))
+        if deliverer is None and all(isinstance(f, Outcome) for _, f in fates):
+            # A dry run decides every row in the triage: the fates are the outcomes.
+            outcomes = cast(list[tuple[int, Outcome]], fates)
+            for i, outcome in outcomes:
+                if len(samples) >= sample_limit:
+                    break
+                if outcome.status is valid:
+                    body = bodies[i]
+                    assert body is not None
+                    samples.append((outcome.row, body))
+            work.set_many(outcomes)
+            return
+        for i, fate in fates:
+            if isinstance(fate, Outcome):
+                decided.append((i, fate))
+                if fate.status is valid and len(samples) < sample_limit:  # a dry run's
+                    body = bodies[i]
+                    assert body is not None
+                    samples.append((fate.row, body))
+            elif deliverer is None:  # a dry run
+                decided.append((i, Outcome(fate.row, Status.VALID)))
+                if len(samples) < sample_limit:
+                    samples.append((fate.row, fate.body))
+            else:
+                to_send.append((i, fate))
+        work.set_many(decided)
+        for i, job in to_send:
+            if stopper.stopping:
+                work.set(i, not_attempted(job.row))
+            else:
+                await jobs.put((work, i, job))
+
+    # Chunks read but not yet triaged, each with its check in the pool: a few ahead at most.
+    ahead: deque[tuple[pd.DataFrame, Future[Checked] | None]] = deque()
+    depth = CHECKS_AHEAD if pool is not None else 0
 
     async def produce() -> None:
         iterator: Iterator[pd.DataFrame] = table.chunks(chunk_rows)
@@ -124,53 +239,19 @@ async def pump(
                     break
                 if len(chunk):
                     stopper.last_row_read = int(chunk.index[-1])
-                if stopper.stopping:
-                    # The rest of the file after a stop: listed as pending without being
-                    # validated, so Ctrl-C on a million-row file ends in seconds.
-                    frame = chunk
-                    work = _Chunk(frame, emit)
-                    work.set_many(_not_attempted(frame, "the run stopped before this row"))
-                    await chunks.put(work)
-                    continue
-                try:
-                    prepared = await asyncio.to_thread(triage.prepare, chunk)
-                except StorageError as exc:  # the journal's history could not be read
-                    stopper.storage_failed(exc)
-                    prepared = None
-                except Exception as exc:  # a bug: this chunk and the rest are pending
-                    stopper.internal_failed(exc, "while checking rows")
-                    prepared = None
-                if prepared is None or stopper.stopping:
-                    work = _Chunk(chunk, emit)
-                    work.set_many(_not_attempted(chunk, "the run stopped before this row"))
-                    await chunks.put(work)
-                    continue
-                work = _Chunk(prepared.frame, emit)
-                work.warnings = prepared.warnings
-                work.sent_as = [
-                    None if b is None else (b.get("email"), b.get("phone"), event_name)
-                    for b in prepared.bodies
-                ]
-                await chunks.put(work)
-                # The rows decided already (and in a dry run every row) are set in one go;
-                # only the Jobs of a real run go to the workers, one by one.
-                decided: list[tuple[int, Outcome]] = []
-                to_send: list[tuple[int, Job]] = []
-                for i, fate in triage.classify(prepared):
-                    if isinstance(fate, Outcome):
-                        decided.append((i, fate))
-                    elif deliverer is None:  # a dry run
-                        decided.append((i, Outcome(fate.row, Status.VALID)))
-                        if len(samples) < sample_limit:
-                            samples.append((fate.row, fate.body))
-                    else:
-                        to_send.append((i, fate))
-                work.set_many(decided)
-                for i, job in to_send:
-                    if stopper.stopping:
-                        work.set(i, not_attempted(job.row))
-                    else:
-                        await jobs.put((work, i, job))
+                if stopper.stopping or pool is None or not use_pool:
+                    ahead.append((chunk, None))
+                else:
+                    try:
+                        ahead.append((chunk, pool.submit(chunk)))
+                    except Exception as exc:  # a worker that cannot start: as for a bug
+                        stopper.internal_failed(exc, "while checking rows")
+                        ahead.append((chunk, None))
+                # In input order; a chunk that is not being checked elsewhere is settled now.
+                while ahead and (len(ahead) > depth or ahead[-1][1] is None):
+                    await settle(*ahead.popleft())
+            while ahead:
+                await settle(*ahead.popleft())
         finally:
             await chunks.put(None)
             for _ in workers:
@@ -219,9 +300,10 @@ async def pump(
                     )
                 except Exception as exc:  # a bug: stop, finish, then let it be seen
                     failures.append(exc)
-                    stopper.read_failed(BulkEventsError(f"internal error writing the report: {exc}"))
-            for outcome in outcomes:
-                counts[outcome.status.value] += 1
+                    stopper.read_failed(
+                        BulkEventsError(f"internal error writing the report: {exc}")
+                    )
+            counts.update(o_.status.value for o_ in outcomes)
 
     if deliverer is not None:
         workers.extend(asyncio.create_task(work_loop()) for _ in range(concurrency))

@@ -16,7 +16,7 @@ import logging
 import re
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -74,15 +74,31 @@ class RunProgress:
         if outcome.status is Status.SENT:
             self._sent_now()
         if outcome.status in _ERROR_KINDS and outcome.error:
-            kind = f"{outcome.status.value}: {error_kind(outcome.error)}"
-            self._errors[kind] += 1
-            rows = self._examples.setdefault(kind, [])
-            if len(rows) < EXAMPLES:
-                rows.append(outcome.row)
-            if len(self._errors) > 10 * TOP_ERRORS:  # keep memory flat on odd files
-                for rare, _ in self._errors.most_common()[5 * TOP_ERRORS :]:
-                    del self._errors[rare]
-                    self._examples.pop(rare, None)
+            self._error(outcome)
+
+    def _error(self, outcome: Outcome) -> None:
+        """Tally an error of one row under its kind, with a few example rows."""
+        kind = f"{outcome.status.value}: {error_kind(outcome.error)}"
+        self._errors[kind] += 1
+        rows = self._examples.setdefault(kind, [])
+        if len(rows) < EXAMPLES:
+            rows.append(outcome.row)
+        if len(self._errors) > 10 * TOP_ERRORS:  # keep memory flat on odd files
+            for rare, _ in self._errors.most_common()[5 * TOP_ERRORS :]:
+                del self._errors[rare]
+                self._examples.pop(rare, None)
+
+    def add_many(self, outcomes: Sequence[Outcome]) -> None:
+        """Many rows are decided (a chunk's): :meth:`add` of each, the counts in one go."""
+        self.counts.update(o.status.value for o in outcomes)
+        kinds = _ERROR_KINDS
+        sent = Status.SENT
+        for outcome in outcomes:
+            status = outcome.status
+            if status is sent:
+                self._sent_now()
+            elif status in kinds and outcome.error:
+                self._error(outcome)
 
     def _sent_now(self) -> None:
         elapsed = self._clock() - self._started

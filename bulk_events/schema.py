@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from .cells import (
     EMAIL_PATTERN,
     INTEGER_PATTERN,
     PHONE_PATTERN,
+    PLAIN_EMAIL_PATTERN,
     POSITIVE_INTEGER_PATTERN,
     all_text,
     drop_float_fraction,
@@ -38,16 +40,32 @@ from .values import NUMBER_PATTERN, by_distinct_value, parse_booleans, parse_dat
 # --- the pandera schema -------------------------------------------------------------------------
 
 
-def _blank_or(pattern: str) -> Callable[[pd.Series], pd.Series]:
+def _blank_or(pattern: str, plain: str | None = None) -> Callable[[pd.Series], pd.Series]:
+    """Cells empty or matching ``pattern``; ``plain``, a cheaper pattern whose every match is a
+    match of ``pattern`` too, is tried first."""
     match = re.compile(pattern).fullmatch
+    if plain is not None:
+        quick = re.compile(plain).fullmatch
 
-    def check(s: pd.Series) -> pd.Series:
+        def check(s: pd.Series) -> pd.Series:
+            return pd.Series(
+                [
+                    v == ""
+                    or (isinstance(v, str) and (quick(v) is not None or match(v) is not None))
+                    for v in s.tolist()
+                ],
+                index=s.index,
+            )
+
+        return check
+
+    def check_all(s: pd.Series) -> pd.Series:
         return pd.Series(
             [v == "" or (isinstance(v, str) and match(v) is not None) for v in s.tolist()],
             index=s.index,
         )
 
-    return check
+    return check_all
 
 
 def _positive_integer(s: pd.Series) -> pd.Series:
@@ -139,6 +157,20 @@ class RowValidator:
         self._blank: pd.Series | None = None
         self.schema = self._build_schema()
 
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled as its settings (the schema's checks are closures): rebuilt on unpickling."""
+        return {
+            "layout": self.layout,
+            "date_format": self.date_format,
+            "default_automation_id": self.default_automation_id,
+            "default_country": self.default_country,
+            "decimal_comma": self.decimal_comma,
+            "email_alone": self.email_alone,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
     def _check(
         self, column: ColumnPlan, fn: Callable[[pd.Series], pd.Series], message: str
     ) -> pa.Check:
@@ -172,7 +204,7 @@ class RowValidator:
                 checks.append(
                     self._check(
                         c,
-                        self._unless_reason(c.source, _blank_or(EMAIL_PATTERN)),
+                        self._unless_reason(c.source, _blank_or(EMAIL_PATTERN, PLAIN_EMAIL_PATTERN)),
                         "is not a valid email address",
                     )
                 )

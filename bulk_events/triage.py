@@ -7,20 +7,21 @@ Everything here is CPU- or disk-bound, so the pipeline runs :class:`Triage` in a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from .columns import Chosen, event_name_problem
+from .checker import Checked, ChunkChecker, SentAs
+from .columns import Chosen
 from .delivery.deliverer import Job
 from .journal import Entry, Journal, State
-from .keys import changed_columns, contacts_of, digests, keyed_event
+from .keys import changed_columns, contacts_of, digests
 from .layout import Layout
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
-from .payload import Body, build_bodies, event_keys
+from .outcome import valid as valid_outcome
 from .reader import HIDDEN_ROWS
 from .schema import RowValidator
 from .seen import SeenKeys
@@ -43,6 +44,7 @@ class Prepared:
     history: dict[bytes, tuple[bytes, bytes, str]] = field(default_factory=dict)  # by contact
     admitted: set[bytes] = field(default_factory=set)  # keys an earlier run decided to send
     fates: list[tuple[int, Outcome | Job]] = field(default_factory=list)
+    sent_as: list[SentAs | None] = field(default_factory=list)  # what goes out, per row
     # Rows that go out not quite as the file has them (a bad phone left out), by index: the
     # warning their outcome carries.
     warnings: dict[int, str] = field(default_factory=dict)
@@ -63,14 +65,24 @@ class Triage:
         identity_of: Callable[[str], str] | None = None,
         run_id: int = 0,
         on_new_event: Callable[[str], None] | None = None,
+        sent_event: str | None = None,
+        dry_run: bool = False,
     ) -> None:
         self.layout = layout
-        self.validator = validator
-        self.identity = identity
+        # A dry run sends nothing: a row that would go out is decided ``valid`` here at once.
+        self.dry_run = dry_run
         self.selection = selection
         self.journal = journal
         self.chosen = chosen or Chosen(layout)
-        self.identity_of = identity_of
+        # The part that depends on each chunk alone (see CheckPool: it may run elsewhere).
+        self.checker = ChunkChecker(
+            layout,
+            validator,
+            identity=identity,
+            chosen=self.chosen,
+            identity_of=identity_of,
+            sent_event=sent_event,
+        )
         self.run_id = run_id
         self.on_new_event = on_new_event
         self.seen = SeenKeys()
@@ -82,31 +94,38 @@ class Triage:
         self.seen.close()
 
     def prepare(self, chunk: pd.DataFrame) -> Prepared:
+        """Check and key one chunk, then decide each row's fate (:meth:`decide`)."""
+        return self.decide(chunk, self.checker.check(chunk))
+
+    def decide(self, chunk: pd.DataFrame, checked: Checked) -> Prepared:
+        """The ordered part of a chunk's triage, after :meth:`ChunkChecker.check` (which may
+        have run in another process): in-file duplicates, the journal, each row's fate."""
         hidden = [int(r) for r in chunk.attrs.get(HIDDEN_ROWS, ())]
-        frame = chunk
-        validated = self.validator.validate(frame)
-        # A row of cells holding only spaces looks blank in a spreadsheet program: treat it as
-        # one (not reported), like the truly empty rows the reader already leaves out.
-        blank = validated.blank
-        if blank is not None and blank.any():
-            frame = frame[~blank]
-            validated = validated.without(blank[blank].index)
-        bodies = build_bodies(validated, self.layout)
-        self.national_phones += validated.national_phones
-        prepared = Prepared(frame, frame.index.tolist(), bodies, validated.errors)
-        where = {row: i for i, row in enumerate(prepared.rows)}
-        prepared.warnings = {
-            where[row]: "; ".join(texts) for row, texts in validated.warnings.items() if texts
-        }
-        events = self._row_events(prepared)
-        self._check_keys(prepared)
+        frame = chunk if checked.blank is None else chunk[~checked.blank]
+        bodies = checked.bodies
+        self.national_phones += checked.national_phones
+        prepared = Prepared(frame, frame.index.tolist(), bodies, checked.errors)
+        prepared.warnings = checked.warnings
+        prepared.sent_as = checked.sent_as
+        if checked.names is not None and self.on_new_event is not None:
+            for name in checked.counted:
+                if name not in self.per_event:
+                    self.on_new_event(name)
+                self.per_event[name] += 1
+        elif checked.names is not None:
+            self.per_event.update(checked.counted)
+        events = checked.names if checked.names is not None else [None] * len(bodies)
         prepared.positions = [i for i, b in enumerate(bodies) if b is not None]
         prepared.events = [events[i] for i in prepared.positions]
         if prepared.positions:
-            self._identify(prepared)
+            self._identify(prepared, checked.keys, checked.contacts)
         prepared.fates = list(self._classify(prepared))
+        valid = Status.VALID
         self.without_automation_id += sum(
-            1 for _, f in prepared.fates if isinstance(f, Job) and "automation_id" not in f.body
+            1
+            for i, f in prepared.fates
+            if (isinstance(f, Job) or f.status is valid)
+            and "automation_id" not in (bodies[i] or ())
         )
         if not self.journal.readonly:
             # Who each event goes to, recorded before it is sent: a later run then knows the
@@ -121,38 +140,6 @@ class Triage:
             _add_hidden(prepared, hidden)
         return prepared
 
-    def _row_events(self, prepared: Prepared) -> list[str | None]:
-        """Each row's event from the --event-column cell; a row without a usable one is invalid."""
-        source = self.chosen.event
-        if source is None:
-            return [None] * len(prepared.rows)
-        names = prepared.frame[source].astype(str).str.strip().tolist()
-        for i, (row, name) in enumerate(zip(prepared.rows, names, strict=True)):
-            problem = event_name_problem(name, source)
-            if problem:
-                prepared.errors.setdefault(row, []).append(problem)
-                prepared.bodies[i] = None
-            elif prepared.bodies[i] is not None:
-                if name not in self.per_event and self.on_new_event is not None:
-                    self.on_new_event(name)
-                self.per_event[name] += 1
-        return list(names)
-
-    def _check_keys(self, prepared: Prepared) -> None:
-        """A row whose --key cells are all empty has nothing to be recognised by: invalid."""
-        key = self.chosen.key
-        if not key:
-            return
-        for i, body in enumerate(prepared.bodies):
-            if body is not None and all(body.get(name) in (None, "") for name in key):
-                row = prepared.rows[i]
-                shown = ", ".join(f'"{n}"' for n in key)
-                prepared.errors.setdefault(row, []).append(
-                    f"the --key column{'s' if len(key) > 1 else ''} {shown} "
-                    f"{'are' if len(key) > 1 else 'is'} empty: nothing identifies this event"
-                )
-                prepared.bodies[i] = None
-
     def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[tuple[int, Job], bytes]]:
         where = {i: j for j, i in enumerate(prepared.positions)}
         for i, fate in prepared.fates:
@@ -161,43 +148,17 @@ class Triage:
                 if contact is not None:
                     yield (i, fate), contact
 
-    def _identity(self, event: str | None) -> str:
-        if event is not None and self.identity_of is not None:
-            return self.identity_of(event)
-        return self.identity
-
-    def _keys(
-        self, identities: Sequence[str], bodies: Sequence[Body], occurrence: int = 0
-    ) -> list[bytes]:
-        """Every body's key: :func:`event_keys` per destination (one for the whole chunk, or one
-        per event with --event-column), or the --key columns' values."""
-        key = self.chosen.key
-        if key:
-            return [
-                keyed_event(ident, b, key, occurrence)
-                for ident, b in zip(identities, bodies, strict=True)
-            ]
-        distinct = set(identities)
-        if len(distinct) <= 1:
-            return event_keys(identities[0] if identities else self.identity, bodies, occurrence)
-        by_identity: dict[str, list[int]] = {}
-        for j, ident in enumerate(identities):
-            by_identity.setdefault(ident, []).append(j)
-        keys: list[bytes] = [b""] * len(bodies)
-        for ident, at in by_identity.items():
-            for j, k in zip(at, event_keys(ident, [bodies[j] for j in at], occurrence), strict=True):
-                keys[j] = k
-        return keys
-
-    def _identify(self, prepared: Prepared) -> None:
-        """Key every body; find in-file duplicates and what earlier runs did with each key."""
+    def _identify(
+        self, prepared: Prepared, base: list[bytes] | None, contacts: list[bytes | None] | None
+    ) -> None:
+        """Find in-file duplicates and what earlier runs did with each key (``base``: every
+        body's key, from the checker; ``contacts``: every body's contact)."""
         rows = [prepared.rows[i] for i in prepared.positions]
         bodies = [b for b in prepared.bodies if b is not None]
-        if self.identity_of is None:
-            identities = [self.identity] * len(bodies)
-        else:
-            identities = [self._identity(e) for e in prepared.events]
-        base = self._keys(identities, bodies)
+        checker = self.checker
+        identities = checker.identities(prepared.events)
+        if base is None:
+            base = checker.keys(identities, bodies)
         firsts = self.seen.first_rows(base, rows)
         keys = list(base)
         if self.selection.allow_duplicates:
@@ -206,7 +167,7 @@ class Triage:
             occurrence = 1
             todo = [j for j, f in enumerate(firsts) if f is not None]
             while todo:
-                candidates = self._keys(
+                candidates = checker.keys(
                     [identities[j] for j in todo], [bodies[j] for j in todo], occurrence
                 )
                 claimed = self.seen.first_rows(candidates, [rows[j] for j in todo])
@@ -220,7 +181,7 @@ class Triage:
         if not self.chosen.key:
             # Without --key the body is the event, so a changed row of a contact is a new one:
             # what the journal knows about each contact lets such rows be held back.
-            prepared.contacts = contacts_of(identities, bodies)
+            prepared.contacts = contacts if contacts is not None else contacts_of(identities, bodies)
             known = [c for c in prepared.contacts if c is not None]
             if known:
                 prepared.history = self.journal.contact_history(known, run_id=self.run_id)
@@ -243,12 +204,13 @@ class Triage:
         plain = not s.only_failed and not prepared.history
         entries, firsts = prepared.entries, prepared.firsts
         unique = s.allow_duplicates
+        dry = self.dry_run
         for j, i in enumerate(prepared.positions):
             body = bodies[i]
             assert body is not None
             key = keys[j]
             if plain and (unique or firsts[j] is None) and key not in entries:
-                yield i, Job(rows[i], key, body, events[j])
+                yield i, valid_outcome(rows[i]) if dry else Job(rows[i], key, body, events[j])
             else:
                 yield i, self._decide(rows[i], key, body, prepared, j)
 
@@ -308,6 +270,8 @@ class Triage:
                 "not selected: --only-failed sends only rows that failed before",
                 reason=SkipReason.NOT_SELECTED,
             )
+        if self.dry_run:
+            return Outcome(row, Status.VALID)
         return Job(row=row, key=key, body=body, event=prepared.events[j])
 
 
@@ -323,8 +287,12 @@ def _add_hidden(prepared: Prepared, hidden: list[int]) -> None:
     at = {row: i for i, row in enumerate(rows)}
     moved = [at[row] for row in prepared.rows]  # old index -> new index
     bodies: list[dict[str, Any] | None] = [None] * len(rows)
+    sent_as: list[SentAs | None] = [None] * len(rows)
     for i, body in enumerate(prepared.bodies):
         bodies[moved[i]] = body
+    for i, sent in enumerate(prepared.sent_as):
+        sent_as[moved[i]] = sent
+    prepared.sent_as = sent_as
     prepared.fates = [(moved[i], fate) for i, fate in prepared.fates] + [
         (at[row], Outcome(row, Status.SKIPPED, HIDDEN_IN_SHEET, reason=SkipReason.HIDDEN))
         for row in hidden

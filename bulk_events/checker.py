@@ -1,0 +1,355 @@
+"""A chunk of cells -> validated, typed and keyed bodies: the part of triage that depends on the
+chunk alone, so that it can run in a process of its own (:class:`CheckPool`) while the main
+process reads the next chunk, decides the previous one against the journal and writes its report.
+
+:class:`ChunkChecker` is picklable: it travels to a worker process as its settings and is built
+again there (the pandera schema holds closures that pickle cannot carry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+
+from .columns import Chosen, event_name_problem
+from .keys import contacts_of, keyed_event
+from .layout import Layout
+from .payload import Body, build_bodies, event_keys
+from .schema import RowValidator
+
+SentAs = tuple[str | None, str | None, str | None]
+
+
+@dataclass
+class Checked:
+    """What :meth:`ChunkChecker.check` found in one chunk (rows by their index in the chunk
+    once blank rows are left out)."""
+
+    bodies: list[Body | None]
+    errors: dict[int, list[str]]  # by row number
+    blank: np.ndarray | None = None  # per row of the chunk: left out as blank (None: no row is)
+    warnings: dict[int, str] = field(default_factory=dict)  # by index: sent not quite as read
+    names: list[str] | None = None  # each row's own event (--event-column)
+    counted: list[str] = field(default_factory=list)  # the event of each row with a body
+    keys: list[bytes] | None = None  # each body's key (None: the caller keys them)
+    contacts: list[bytes | None] | None = None  # each body's contact (without --key)
+    sent_as: list[SentAs | None] = field(default_factory=list)  # what goes out, per row
+    national_phones: int = 0
+
+
+class ChunkChecker:
+    """Validates a chunk, builds its bodies and keys them; no state carries from one chunk to
+    the next, so chunks may be checked in any process, in any order.
+
+    ``identity_of`` (one destination per event, with --event-column) stays in the process that
+    made the checker: a checker sent to another process leaves the keys to its caller.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        validator: RowValidator,
+        *,
+        identity: str,
+        chosen: Chosen | None = None,
+        identity_of: Callable[[str], str] | None = None,
+        sent_event: str | None = None,
+    ) -> None:
+        self.layout = layout
+        self.validator = validator
+        self.identity = identity
+        self.chosen = chosen or Chosen(layout)
+        self.identity_of = identity_of
+        self.sent_event = sent_event
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["identity_of"] = None  # may hold credentials; the keys are then made by the caller
+        state["keyed_here"] = self.identity_of is None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def check(self, chunk: pd.DataFrame) -> Checked:
+        validated = self.validator.validate(chunk)
+        # A row of cells holding only spaces looks blank in a spreadsheet program: treat it as
+        # one (not reported), like the truly empty rows the reader already leaves out.
+        blank = validated.blank
+        mask: np.ndarray | None = None
+        if blank is not None and blank.any():
+            mask = blank.to_numpy(dtype=bool)
+            validated = validated.without(blank[blank].index)
+        bodies = build_bodies(validated, self.layout)
+        rows = validated.frame.index.tolist()
+        checked = Checked(bodies, validated.errors, mask)
+        checked.national_phones = validated.national_phones
+        where = {row: i for i, row in enumerate(rows)}
+        checked.warnings = {
+            where[row]: "; ".join(texts) for row, texts in validated.warnings.items() if texts
+        }
+        self._row_events(checked, chunk if mask is None else chunk[~mask], rows)
+        self._check_keys(checked, rows)
+        sent = [b for b in bodies if b is not None]
+        if self.__dict__.get("keyed_here", True):
+            events = checked.names
+            names = [events[i] for i, b in enumerate(bodies) if b is not None] if events else None
+            identities = self.identities(names or [None] * len(sent))
+            checked.keys = self.keys(identities, sent)
+            if not self.chosen.key:
+                checked.contacts = contacts_of(identities, sent)
+        event = self.sent_event
+        checked.sent_as = [
+            None if b is None else (b.get("email"), b.get("phone"), event) for b in bodies
+        ]
+        return checked
+
+    def _row_events(self, checked: Checked, frame: pd.DataFrame, rows: list[int]) -> None:
+        """Each row's event from the --event-column cell; a row without a usable one is invalid."""
+        source = self.chosen.event
+        if source is None:
+            return
+        names = frame[source].astype(str).str.strip().tolist()
+        bodies = checked.bodies
+        for i, (row, name) in enumerate(zip(rows, names, strict=True)):
+            problem = event_name_problem(name, source)
+            if problem:
+                checked.errors.setdefault(row, []).append(problem)
+                bodies[i] = None
+            elif bodies[i] is not None:
+                checked.counted.append(name)
+        checked.names = list(names)
+
+    def _check_keys(self, checked: Checked, rows: list[int]) -> None:
+        """A row whose --key cells are all empty has nothing to be recognised by: invalid."""
+        key = self.chosen.key
+        if not key:
+            return
+        for i, body in enumerate(checked.bodies):
+            if body is not None and all(body.get(name) in (None, "") for name in key):
+                shown = ", ".join(f'"{n}"' for n in key)
+                checked.errors.setdefault(rows[i], []).append(
+                    f"the --key column{'s' if len(key) > 1 else ''} {shown} "
+                    f"{'are' if len(key) > 1 else 'is'} empty: nothing identifies this event"
+                )
+                checked.bodies[i] = None
+
+    def identities(self, events: Sequence[str | None]) -> list[str]:
+        """The destination identity of each body, by its event (--event-column) or the run's."""
+        of = self.identity_of
+        if of is None:
+            return [self.identity] * len(events)
+        return [self.identity if e is None else of(e) for e in events]
+
+    def keys(
+        self, identities: Sequence[str], bodies: Sequence[Body], occurrence: int = 0
+    ) -> list[bytes]:
+        """Every body's key: :func:`event_keys` per destination (one for the whole chunk, or one
+        per event with --event-column), or the --key columns' values."""
+        key = self.chosen.key
+        if key:
+            return [
+                keyed_event(ident, b, key, occurrence)
+                for ident, b in zip(identities, bodies, strict=True)
+            ]
+        distinct = set(identities)
+        if len(distinct) <= 1:
+            return event_keys(identities[0] if identities else self.identity, bodies, occurrence)
+        by_identity: dict[str, list[int]] = {}
+        for j, ident in enumerate(identities):
+            by_identity.setdefault(ident, []).append(j)
+        keys: list[bytes] = [b""] * len(bodies)
+        for ident, at in by_identity.items():
+            for j, k in zip(
+                at, event_keys(ident, [bodies[j] for j in at], occurrence), strict=True
+            ):
+                keys[j] = k
+        return keys
+
+
+# ------------------------------------------------------------------ in a process of its own
+
+
+class CheckerGone(RuntimeError):
+    """The worker process is gone (it could not start, or was killed): the caller checks the
+    chunk itself instead."""
+
+
+class CheckPool:
+    """:meth:`ChunkChecker.check` in one worker process, for files big enough to pay for
+    starting it (a second or so of imports, on the other core). Chunks go to it through a pipe
+    in input order, and :meth:`result` gives their results back in the same order.
+
+    The worker is ``python -m bulk_events.checker``: a fresh interpreter that imports nothing of
+    the caller's program (multiprocessing's spawn would run an unguarded script again), ignores
+    Ctrl-C (the main process decides how a run stops) and ends when its input pipe closes, also
+    when the main process dies.
+
+    >>> with CheckPool(checker) as pool:  # doctest: +SKIP
+    ...     future = pool.submit(chunk)
+    ...     checked = await pool.result(future)
+    """
+
+    def __init__(self, checker: ChunkChecker) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "bulk_events.checker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # Whatever befalls the worker, the run goes on without it (see CheckerGone): no
+            # traceback of its own reaches the user's terminal.
+            stderr=subprocess.DEVNULL,
+            bufsize=0,
+            env=env,
+            start_new_session=False,
+        )
+        # One thread writes chunks, one reads results: each keeps its order, so the n-th
+        # result read belongs to the n-th chunk written.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="check-send")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="check-receive")
+        self._closed = False
+        self._writer.submit(self._send, _pickled(checker))
+
+    def _send(self, data: bytes) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        _write(stdin, data)
+
+    def _receive(self) -> Checked:
+        stdout = self._proc.stdout
+        assert stdout is not None
+        answer = _read(stdout)
+        if answer is None:
+            raise CheckerGone(f"the checking process ended (exit code {self._proc.wait()})")
+        if isinstance(answer, BaseException):
+            raise answer
+        assert isinstance(answer, Checked)
+        return answer
+
+    def submit(self, chunk: pd.DataFrame) -> Future[Checked]:
+        """Send ``chunk`` to the worker; the future is its :class:`Checked`."""
+        # Pickled here, so that a chunk that cannot be sent fails at once; a worker that is
+        # gone fails the send and, with the end of its output, every result still awaited.
+        self._writer.submit(self._send, _pickled((chunk, dict(chunk.attrs))))
+        return self._reader.submit(self._receive)
+
+    @staticmethod
+    async def result(future: Future[Checked]) -> Checked:
+        return await asyncio.wrap_future(future)
+
+    def close(self) -> None:
+        """Stop the worker: what it still has to do is dropped. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.shutdown(wait=False, cancel_futures=True)
+        self._reader.shutdown(wait=False, cancel_futures=True)
+        proc = self._proc
+        if proc.poll() is None:
+            proc.kill()  # it keeps nothing: what it was checking is not wanted any more
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    def __enter__(self) -> CheckPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_LENGTH = struct.Struct("!Q")
+
+
+def _pickled(item: object) -> bytes:
+    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _write(pipe: IO[bytes], data: bytes) -> None:
+    """One item: its length, then its bytes, written in full (the os calls may write part)."""
+    fd = pipe.fileno()
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    out = bytearray(size)
+    view = memoryview(out)
+    while view:
+        got = os.readv(fd, [view])
+        if got == 0:
+            return None  # the end of the pipe
+        view = view[got:]
+    return bytes(out)
+
+
+def _read(pipe: IO[bytes]) -> Any:
+    """The next item, or None at the end of the pipe."""
+    fd = pipe.fileno()
+    head = _read_exactly(fd, _LENGTH.size)
+    if head is None:
+        return None
+    data = _read_exactly(fd, _LENGTH.unpack(head)[0])
+    return None if data is None else pickle.loads(data)
+
+
+def _serve() -> None:
+    """The worker process: a checker, then chunk after chunk, each answered with its result."""
+    # A signal to the whole process group (Ctrl-C, or SIGTERM to a job) is for the main
+    # process: it decides how the run stops, and ends this one.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing printed by accident may corrupt the results
+    checker = _read(stdin)
+    if not isinstance(checker, ChunkChecker):
+        return
+    while (item := _read(stdin)) is not None:
+        chunk, attrs = item
+        chunk.attrs = attrs
+        try:
+            answer = _pickled(checker.check(chunk))
+        except Exception as exc:  # a bug: the main process reports it, as it would its own
+            answer = _pickled(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        try:
+            _write(stdout, answer)
+        except BrokenPipeError:
+            return
+
+
+def worth_a_process(rows: int | None, chunk_rows: int) -> bool:
+    """Whether a file of about ``rows`` rows pays for a worker process: a few chunks at least,
+    and a second core to run it on."""
+    return rows is not None and rows >= 3 * chunk_rows and rows >= 50_000 and _cores() > 1
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    # Run as a script this module is ``__main__``: serve with the importable one, so that what
+    # is pickled names bulk_events.checker's classes.
+    from bulk_events.checker import _serve as serve
+
+    serve()
