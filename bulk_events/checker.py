@@ -24,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from . import malloc
 from .columns import Chosen, event_name_problem
 from .keys import contacts_of, keyed_event
 from .layout import Layout
@@ -204,7 +205,7 @@ class CheckPool:
     """
 
     def __init__(self, checker: ChunkChecker) -> None:
-        env = dict(os.environ)
+        env = {**malloc.ENV, **os.environ}  # one malloc arena, unless the user chose otherwise
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "bulk_events.checker"],

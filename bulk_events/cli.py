@@ -25,6 +25,7 @@ from . import redact
 from .console import Renderer, summary
 from .errors import EXIT_INPUT, BulkEventsError, UsageError
 from .logs import setup_logging
+from .malloc import use_one_arena
 
 EXIT_INTERNAL = 70
 
@@ -36,6 +37,7 @@ def _fail(message: str, code: int) -> None:
 
 class _Group(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # one-line errors for everything we raise
+        use_one_arena()  # before any thread starts (see bulk_events.malloc)
         try:
             return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.exceptions.Abort:
