@@ -453,11 +453,10 @@ def child_build_journal(path: str, journal_path: str) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     from bulk_events.delivery import Job
-    from bulk_events.importer import plan_layout
+    from bulk_events.importer import make_validator, plan_layout
     from bulk_events.journal import Journal, Mark, State, utc_now
     from bulk_events.options import ImportOptions
     from bulk_events.reader import open_table
-    from bulk_events.schema import RowValidator
     from bulk_events.triage import Triage
 
     types = dict(t.split("=", 1) for t in TYPE_OPTIONS[1::2])
@@ -467,14 +466,7 @@ def child_build_journal(path: str, journal_path: str) -> dict[str, Any]:
     table = open_table(source)
     try:
         layout, chosen = plan_layout(table, options, source.name)
-        validator = RowValidator(
-            layout,
-            date_format=options.schema.date_format,
-            default_automation_id=options.schema.automation_id,
-            default_country=options.schema.default_country,
-            decimal_comma=table.detected.delimiter == ";",
-            email_alone=True,
-        )
+        validator = make_validator(table, layout, options)
         with Journal.open(journal_path, destination=target.identity) as journal:
             run_id = journal.start_run(input=str(source), target=target.label)
             triage = Triage(

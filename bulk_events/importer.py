@@ -198,14 +198,7 @@ class Import:
         layout, self.chosen = plan_layout(table, o, self.path.name)
         columns = list(table.columns)
         self.layout = layout
-        validator = RowValidator(
-            layout,
-            date_format=o.schema.date_format,
-            default_automation_id=o.schema.automation_id,
-            default_country=o.schema.default_country,
-            decimal_comma=table.detected.delimiter == ";",
-            email_alone=True,  # a good email with a bad phone goes out without the phone
-        )
+        validator = make_validator(table, layout, o)
         log.info("reading %s: %s", self.path, table.detected.describe())
         self._emit(Detected(self.path.name, table.detected.describe(), table.row_estimate))
         report_path = Path(o.report) if o.report else default_report_path(self.path)
@@ -428,6 +421,18 @@ def _commit(report: ReportWriter, stopper: Stopper) -> Path | None:
             ReportError(f"cannot write the report {report.path}: {exc.strerror or exc}")
         )
         return None
+
+
+def make_validator(table: Table, layout: Layout, o: ImportOptions) -> RowValidator:
+    """The validator of a run's rows, as the options and the file's own conventions ask."""
+    return RowValidator(
+        layout,
+        date_format=o.schema.date_format,
+        default_automation_id=o.schema.automation_id,
+        default_country=o.schema.default_country,
+        decimal_comma=table.detected.delimiter == ";",
+        email_alone=True,  # a good email with a bad phone goes out without the phone
+    )
 
 
 def plan_layout(table: Table, o: ImportOptions, file_label: str) -> tuple[Layout, Chosen]:
