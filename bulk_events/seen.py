@@ -176,11 +176,8 @@ class SeenKeys:
         memory = self._memory
         if memory is not None:
             fits = memory.size + len(keys) <= self._memory_keys
-            if (
-                fits
-                and all(len(k) == KEY_BYTES for k in keys)
-                and all(0 <= r <= _MAX_ROW for r in rows)
-            ):
+            in_range = not rows or (min(rows) >= 0 and max(rows) <= _MAX_ROW)
+            if fits and in_range and all(len(k) == KEY_BYTES for k in keys):
                 return memory.first_rows(keys, rows)
         conn = self._conn if self._conn is not None else self._spill()
         with _scratch_errors(), transaction(conn, "BEGIN"):
