@@ -33,8 +33,8 @@ _KEEP = 64  # bytes carried from one block to the next so that no needle is cut 
 _CARRY_MAX = 2 * MAX_CELL_CHARS  # a longer cell is refused by the reader anyway
 
 
-def _styled(styles: list[bytes], value: bytes = b"") -> re.Pattern[bytes]:
-    """A cell whose style is one of ``styles`` (and whose value starts with ``value``): its
+def _styled(styles: list[bytes], value: bytes) -> re.Pattern[bytes]:
+    """A cell whose style is one of ``styles`` and whose value starts with ``value``: its
     attributes, an optional formula, then its ``<v>``."""
     return re.compile(
         rb"<(?:\w+:)?c(?=\s)[^>]*?\ss\s*=\s*[\"'](?:"
