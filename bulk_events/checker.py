@@ -26,9 +26,17 @@ import pandas as pd
 
 from . import malloc
 from .columns import Chosen, event_name_problem
-from .keys import contacts_of, keyed_event
+from .keys import contacts_of_whom, keyed_event
 from .layout import Layout
-from .payload import Body, build_bodies, event_keys
+from .payload import (
+    Body,
+    BodyColumns,
+    build_bodies,
+    encode_bodies,
+    event_keys,
+    keys_of,
+    without_errors,
+)
 from .schema import RowValidator
 
 SentAs = tuple[str | None, str | None, str | None]
@@ -39,7 +47,7 @@ class Checked:
     """What :meth:`ChunkChecker.check` found in one chunk (rows by their index in the chunk
     once blank rows are left out)."""
 
-    bodies: list[Body | None]
+    bodies: Sequence[Body | None]  # a list, or PackedBodies from the worker process
     errors: dict[int, list[str]]  # by row number
     blank: np.ndarray | None = None  # per row of the chunk: left out as blank (None: no row is)
     warnings: dict[int, str] = field(default_factory=dict)  # by index: sent not quite as read
@@ -49,6 +57,7 @@ class Checked:
     contacts: list[bytes | None] | None = None  # each body's contact (without --key)
     sent_as: list[SentAs | None] = field(default_factory=list)  # what goes out, per row
     national_phones: int = 0
+    without_automation_id: set[int] = field(default_factory=set)  # indexes of such bodies
 
 
 class ChunkChecker:
@@ -94,59 +103,102 @@ class ChunkChecker:
         if blank is not None and blank.any():
             mask = blank.to_numpy(dtype=bool)
             validated = validated.without(blank[blank].index)
-        bodies = build_bodies(validated, self.layout)
+        columns = BodyColumns(validated, self.layout)
+        ok = without_errors(validated)  # which rows get a body
         rows = validated.frame.index.tolist()
-        checked = Checked(bodies, validated.errors, mask)
+        checked = Checked([], validated.errors, mask)
         checked.national_phones = validated.national_phones
         where = {row: i for i, row in enumerate(rows)}
         checked.warnings = {
             where[row]: "; ".join(texts) for row, texts in validated.warnings.items() if texts
         }
-        self._row_events(checked, chunk if mask is None else chunk[~mask], rows)
-        self._check_keys(checked, rows)
-        sent = [b for b in bodies if b is not None]
+        self._row_events(checked, ok, chunk if mask is None else chunk[~mask], rows)
+        self._check_keys(checked, ok, columns, rows)
+        encoded = encode_bodies(columns, ok)
+        canonicals: list[bytes] | None = None
+        if encoded is None:  # see encode_bodies: one by one
+            checked.bodies = build_bodies(validated, self.layout, ok, columns)
+        else:
+            checked.bodies, canonicals = encoded
+        positions = np.flatnonzero(ok)
+        emails = _sent_values(columns, "email", ok)
+        phones = _sent_values(columns, "phone", ok)
         if self.__dict__.get("keyed_here", True):
             events = checked.names
-            names = [events[i] for i, b in enumerate(bodies) if b is not None] if events else None
-            identities = self.identities(names or [None] * len(sent))
-            checked.keys = self.keys(identities, sent)
+            names = [events[i] for i in positions.tolist()] if events else None
+            identities = self.identities(names or [None] * len(positions))
+            if canonicals is not None and not self.chosen.key:
+                checked.keys = self._keys_of(identities, canonicals)
+            else:
+                bodies = checked.bodies
+                sent = [bodies[i] for i in positions.tolist()]
+                checked.keys = self.keys(identities, sent)  # type: ignore[arg-type]
             if not self.chosen.key:
-                checked.contacts = contacts_of(identities, sent)
+                whos = [
+                    e or p
+                    for e, p in zip(emails[positions].tolist(), phones[positions].tolist(), strict=True)
+                ]
+                checked.contacts = contacts_of_whom(identities, whos)
+        automation = columns.values("automation_id")
+        lacking = positions if automation is None else positions[~automation[1][positions]]
+        checked.without_automation_id = set(lacking.tolist())
         event = self.sent_event
         checked.sent_as = [
-            None if b is None else (b.get("email"), b.get("phone"), event) for b in bodies
+            (e, p, event) if has else None
+            for e, p, has in zip(emails.tolist(), phones.tolist(), ok.tolist(), strict=True)
         ]
         return checked
 
-    def _row_events(self, checked: Checked, frame: pd.DataFrame, rows: list[int]) -> None:
+    def _row_events(
+        self, checked: Checked, ok: np.ndarray, frame: pd.DataFrame, rows: list[int]
+    ) -> None:
         """Each row's event from the --event-column cell; a row without a usable one is invalid."""
         source = self.chosen.event
         if source is None:
             return
         names = frame[source].astype(str).str.strip().tolist()
-        bodies = checked.bodies
         for i, (row, name) in enumerate(zip(rows, names, strict=True)):
             problem = event_name_problem(name, source)
             if problem:
                 checked.errors.setdefault(row, []).append(problem)
-                bodies[i] = None
-            elif bodies[i] is not None:
+                ok[i] = False
+            elif ok[i]:
                 checked.counted.append(name)
         checked.names = list(names)
 
-    def _check_keys(self, checked: Checked, rows: list[int]) -> None:
+    def _check_keys(
+        self, checked: Checked, ok: np.ndarray, columns: BodyColumns, rows: list[int]
+    ) -> None:
         """A row whose --key cells are all empty has nothing to be recognised by: invalid."""
         key = self.chosen.key
         if not key:
             return
-        for i, body in enumerate(checked.bodies):
-            if body is not None and all(body.get(name) in (None, "") for name in key):
-                shown = ", ".join(f'"{n}"' for n in key)
-                checked.errors.setdefault(rows[i], []).append(
-                    f"the --key column{'s' if len(key) > 1 else ''} {shown} "
-                    f"{'are' if len(key) > 1 else 'is'} empty: nothing identifies this event"
-                )
-                checked.bodies[i] = None
+        some = np.zeros(len(ok), dtype=bool)
+        for name in key:
+            column = columns.values(name)
+            if column is not None:
+                some |= column[1]
+        shown = ", ".join(f'"{n}"' for n in key)
+        message = (
+            f"the --key column{'s' if len(key) > 1 else ''} {shown} "
+            f"{'are' if len(key) > 1 else 'is'} empty: nothing identifies this event"
+        )
+        for i in np.flatnonzero(ok & ~some).tolist():
+            checked.errors.setdefault(rows[i], []).append(message)
+            ok[i] = False
+
+    def _keys_of(self, identities: list[str], canonicals: list[bytes]) -> list[bytes]:
+        """:meth:`keys` from the bodies' canonical bytes (see :func:`encode_bodies`)."""
+        if len(set(identities)) <= 1:
+            return keys_of(identities[0] if identities else self.identity, canonicals)
+        by_identity: dict[str, list[int]] = {}
+        for j, ident in enumerate(identities):
+            by_identity.setdefault(ident, []).append(j)
+        keys: list[bytes] = [b""] * len(canonicals)
+        for ident, at in by_identity.items():
+            for j, k in zip(at, keys_of(ident, [canonicals[j] for j in at]), strict=True):
+                keys[j] = k
+        return keys
 
     def identities(self, events: Sequence[str | None]) -> list[str]:
         """The destination identity of each body, by its event (--event-column) or the run's."""
@@ -179,6 +231,17 @@ class ChunkChecker:
             ):
                 keys[j] = k
         return keys
+
+
+def _sent_values(columns: BodyColumns, name: str, ok: np.ndarray) -> np.ndarray:
+    """The column ``name``'s value in each row's body (None where it has none), an object array."""
+    out = np.full(len(ok), None, dtype=object)
+    column = columns.values(name)
+    if column is not None:
+        values, present = column
+        has = present & ok
+        out[has] = values[has]
+    return out
 
 
 # ------------------------------------------------------------------ in a process of its own

@@ -48,10 +48,15 @@ def contacts_of(identities: Sequence[str], bodies: Sequence[Body]) -> list[bytes
     ...     contact_of("api:x", {"phone": "+380501234567"})]
     True
     """
+    return contacts_of_whom(identities, [b.get("email") or b.get("phone") for b in bodies])
+
+
+def contacts_of_whom(identities: Sequence[str], whom: Sequence[str | None]) -> list[bytes | None]:
+    """:func:`contacts_of` from each body's contact (its email, else its phone; None if it
+    has neither)."""
     prefixes: dict[str, Any] = {}
     out: list[bytes | None] = []
-    for identity, body in zip(identities, bodies, strict=True):
-        who = body.get("email") or body.get("phone")
+    for identity, who in zip(identities, whom, strict=True):
         if not who:
             out.append(None)
             continue

@@ -7,9 +7,8 @@ Everything here is CPU- or disk-bound, so the pipeline runs :class:`Triage` in a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
@@ -22,6 +21,7 @@ from .layout import Layout
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
 from .outcome import valid as valid_outcome
+from .payload import Body, spread, with_body
 from .reader import HIDDEN_ROWS
 from .schema import RowValidator
 from .seen import SeenKeys
@@ -33,7 +33,7 @@ class Prepared:
 
     frame: pd.DataFrame  # the original cells, for the report
     rows: list[int]
-    bodies: list[dict[str, Any] | None]
+    bodies: Sequence[Body | None]  # decoded when asked for if packed (see PackedBodies)
     errors: dict[int, list[str]]
     positions: list[int] = field(default_factory=list)  # indexes of rows with a body
     keys: list[bytes] = field(default_factory=list)  # per position
@@ -115,18 +115,19 @@ class Triage:
         elif checked.names is not None:
             self.per_event.update(checked.counted)
         events = checked.names if checked.names is not None else [None] * len(bodies)
-        prepared.positions = [i for i, b in enumerate(bodies) if b is not None]
+        prepared.positions = with_body(bodies)
         prepared.events = [events[i] for i in prepared.positions]
         if prepared.positions:
             self._identify(prepared, checked.keys, checked.contacts)
         prepared.fates = list(self._classify(prepared))
         valid = Status.VALID
-        self.without_automation_id += sum(
-            1
-            for i, f in prepared.fates
-            if (isinstance(f, Job) or f.status is valid)
-            and "automation_id" not in (bodies[i] or ())
-        )
+        missing = checked.without_automation_id
+        if missing:
+            self.without_automation_id += sum(
+                1
+                for i, f in prepared.fates
+                if i in missing and (isinstance(f, Job) or f.status is valid)
+            )
         if not self.journal.readonly:
             # Who each event goes to, recorded before it is sent: a later run then knows the
             # contact already received this event, and with which cells.
@@ -154,11 +155,11 @@ class Triage:
         """Find in-file duplicates and what earlier runs did with each key (``base``: every
         body's key, from the checker; ``contacts``: every body's contact)."""
         rows = [prepared.rows[i] for i in prepared.positions]
-        bodies = [b for b in prepared.bodies if b is not None]
+        bodies = _Present(prepared)
         checker = self.checker
         identities = checker.identities(prepared.events)
         if base is None:
-            base = checker.keys(identities, bodies)
+            base = checker.keys(identities, bodies.all())
         firsts = self.seen.first_rows(base, rows)
         keys = list(base)
         if self.selection.allow_duplicates:
@@ -168,7 +169,7 @@ class Triage:
             todo = [j for j, f in enumerate(firsts) if f is not None]
             while todo:
                 candidates = checker.keys(
-                    [identities[j] for j in todo], [bodies[j] for j in todo], occurrence
+                    [identities[j] for j in todo], [bodies.at(j) for j in todo], occurrence
                 )
                 claimed = self.seen.first_rows(candidates, [rows[j] for j in todo])
                 for j, key in zip(todo, candidates, strict=True):
@@ -181,7 +182,9 @@ class Triage:
         if not self.chosen.key:
             # Without --key the body is the event, so a changed row of a contact is a new one:
             # what the journal knows about each contact lets such rows be held back.
-            prepared.contacts = contacts if contacts is not None else contacts_of(identities, bodies)
+            if contacts is None:
+                contacts = contacts_of(identities, bodies.all())
+            prepared.contacts = contacts
             known = [c for c in prepared.contacts if c is not None]
             if known:
                 prepared.history = self.journal.contact_history(known, run_id=self.run_id)
@@ -193,10 +196,13 @@ class Triage:
         return iter(prepared.fates)
 
     def _classify(self, prepared: Prepared) -> Iterator[tuple[int, Outcome | Job]]:
-        for i, row in enumerate(prepared.rows):
-            if prepared.bodies[i] is None:
-                reasons = prepared.errors.get(row, ["invalid"])
-                yield i, Outcome(row, Status.INVALID, "; ".join(reasons))
+        positions = prepared.positions
+        if len(positions) < len(prepared.rows):
+            has = set(positions)
+            for i, row in enumerate(prepared.rows):
+                if i not in has:
+                    reasons = prepared.errors.get(row, ["invalid"])
+                    yield i, Outcome(row, Status.INVALID, "; ".join(reasons))
         s = self.selection
         rows, bodies, keys, events = prepared.rows, prepared.bodies, prepared.keys, prepared.events
         # Most rows are new events: no earlier identical row, nothing in the journal, no
@@ -205,18 +211,22 @@ class Triage:
         entries, firsts = prepared.entries, prepared.firsts
         unique = s.allow_duplicates
         dry = self.dry_run
-        for j, i in enumerate(prepared.positions):
-            body = bodies[i]
-            assert body is not None
+        for j, i in enumerate(positions):
             key = keys[j]
             if plain and (unique or firsts[j] is None) and key not in entries:
-                yield i, valid_outcome(rows[i]) if dry else Job(rows[i], key, body, events[j])
+                if dry:
+                    yield i, valid_outcome(rows[i])
+                else:
+                    body = bodies[i]
+                    assert body is not None
+                    yield i, Job(rows[i], key, body, events[j])
             else:
-                yield i, self._decide(rows[i], key, body, prepared, j)
+                yield i, self._decide(rows[i], key, i, prepared, j)
 
     def _decide(
-        self, row: int, key: bytes, body: dict[str, Any], prepared: Prepared, j: int
+        self, row: int, key: bytes, i: int, prepared: Prepared, j: int
     ) -> Outcome | Job:
+        """The fate of row ``row`` (index ``i`` in the chunk, ``j`` among its bodies)."""
         s = self.selection
         first = prepared.firsts[j]
         if first is not None and not s.allow_duplicates:
@@ -252,6 +262,8 @@ class Triage:
         earlier = prepared.history.get(contact) if contact is not None else None
         if earlier is not None and entry is None and key not in prepared.admitted:
             _, before, sent_at = earlier
+            body = prepared.bodies[i]
+            assert body is not None
             # An identical body under a new key is a repeat (--allow-duplicates), not a change.
             changed = changed_columns(before, body)
             if changed and not s.resend_changed:
@@ -272,7 +284,25 @@ class Triage:
             )
         if self.dry_run:
             return Outcome(row, Status.VALID)
+        body = prepared.bodies[i]
+        assert body is not None
         return Job(row=row, key=key, body=body, event=prepared.events[j])
+
+
+class _Present:
+    """The bodies of a chunk's rows that have one, by their position among them: decoded only
+    if asked for (see PackedBodies)."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self._bodies, self._positions = prepared.bodies, prepared.positions
+
+    def at(self, j: int) -> Body:
+        body = self._bodies[self._positions[j]]
+        assert body is not None
+        return body
+
+    def all(self) -> list[Body]:
+        return [self.at(j) for j in range(len(self._positions))]
 
 
 HIDDEN_IN_SHEET = "hidden in the sheet; --hidden include sends it"
@@ -286,10 +316,8 @@ def _add_hidden(prepared: Prepared, hidden: list[int]) -> None:
     rows = frame.index.tolist()
     at = {row: i for i, row in enumerate(rows)}
     moved = [at[row] for row in prepared.rows]  # old index -> new index
-    bodies: list[dict[str, Any] | None] = [None] * len(rows)
+    bodies = spread(prepared.bodies, moved, len(rows))
     sent_as: list[SentAs | None] = [None] * len(rows)
-    for i, body in enumerate(prepared.bodies):
-        bodies[moved[i]] = body
     for i, sent in enumerate(prepared.sent_as):
         sent_as[moved[i]] = sent
     prepared.sent_as = sent_as

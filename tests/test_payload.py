@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import orjson
 import pandas as pd
 
@@ -220,3 +222,79 @@ def test_event_keys_of_bodies_a_split_could_confuse():
     ]
     for bodies in (tricky, tricky[:2], [tricky[0], tricky[3]], tricky[3:]):
         assert event_keys("id", bodies) == [key_one_by_one("id", b) for b in bodies]
+
+
+# --- bodies as JSON, built column by column (what the checking process hands back) ------------
+
+from bulk_events.payload import (  # noqa: E402
+    BodyColumns,
+    canonical,
+    encode_bodies,
+    spread,
+    with_body,
+    without_errors,
+)
+
+
+def encoded(validated, layout, ok=None):
+    ok = without_errors(validated) if ok is None else ok
+    return encode_bodies(BodyColumns(validated, layout), ok)
+
+
+@settings(max_examples=80, deadline=None)
+@given(chunks())
+def test_bodies_encoded_column_wise_are_the_bytes_orjson_writes(data):
+    """Random chunks (quotes, '},{"', Cyrillic, formulas, every type, empty cells): each
+    packed body is orjson.dumps of its dict, byte for byte; it decodes to the same dict with
+    the same key order and types; the canonical bytes are canonical(body)."""
+    layout = plan_columns(list(data), types={k: v for k, v in TYPES.items() if k in data})
+    n = len(next(iter(data.values())))
+    frame = pd.DataFrame(data, index=range(2, 2 + n), dtype=object)
+    validated = RowValidator(layout).validate(frame)
+    want = build_bodies(validated, layout)
+    made = encoded(validated, layout)
+    assert made is not None
+    packed, canonicals = made
+    assert len(packed) == len(want)
+    assert with_body(packed) == [i for i, b in enumerate(want) if b is not None]
+    sent = [b for b in want if b is not None]
+    assert canonicals == [canonical(b) for b in sent]
+    for i, body in enumerate(want):
+        got = packed[i]
+        assert got == body
+        if body is not None:
+            assert list(got) == list(body)
+            assert [type(v) for v in got.values()] == [type(v) for v in body.values()]
+    json = packed._json
+    assert [json[a:b] for a, b in zip(packed._starts, packed._ends, strict=True)] == [
+        orjson.dumps(b) for b in sent
+    ]
+
+
+def test_packed_bodies_pickle_decode_and_move():
+    layout = plan_columns(["email", "off %s"])
+    frame = pd.DataFrame(
+        {"email": ["a@b.co", "nope", "c@d.co"], "off %s": ['50% "off"', "x", ""]},
+        index=[2, 3, 4],
+        dtype=object,
+    )
+    packed, _ = encoded(RowValidator(layout).validate(frame), layout)
+    want = [{"email": "a@b.co", "off %s": '50% "off"'}, None, {"email": "c@d.co"}]
+    assert list(packed) == want
+    assert list(pickle.loads(pickle.dumps(packed))) == want
+    assert packed[1:] == want[1:]
+    assert list(spread(packed, [0, 2, 3], 5)) == [want[0], None, None, want[2], None]
+
+
+def test_values_json_would_not_give_back_are_built_as_dicts():
+    """A float that is not finite (JSON writes null) or an integer past 64 bits: no packing."""
+    layout = plan_columns(["email", "n"], types={"n": "number"})
+    frame = pd.DataFrame({"email": ["a@b.co"], "n": ["1"]}, index=[2], dtype=object)
+    validated = RowValidator(layout).validate(frame)
+    columns = BodyColumns(validated, layout)
+    ok = np.ones(1, dtype=bool)
+    for odd in (float("nan"), float("inf"), 2**70):
+        values = np.empty(1, dtype=object)
+        values[0] = odd
+        columns.columns[1] = ("n", values, np.ones(1, dtype=bool))
+        assert encode_bodies(columns, ok) is None, odd
