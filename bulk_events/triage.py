@@ -185,11 +185,21 @@ class Triage:
             if contacts is None:
                 contacts = contacts_of(identities, bodies.all())
             prepared.contacts = contacts
-            known = [c for c in prepared.contacts if c is not None]
+            # Only a row the journal has no entry for is decided by its contact's history (see
+            # _decide): a rerun of rows already sent looks up nothing more.
+            entries = prepared.entries
+            new = [j for j, k in enumerate(keys) if k not in entries] if entries else None
+            known = [
+                c
+                for c in (contacts if new is None else [contacts[j] for j in new])
+                if c is not None
+            ]
             if known:
                 prepared.history = self.journal.contact_history(known, run_id=self.run_id)
                 if prepared.history:
-                    prepared.admitted = self.journal.known_contacts(keys)
+                    prepared.admitted = self.journal.known_contacts(
+                        keys if new is None else [keys[j] for j in new]
+                    )
 
     def classify(self, prepared: Prepared) -> Iterator[tuple[int, Outcome | Job]]:
         """Each row's fate by its index in the chunk: an outcome already, or a Job to send."""

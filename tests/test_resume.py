@@ -174,3 +174,30 @@ def test_renamed_file_and_fed_back_report_are_checked_against_the_same_journal(a
     )
     assert {s for _, s in statuses(tmp_path / "r3.csv")} == {"skipped"}
     assert len(server.bodies()) == 5
+
+
+def test_rerun_looks_up_contact_history_only_for_rows_the_journal_lacks(api, tmp_path, monkeypatch):
+    """Rows already sent are skipped by their own journal entry: only a changed row of a
+    contact (a new event key) and a new contact are looked up, and the changed one is held."""
+    from bulk_events.journal import Journal
+
+    asked: list[int] = []
+    history = Journal.contact_history
+
+    def counting(self, contacts, **kw):
+        asked.append(len(contacts))
+        return history(self, contacts, **kw)
+
+    monkeypatch.setattr(Journal, "contact_history", counting)
+    server, cli = api()
+    rows = contacts(4)
+    f = write_csv(tmp_path / "c.csv", rows)
+    assert cli("import", f, "--event", "e", "--report", tmp_path / "r.csv").exit_code == 0
+    asked.clear()
+    assert cli("import", f, "--event", "e", "--report", tmp_path / "r.csv").exit_code == 0
+    assert asked == []  # every row has its entry: nothing to look up
+    write_csv(f, [*rows, ["user1@example.com", "Renamed"], *contacts(1, start=9)[1:]])
+    assert cli("import", f, "--event", "e", "--report", tmp_path / "r.csv").exit_code == 0
+    assert asked == [2]
+    assert statuses(tmp_path / "r.csv")[4:] == [(6, "skipped"), (7, "sent")]
+    assert len(server.bodies()) == 5
