@@ -24,7 +24,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from . import malloc
+from . import collector, malloc
 from .columns import Chosen, event_name_problem
 from .keys import contacts_of_whom, keyed_event
 from .layout import Layout
@@ -385,6 +385,7 @@ def _serve() -> None:
     checker = _read(stdin)
     if not isinstance(checker, ChunkChecker):
         return
+    collector.settle()  # everything is imported now (see bulk_events.collector)
     while (item := _read(stdin)) is not None:
         chunk, attrs = item
         chunk.attrs = attrs

@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from . import redact
+from . import collector, redact
 from .console import Renderer, summary
 from .errors import EXIT_INPUT, BulkEventsError, UsageError
 from .logs import setup_logging
@@ -368,6 +368,7 @@ def import_command(
     from .importer import run_import, run_sync
     from .options import ImportOptions
 
+    collector.settle()  # what the imports made stays for the run (see bulk_events.collector)
     setup_logging(verbose, log_format, quiet)
     path, values = _gather(file, cli.pop("config_path"), **cli)
     if values.get("fresh") and not yes:
