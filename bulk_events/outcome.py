@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -33,7 +33,7 @@ class SkipReason(StrEnum):
     HIDDEN = "hidden"  # the sheet hides the row, and --hidden skip sends only what it shows
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Outcome:
     """The final state of one input row.
 
@@ -51,20 +51,18 @@ class Outcome:
 
 
 def _valid_maker() -> Callable[[int], Outcome]:
-    # Outcome(row, Status.VALID), made by setting its slots directly: a frozen dataclass's
+    # Outcome(row, Status.VALID), made by filling its __dict__ directly: a frozen dataclass's
     # __init__ goes through object.__setattr__ field by field, and a dry run makes one per row.
-    template = Outcome(0, Status.VALID)
-    setters = [
-        (getattr(Outcome, f.name).__set__, getattr(template, f.name)) for f in fields(Outcome)
-    ]
-    set_row = setters.pop(0)[0]
+    # The fields left at their defaults are read from the class, as they are for any instance
+    # whose __init__ was not run (the instance holds only what differs).
     new = object.__new__
+    status = Status.VALID
 
     def valid(row: int) -> Outcome:
         outcome = new(Outcome)
-        set_row(outcome, row)
-        for set_field, value in setters:
-            set_field(outcome, value)
+        fields_ = outcome.__dict__
+        fields_["row"] = row
+        fields_["status"] = status
         return outcome
 
     return valid
