@@ -73,23 +73,38 @@ def escape_formula(value: str) -> str:
 _FIRST = frozenset("=+-@\t\r'")
 # In a column's cells joined by NUL: some cell may start like a formula (a cell holding a NUL
 # may match too; then each cell is tested on its own).
-# escape_formula's two tests in one expression: a formula start that is no plain number.
-_NEEDS_ESCAPE = re.compile(rf"(?!{_PLAIN_NUMBER.pattern[1:]})'*[=+\-@\t\r]")
+# escape_formula's two tests in one expression, at the NUL before each cell of a column: a
+# formula start that is no plain number (``$`` matched before a final newline too).
+_ESCAPE_IN_COLUMN = re.compile(
+    rf"\x00(?!{_PLAIN_NUMBER.pattern[1:-1]}\n?(?:\x00|\Z))'*[=+\-@\t\r]"
+)
 # A literal NUL first lets the regex engine skip ahead to each NUL (an ``\A|`` alternative
-# would make it try every position: ten times slower); the first cell is tested on its own.
+# would make it try every position: ten times slower); the column is joined after a NUL.
 _MAYBE_FORMULA = re.compile(r"\x00['=+\-@\t\r]")
 
 
 def escape_texts(values: list[str]) -> list[str]:
-    """:func:`escape_formula` over a column of text: one scan of the whole column first, then,
-    only if some cell may start like a formula, a first-character test per cell."""
+    """:func:`escape_formula` over a column of text, by regular expressions over the whole
+    column joined by NUL: one scan for a cell that may start like a formula, then, only if
+    there is one, a scan for the cells that need escaping (a formula start that is no plain
+    number). A column whose cells hold a NUL themselves is escaped cell by cell."""
     if not values:
         return values
-    first = values[0][:1]
-    if not (first and first in _FIRST) and not _MAYBE_FORMULA.search("\0".join(values)):
+    joined = "\0" + "\0".join(values)
+    if not _MAYBE_FORMULA.search(joined):
         return values
-    needs = _NEEDS_ESCAPE.match
-    return ["'" + v if v[:1] in _FIRST and needs(v) else v for v in values]
+    if joined.count("\0") != len(values):  # a NUL inside a cell: the cells cannot be told apart
+        return [escape_formula(v) for v in values]
+    hits = np.fromiter((m.start() for m in _ESCAPE_IN_COLUMN.finditer(joined)), dtype=np.int64)
+    if not len(hits):
+        return values
+    # Each hit is at the NUL before its cell: cell k's is at the sum of the lengths before it.
+    sizes = np.fromiter((len(v) + 1 for v in values), dtype=np.int64, count=len(values))
+    nuls = np.cumsum(sizes) - sizes
+    out = list(values)
+    for k in np.searchsorted(nuls, hits).tolist():
+        out[k] = "'" + out[k]
+    return out
 
 
 def escape_column(values: pd.Series) -> list[str]:
@@ -137,21 +152,21 @@ def _sent_columns(
     outcomes: Sequence[Outcome], given: Sequence[SentAs | None]
 ) -> list[list[str]]:
     """:func:`_sent_cells` of every row, as three columns (email, phone, event)."""
-    email: list[str] = []
-    phone: list[str] = []
-    event: list[str] = []
     nothing = _NOTHING_SENT
-    for o, sent in zip(outcomes, given, strict=True):
-        if sent is None or o.status in nothing:
-            e = p = v = ""
-        elif type(sent) is tuple and len(sent) == 3:
-            e, p, v = ("" if x is None else str(x) for x in sent)
-        else:
-            e, p, v = _sent_cells(o.status, sent)
-        email.append(e)
-        phone.append(p)
-        event.append(v)
-    return [email, phone, event]
+    picked = [
+        _NONE_SENT if sent is None or o.status in nothing else sent
+        for o, sent in zip(outcomes, given, strict=True)
+    ]
+    if all(type(sent) is tuple and len(sent) == 3 for sent in picked):  # the usual case
+        return [
+            [v if type(v) is str else "" if v is None else str(v) for v in column]
+            for column in zip(*picked, strict=True)
+        ] or [[], [], []]
+    rows = [_sent_cells(o.status, sent) for o, sent in zip(outcomes, picked, strict=True)]
+    return [list(column) for column in zip(*rows, strict=True)] or [[], [], []]
+
+
+_NONE_SENT = (None, None, None)
 
 
 # ---------------------------------------------------------------- the writers

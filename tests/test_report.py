@@ -581,3 +581,12 @@ def test_text_escaping_matches_cell_escaping_on_formula_like_text(values):
     from bulk_events.report import escape_texts
 
     assert escape_texts(list(values)) == [escape_formula(v) for v in values]
+
+
+@given(st.lists(st.text(alphabet="=+-@\t\r'0123456789.eE\n\0 a", max_size=8), max_size=30))
+def test_column_escaping_matches_cell_escaping_near_formulas_and_numbers(values):
+    """Cells made of formula starts, digits, exponents, newlines and NULs: the column-wide
+    scan escapes exactly the cells escape_formula escapes."""
+    from bulk_events.report import escape_texts
+
+    assert escape_texts(list(values)) == [escape_formula(v) for v in values]
