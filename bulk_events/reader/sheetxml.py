@@ -35,9 +35,14 @@ _CARRY_MAX = 2 * MAX_CELL_CHARS  # a longer cell is refused by the reader anyway
 
 def _styled(styles: list[bytes], value: bytes) -> re.Pattern[bytes]:
     """A cell whose style is one of ``styles`` and whose value starts with ``value``: its
-    attributes, an optional formula, then its ``<v>``."""
+    style attribute, the rest of its attributes, an optional formula, then its ``<v>``.
+
+    The pattern starts at the ``s`` of the style attribute, not at the cell's ``<``: a regular
+    expression tried at every ``<`` of a sheet costs three times as much. It may also match an
+    attribute whose name merely ends in ``s`` (no cell attribute does); a needle that matches
+    too often only sends the sheet to the full parse, which decides."""
     return re.compile(
-        rb"<(?:\w+:)?c(?=\s)[^>]*?\ss\s*=\s*[\"'](?:"
+        rb"s\s*=\s*[\"'](?:"
         + b"|".join(styles)
         + rb")[\"'][^>]*>\s*"
         + rb"(?:<(?:\w+:)?f\b[^>]*/>\s*|<(?:\w+:)?f\b[^>]*>[^<]*</(?:\w+:)?f>\s*)?"
