@@ -189,16 +189,7 @@ class ChunkChecker:
 
     def _keys_of(self, identities: list[str], canonicals: list[bytes]) -> list[bytes]:
         """:meth:`keys` from the bodies' canonical bytes (see :func:`encode_bodies`)."""
-        if len(set(identities)) <= 1:
-            return keys_of(identities[0] if identities else self.identity, canonicals)
-        by_identity: dict[str, list[int]] = {}
-        for j, ident in enumerate(identities):
-            by_identity.setdefault(ident, []).append(j)
-        keys: list[bytes] = [b""] * len(canonicals)
-        for ident, at in by_identity.items():
-            for j, k in zip(at, keys_of(ident, [canonicals[j] for j in at]), strict=True):
-                keys[j] = k
-        return keys
+        return _per_destination(identities, canonicals, keys_of, self.identity)
 
     def identities(self, events: Sequence[str | None]) -> list[str]:
         """The destination identity of each body, by its event (--event-column) or the run's."""
@@ -218,19 +209,32 @@ class ChunkChecker:
                 keyed_event(ident, b, key, occurrence)
                 for ident, b in zip(identities, bodies, strict=True)
             ]
-        distinct = set(identities)
-        if len(distinct) <= 1:
-            return event_keys(identities[0] if identities else self.identity, bodies, occurrence)
-        by_identity: dict[str, list[int]] = {}
-        for j, ident in enumerate(identities):
-            by_identity.setdefault(ident, []).append(j)
-        keys: list[bytes] = [b""] * len(bodies)
-        for ident, at in by_identity.items():
-            for j, k in zip(
-                at, event_keys(ident, [bodies[j] for j in at], occurrence), strict=True
-            ):
-                keys[j] = k
-        return keys
+        return _per_destination(
+            identities,
+            bodies,
+            lambda ident, part: event_keys(ident, part, occurrence),
+            self.identity,
+        )
+
+
+def _per_destination(
+    identities: Sequence[str],
+    items: Sequence[Any],
+    keys: Callable[[str, Sequence[Any]], list[bytes]],
+    default: str,
+) -> list[bytes]:
+    """``keys(identity, items)`` for each destination's items (one call for a whole chunk, or
+    one per event with --event-column), put back in the items' order."""
+    if len(set(identities)) <= 1:
+        return keys(identities[0] if identities else default, items)
+    by_identity: dict[str, list[int]] = {}
+    for j, ident in enumerate(identities):
+        by_identity.setdefault(ident, []).append(j)
+    out: list[bytes] = [b""] * len(items)
+    for ident, at in by_identity.items():
+        for j, k in zip(at, keys(ident, [items[j] for j in at]), strict=True):
+            out[j] = k
+    return out
 
 
 def _sent_values(columns: BodyColumns, name: str, ok: np.ndarray) -> np.ndarray:
