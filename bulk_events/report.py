@@ -26,7 +26,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,17 +70,15 @@ def escape_formula(value: str) -> str:
     return value
 
 
-_FIRST = frozenset("=+-@\t\r'")
-# In a column's cells joined by NUL: some cell may start like a formula (a cell holding a NUL
-# may match too; then each cell is tested on its own).
+# In a column's cells joined after a NUL each: some cell may start like a formula. A literal
+# NUL first lets the regex engine skip ahead to each NUL (an ``\A|`` alternative would make it
+# try every position: ten times slower).
+_MAYBE_FORMULA = re.compile(r"\x00['=+\-@\t\r]")
 # escape_formula's two tests in one expression, at the NUL before each cell of a column: a
 # formula start that is no plain number (``$`` matched before a final newline too).
 _ESCAPE_IN_COLUMN = re.compile(
     rf"\x00(?!{_PLAIN_NUMBER.pattern[1:-1]}\n?(?:\x00|\Z))'*[=+\-@\t\r]"
 )
-# A literal NUL first lets the regex engine skip ahead to each NUL (an ``\A|`` alternative
-# would make it try every position: ten times slower); the column is joined after a NUL.
-_MAYBE_FORMULA = re.compile(r"\x00['=+\-@\t\r]")
 
 
 def escape_texts(values: list[str]) -> list[str]:
@@ -95,14 +93,13 @@ def escape_texts(values: list[str]) -> list[str]:
         return values
     if joined.count("\0") != len(values):  # a NUL inside a cell: the cells cannot be told apart
         return [escape_formula(v) for v in values]
-    hits = np.fromiter((m.start() for m in _ESCAPE_IN_COLUMN.finditer(joined)), dtype=np.int64)
-    if not len(hits):
+    # A hit's NUL (before its cell, in ``joined``) is at that cell's first character's
+    # position in the column joined without the leading NUL.
+    hits = _cells_at(values, _ESCAPE_IN_COLUMN.finditer(joined))
+    if not hits:
         return values
-    # Each hit is at the NUL before its cell: cell k's is at the sum of the lengths before it.
-    sizes = np.fromiter((len(v) + 1 for v in values), dtype=np.int64, count=len(values))
-    nuls = np.cumsum(sizes) - sizes
     out = list(values)
-    for k in np.searchsorted(nuls, hits).tolist():
+    for k in hits:
         out[k] = "'" + out[k]
     return out
 
@@ -424,10 +421,17 @@ def _quoted(value: str) -> str:
 def _quote_cells(column: list[str], joined: str, special: re.Pattern[str]) -> None:
     """Quote, in place, the cells of ``column`` (joined by NUL in ``joined``) that hold a
     character of ``special``: the cells are found from where the matches are in ``joined``."""
-    hits = np.fromiter((m.start() for m in special.finditer(joined)), dtype=np.int64)
-    ends = np.cumsum(np.fromiter((len(v) + 1 for v in column), dtype=np.int64, count=len(column)))
-    for k in np.unique(np.searchsorted(ends, hits, side="right")).tolist():
+    for k in _cells_at(column, special.finditer(joined)):
         column[k] = _quoted(column[k])
+
+
+def _cells_at(column: list[str], matches: Iterator[re.Match[str]]) -> list[int]:
+    """The cells of ``column`` in which the matches start, where the positions are in
+    ``"\0".join(column)``: each cell once, in order."""
+    hits = np.fromiter((m.start() for m in matches), dtype=np.int64)
+    ends = np.cumsum(np.fromiter((len(v) + 1 for v in column), dtype=np.int64, count=len(column)))
+    cells: list[int] = np.unique(np.searchsorted(ends, hits, side="right")).tolist()
+    return cells
 
 
 def _as_text(values: pd.Series) -> list[str]:
