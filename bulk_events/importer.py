@@ -309,7 +309,6 @@ class Import:
                 samples=self.samples,
                 sample_limit=self._sample_limit,
                 errors=errors,
-                event_name=event_name,
                 pool=pool,
                 emit_many=self._emit_decided,
             )

@@ -87,8 +87,8 @@ class _Chunk:
 log = logging.getLogger(__name__)
 EmitMany = Callable[[Sequence[Outcome]], None]  # many rows decided at once, in order
 Work = tuple[_Chunk, int, Job]  # what the work queue carries: no back-pointer in the job
-CHECKS_AHEAD = 1  # chunks checked in the pool ahead of the one triaged: enough while the
-# worker is the slower side (it is: validation costs more than reading and the report); each more
+CHECKS_AHEAD = 1  # chunks checked in the pool ahead of the one triaged: the worker's checking
+# and this process's own work per chunk take about as long, so one keeps both busy; each more
 # holds another chunk, its pickle and its result in memory
 
 
@@ -106,7 +106,6 @@ async def pump(
     samples: list[tuple[int, dict[str, Any]]],
     sample_limit: int = 0,
     errors: ReportWriter | None = None,
-    event_name: str | None = None,
     pool: CheckPool | None = None,
     emit_many: EmitMany | None = None,
 ) -> None:
@@ -114,8 +113,8 @@ async def pump(
 
     Without a deliverer (a dry run) every row that would be sent is ``valid``, and the first
     ``sample_limit`` bodies go to ``samples``. ``errors`` (an errors file) gets the same rows as
-    the report; ``event_name`` fills the report's "sent as" event. With a ``pool`` each
-    chunk is checked in its worker process, a few chunks ahead of the one being triaged here.
+    the report; the report's "sent as" cells come from the triage (its ``sent_event``). With a
+    ``pool`` each chunk is checked in its worker process, a chunk ahead of the one triaged here.
     ``emit_many`` takes the rows of a chunk decided at once, instead of one ``Progress`` each.
     """
     jobs: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=max(2 * concurrency, 64))
@@ -161,10 +160,7 @@ async def pump(
             return
         work = _Chunk(prepared.frame, emit, emit_many)
         work.warnings = prepared.warnings
-        work.sent_as = prepared.sent_as or [
-            None if b is None else (b.get("email"), b.get("phone"), event_name)
-            for b in prepared.bodies
-        ]
+        work.sent_as = prepared.sent_as
         await chunks.put(work)
         # The rows decided already (and in a dry run every row) are set in one go;
         # only the Jobs of a real run go to the workers, one by one.
