@@ -260,22 +260,17 @@ def canonical(body: Body) -> bytes:
 
 
 def _canonicals(bodies: Sequence[Body]) -> list[bytes]:
-    """:func:`canonical` of every body, from one ``orjson.dumps`` of the whole list."""
-    return _each_json(bodies, orjson.OPT_SORT_KEYS)
-
-
-def _each_json(bodies: Sequence[Body], option: int = 0) -> list[bytes]:
-    """Every body's JSON (``orjson.dumps(body, option=option)``), from one dumps of the list.
+    """:func:`canonical` of every body, from one ``orjson.dumps`` of the whole list.
 
     The list's JSON is the bodies' JSON joined by commas. Inside a JSON string every ``"`` is
     escaped, so in flat bodies ``},{"`` occurs only between two of them; a nested value that
     holds it too makes one part more than there are bodies, which is caught.
     """
     if len(bodies) < 2 or not all(bodies):  # an empty body has no '{"' to split at
-        return [orjson.dumps(b, option=option) for b in bodies]
-    parts = orjson.dumps(list(bodies), option=option)[3:-2].split(b'},{"')
+        return [canonical(b) for b in bodies]
+    parts = orjson.dumps(list(bodies), option=orjson.OPT_SORT_KEYS)[3:-2].split(b'},{"')
     if len(parts) != len(bodies):  # a nested value split too: each body on its own
-        return [orjson.dumps(b, option=option) for b in bodies]
+        return [canonical(b) for b in bodies]
     return [b'{"' + p + b"}" for p in parts]
 
 
