@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import numpy as np
 import orjson
@@ -20,6 +20,7 @@ from .layout import Layout
 from .schema import ValidatedChunk
 
 Body = dict[str, Any]
+_T = TypeVar("_T")
 
 
 # A column as the body builder needs it: its body key, every row's value (an object array),
@@ -336,9 +337,14 @@ def spread(bodies: Sequence[Body | None], at: Sequence[int], size: int) -> Seque
     """``bodies`` moved to indexes ``at`` among ``size`` rows; the other rows have none."""
     if isinstance(bodies, PackedBodies):
         return bodies.spread(at, size)
-    out: list[Body | None] = [None] * size
-    for i, body in zip(at, bodies, strict=True):
-        out[i] = body
+    return placed(bodies, at, size)
+
+
+def placed(items: Sequence[_T | None], at: Sequence[int], size: int) -> list[_T | None]:
+    """``items`` (one per row) at indexes ``at`` among ``size`` rows; the others None."""
+    out: list[_T | None] = [None] * size
+    for i, item in zip(at, items, strict=True):
+        out[i] = item
     return out
 
 

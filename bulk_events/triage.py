@@ -21,7 +21,7 @@ from .layout import Layout
 from .options import Selection
 from .outcome import Outcome, SkipReason, Status
 from .outcome import valid as valid_outcome
-from .payload import Body, spread, with_body
+from .payload import Body, placed, spread, with_body
 from .reader import HIDDEN_ROWS
 from .schema import RowValidator
 from .seen import SeenKeys
@@ -327,10 +327,7 @@ def _add_hidden(prepared: Prepared, hidden: list[int]) -> None:
     at = {row: i for i, row in enumerate(rows)}
     moved = [at[row] for row in prepared.rows]  # old index -> new index
     bodies = spread(prepared.bodies, moved, len(rows))
-    sent_as: list[SentAs | None] = [None] * len(rows)
-    for i, sent in enumerate(prepared.sent_as):
-        sent_as[moved[i]] = sent
-    prepared.sent_as = sent_as
+    prepared.sent_as = placed(prepared.sent_as, moved, len(rows))
     prepared.fates = [(moved[i], fate) for i, fate in prepared.fates] + [
         (at[row], Outcome(row, Status.SKIPPED, HIDDEN_IN_SHEET, reason=SkipReason.HIDDEN))
         for row in hidden
