@@ -43,17 +43,22 @@ def _rows(n: int, seed: int = 3) -> list[list[Any]]:
     return rows
 
 
-def _run(path: Path, report: Path, parallel: bool, **settings: Any) -> tuple[Any, list[Any]]:
-    run = Import(
+def _import(path: Path, report: Path, parallel: bool, **settings: Any) -> Import:
+    """A dry run of ``path`` in chunks of 64 rows, with its report and a journal of its own."""
+    return Import(
         path,
-        samples=50,
         dry_run=True,
         report=str(report),
         state=str(report.with_suffix(".sqlite")),
         chunk_rows=64,
         parallel=parallel,
-        types={"Date": "date", "Amount": "number"},
         **settings,
+    )
+
+
+def _run(path: Path, report: Path, parallel: bool, **settings: Any) -> tuple[Any, list[Any]]:
+    run = _import(
+        path, report, parallel, samples=50, types={"Date": "date", "Amount": "number"}, **settings
     )
     return run_sync(run.run()), run.samples
 
@@ -142,16 +147,7 @@ def test_a_stop_mid_run_leaves_rows_pending_and_no_worker_behind(tmp_path):
         if isinstance(event, Progress) and run.stopper.signal is None:
             run.request_stop(signal.SIGINT)
 
-    run = Import(
-        path,
-        on_event=stop_once,
-        dry_run=True,
-        event="e",
-        report=str(tmp_path / "r.csv"),
-        state=str(tmp_path / "j.sqlite"),
-        chunk_rows=64,
-        parallel=True,
-    )
+    run = _import(path, tmp_path / "r.csv", True, on_event=stop_once, event="e")
     result = run_sync(run.run())
     assert result.exit_code == 130
     # Rows after the stop are listed unchecked: rows of spaces among them too.
@@ -231,15 +227,12 @@ def test_a_worker_killed_mid_run_leaves_its_chunks_to_the_main_process(tmp_path)
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
-    run = Import(
+    run = _import(
         path,
+        tmp_path / "there.csv",
+        True,
         on_event=kill_worker,
-        dry_run=True,
         event="e",
-        report=str(tmp_path / "there.csv"),
-        state=str(tmp_path / "j.sqlite"),
-        chunk_rows=64,
-        parallel=True,
         types={"Date": "date", "Amount": "number"},
     )
     result = run_sync(run.run())

@@ -180,6 +180,14 @@ def key_one_by_one(identity, body, occurrence=0):
     return h.digest()
 
 
+def validated_chunk(data):
+    """The layout of a drawn chunk (its columns typed by TYPES) and the chunk validated."""
+    layout = plan_columns(list(data), types={k: v for k, v in TYPES.items() if k in data})
+    n = len(next(iter(data.values())))
+    frame = pd.DataFrame(data, index=range(2, 2 + n), dtype=object)
+    return layout, RowValidator(layout).validate(frame)
+
+
 @st.composite
 def chunks(draw):
     names = draw(st.lists(st.sampled_from(sorted(CELLS)), min_size=1, unique=True))
@@ -194,10 +202,7 @@ def chunks(draw):
 @given(chunks(), st.integers(0, 2))
 def test_column_wise_bodies_and_keys_equal_the_row_by_row_ones(data, occurrence):
     """Random chunks: the same bodies, in the same key order, and the same event keys."""
-    layout = plan_columns(list(data), types={k: v for k, v in TYPES.items() if k in data})
-    n = len(next(iter(data.values())))
-    frame = pd.DataFrame(data, index=range(2, 2 + n), dtype=object)
-    validated = RowValidator(layout).validate(frame)
+    layout, validated = validated_chunk(data)
     got = build_bodies(validated, layout)
     want = bodies_row_by_row(validated, layout)
     assert got == want
@@ -247,10 +252,7 @@ def test_bodies_encoded_column_wise_are_the_bytes_orjson_writes(data):
     """Random chunks (quotes, '},{"', Cyrillic, formulas, every type, empty cells): each
     packed body is orjson.dumps of its dict, byte for byte; it decodes to the same dict with
     the same key order and types; the canonical bytes are canonical(body)."""
-    layout = plan_columns(list(data), types={k: v for k, v in TYPES.items() if k in data})
-    n = len(next(iter(data.values())))
-    frame = pd.DataFrame(data, index=range(2, 2 + n), dtype=object)
-    validated = RowValidator(layout).validate(frame)
+    layout, validated = validated_chunk(data)
     want = build_bodies(validated, layout)
     made = encoded(validated, layout)
     assert made is not None
