@@ -97,11 +97,24 @@ log = logging.getLogger(__name__)
 
 # One statement for insert and update (SQLite >= 3.24). The WHERE makes ``sent`` final: an
 # attempt to move a sent key elsewhere changes no row, which write() detects and refuses.
-_UPSERT = """
-    INSERT INTO events (key, state, row, run_id, attempts, http_status, error, sent_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+# A batch of marks is one statement, which SQLite applies in its own transaction (autocommit):
+# the rows of its VALUES list apply in order, so a batch may take a key through several states.
+# The writer thread pays for every time it releases the GIL to SQLite and takes it back from a
+# busy event loop; executemany() inside BEGIN ... COMMIT released it twice per mark and three
+# more times per batch.
+#
+# "sent" is final. An update that would move a sent key to another state sets its state to NULL,
+# which the column's NOT NULL refuses: SQLite then undoes the whole statement, so the batch is
+# refused whole, as the rule needs, without a second statement to check it.
+_UPSERT_HEAD = (
+    "INSERT INTO events (key, state, row, run_id, attempts, http_status, error, sent_at, "
+    "updated_at) VALUES "
+)
+_UPSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_UPSERT_TAIL = """
     ON CONFLICT (key) DO UPDATE SET
-        state = excluded.state,
+        state = CASE WHEN events.state = 'sent' AND excluded.state <> 'sent'
+                     THEN NULL ELSE excluded.state END,
         row = excluded.row,
         run_id = excluded.run_id,
         attempts = excluded.attempts,
@@ -109,8 +122,21 @@ _UPSERT = """
         error = excluded.error,
         sent_at = excluded.sent_at,
         updated_at = excluded.updated_at
-    WHERE events.state <> 'sent' OR excluded.state = 'sent'
 """
+_MARK_FIELDS = 9
+# At most so many marks per statement; SQLite's own limit on parameters may lower it.
+_MARKS_PER_STATEMENT = CHUNK
+
+
+def _upsert(count: int) -> str:
+    """The statement that writes ``count`` marks."""
+    return _UPSERT_HEAD + ", ".join([_UPSERT_ROW] * count) + _UPSERT_TAIL
+
+
+def _unsent(exc: sqlite3.IntegrityError) -> bool:
+    """Whether SQLite refused a statement for moving a sent key to another state."""
+    return "events.state" in str(exc)
+
 
 _ENTRY_COLUMNS = "key, state, row, run_id, attempts, http_status, error, sent_at, updated_at"
 
@@ -169,6 +195,10 @@ class Journal(RunRecords, ContactHistory):
         self.readonly = readonly
         self.recovered = recovered
         self._conn = conn
+        self._marks_per_statement = _MARKS_PER_STATEMENT
+        if conn is not None:
+            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._marks_per_statement = max(1, min(_MARKS_PER_STATEMENT, limit // _MARK_FIELDS))
         self._lock_fds = [] if lock_fd is None else [lock_fd]
         self._closed = False
         self._mutex = threading.Lock()
@@ -352,19 +382,24 @@ class Journal(RunRecords, ContactHistory):
         if not marks:
             return
         now = utc_now()
-        params = []
+        params: list[object] = []
         for m in marks:
             if m.state not in STATES:
                 raise ValueError(f"unknown journal state {m.state!r}; expected one of {STATES}")
             if not isinstance(m.key, bytes):
                 raise TypeError(f"a journal key must be bytes, not {type(m.key).__name__}")
-            params.append(
-                (m.key, m.state, m.row, run_id, m.attempts, m.http_status, m.error, m.sent_at, now)
-            )
-        with self._writing("cannot write the run journal") as conn:
-            changed = conn.executemany(_UPSERT, params).rowcount
-            if changed != len(params):
-                conn.rollback()
+            params += (m.key, m.state, m.row, run_id, m.attempts, m.http_status, m.error)
+            params += (m.sent_at, now)
+        width = _MARK_FIELDS * self._marks_per_statement
+        statements = -(-len(params) // width)
+        with self._writing("cannot write the run journal", statements=statements) as conn:
+            try:
+                for start in range(0, len(params), width):
+                    part = params[start : start + width]
+                    conn.execute(_upsert(len(part) // _MARK_FIELDS), part)
+            except sqlite3.IntegrityError as exc:
+                if not _unsent(exc):
+                    raise
                 refused = next(
                     (m for m in marks if m.state != "sent" and self._state_of(m.key) == "sent"),
                     None,
@@ -373,7 +408,7 @@ class Journal(RunRecords, ContactHistory):
                 raise ValueError(
                     f"journal refused a batch that moves a sent key to another state{where}: "
                     "a sent row is final"
-                )
+                ) from None
 
     def counts(self) -> dict[str, int]:
         """How many keys are in each state (every state is present, possibly 0)."""
@@ -496,8 +531,12 @@ class Journal(RunRecords, ContactHistory):
             yield self._conn
 
     @contextlib.contextmanager
-    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One write transaction under the mutex; rolled back if the body raises."""
+    def _writing(self, what: str, *, statements: int = 2) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the mutex; rolled back if the body raises.
+
+        A body of one statement (``statements=1``) is its own transaction (see
+        :func:`~bulk_events.journaldb.transaction`).
+        """
         if self.readonly:
             raise RuntimeError(f"the run journal {self.path} is open read-only")
         with self._mutex, translate_errors(self.path, what, StorageError):
@@ -507,7 +546,7 @@ class Journal(RunRecords, ContactHistory):
             if self._closed or conn is None:
                 raise RuntimeError(f"the run journal {self.path} is closed")
             self._check_file(conn)
-            with transaction(conn, "BEGIN IMMEDIATE"):
+            with transaction(conn, "BEGIN IMMEDIATE" if statements > 1 else None):
                 yield conn
 
     def _check_file(self, conn: sqlite3.Connection) -> None:

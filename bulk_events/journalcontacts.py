@@ -22,13 +22,24 @@ class ContactHistory:
     if TYPE_CHECKING:
 
         def _reading(self) -> AbstractContextManager[sqlite3.Connection | None]: ...
-        def _writing(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _writing(
+            self, what: str, *, statements: int = 2
+        ) -> AbstractContextManager[sqlite3.Connection]: ...
 
     def remember_contacts(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
         """Record ``(event key, contact, digests)`` for events about to be sent."""
-        if items:
-            with self._writing("cannot write the run journal") as conn:
-                conn.executemany("INSERT OR REPLACE INTO contacts VALUES (?, ?, ?)", items)
+        if not items:
+            return
+        statements = [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]
+        # Rows of a few hundred per statement: executemany() would release the GIL and take it
+        # back from the event loop once per row, and this runs beside the loop while it sends.
+        with self._writing("cannot write the run journal", statements=len(statements)) as conn:
+            for part in statements:
+                conn.execute(
+                    "INSERT OR REPLACE INTO contacts VALUES "
+                    + ", ".join(["(?, ?, ?)"] * len(part)),
+                    [value for item in part for value in item],
+                )
 
     def contact_history(
         self, contacts: Sequence[bytes], *, run_id: int

@@ -142,11 +142,16 @@ def check_schema(path: Path, version: int, tables: set[str]) -> None:
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+def transaction(conn: sqlite3.Connection, begin: str | None = "BEGIN IMMEDIATE") -> Iterator[None]:
     """One explicit transaction: committed when the body returns, rolled back if it raises.
 
-    The connection must be in autocommit mode (``isolation_level=None``).
+    The connection must be in autocommit mode (``isolation_level=None``). With ``begin=None``
+    the body must be a single statement: SQLite runs it as a transaction of its own, committed
+    (and with ``synchronous = FULL`` fsynced) before it returns, or undone whole.
     """
+    if begin is None:
+        yield
+        return
     conn.execute(begin)
     try:
         yield

@@ -164,6 +164,39 @@ def test_batch_is_refused_whole_when_it_would_unsend_a_key(journal: Journal) -> 
     journal.write([Mark(key(1), "sent", row=2, sent_at=SENT_AT)], run)  # sent -> sent is fine
 
 
+def test_batch_longer_than_one_statement_is_refused_whole(journal: Journal) -> None:
+    """A batch written in several statements is still one transaction: a refusal in its last
+    statement undoes the marks of the first ones too."""
+    run = journal.start_run(input="in.csv", target="sandbox")
+    journal.write([Mark(key(0), "sent", row=2, sent_at=SENT_AT)], run)
+    batch = [Mark(key(i), "inflight", row=i + 2) for i in range(1, 1200)]
+    with pytest.raises(ValueError, match=rf"\(key {key(0).hex()}, row 2\): a sent row is final"):
+        journal.write([*batch, Mark(key(0), "failed", row=2)], run)
+    assert journal.lookup([key(i) for i in range(1200)]).keys() == {key(0)}
+    assert journal.lookup([key(0)])[key(0)].state == "sent"
+
+
+def test_marks_apply_in_order_within_and_across_statements(journal: Journal) -> None:
+    """One batch may take a key through several states, in one statement or across two."""
+    run = journal.start_run(input="in.csv", target="sandbox")
+    filler = [Mark(key(i), "inflight", row=i + 2) for i in range(10, 900)]
+    journal.write(
+        [
+            Mark(key(1), "inflight", row=2),
+            Mark(key(1), "sent", row=2, http_status=200, sent_at=SENT_AT),
+            Mark(key(2), "inflight", row=3),
+            *filler,
+            Mark(key(2), "failed", row=3, attempts=2, error="HTTP 500"),
+            Mark(key(2), "sent", row=3, attempts=3, http_status=200, sent_at=SENT_AT),
+        ],
+        run,
+    )
+    found = journal.lookup([key(1), key(2)])
+    assert found[key(1)].state == "sent" and found[key(1)].http_status == 200
+    assert (found[key(2)].state, found[key(2)].attempts) == ("sent", 3)
+    assert journal.counts()["inflight"] == len(filler)
+
+
 def test_write_rejects_an_unknown_state(journal: Journal) -> None:
     """A mark with a state outside the lifecycle is refused before anything is written."""
     run = journal.start_run(input="in.csv", target="sandbox")
