@@ -36,8 +36,8 @@ SCHEMA_VERSION = 3
 # is unchanged since 1, and what later versions added (contacts, progress columns) reads as absent.
 READABLE_FROM = 1
 
-# SQLite's default limit is far higher, but short IN lists keep each statement small and cheap
-# to prepare; the brief of the project fixes 500.
+# Keys (or rows) per statement: SQLite allows far more, but short lists keep each statement small
+# and cheap to prepare.
 CHUNK = 500
 _BUSY_TIMEOUT_MS = 10_000
 
