@@ -193,6 +193,66 @@ def error_workbook(path: Path) -> Path:
     return path
 
 
+def error_ods(path: Path, *, boolean: bool = True) -> Path:
+    """An OpenDocument spreadsheet with formula errors as LibreOffice saves them (an empty
+    string value, ``calcext:value-type="error"``, and the shown text): in a data row, and a row
+    of nothing but errors, one of them repeated. With ``boolean``, a TRUE() cell too, which
+    takes the reader's other route through an .ods."""
+
+    def cell(text: str, kind: str = "string", value: str = "") -> str:
+        attrs = f'office:value-type="{kind}"' + (f' office:value="{value}"' if value else "")
+        return f"<table:table-cell {attrs}><text:p>{text}</text:p></table:table-cell>"
+
+    def error(text: str, formula: str, repeat: int = 1) -> str:
+        times = f' table:number-columns-repeated="{repeat}"' if repeat > 1 else ""
+        return (
+            f'<table:table-cell table:formula="{formula}"{times} office:value-type="string" '
+            f'office:string-value="" calcext:value-type="error"><text:p>{text}</text:p>'
+            "</table:table-cell>"
+        )
+
+    last = (
+        '<table:table-cell table:formula="of:=TRUE()" office:value-type="float" '
+        'office:value="1" calcext:value-type="float"><text:p>TRUE</text:p></table:table-cell>'
+        if boolean
+        else cell("yes")
+    )
+    rows = [
+        cell("email") + cell("score") + cell("note"),
+        cell("a@x.com") + error("#N/A", "of:=NA()") + cell("fine"),
+        cell("b@x.com") + cell("2", "float", "2") + cell("ab"),
+        error("Err:502", "of:=SQRT(-1;1)") + error("#REF!", "of:=#REF!", repeat=2),
+        cell("c@x.com") + last + "<table:table-cell/>",
+    ]
+    body = "".join(f"<table:table-row>{r}</table:table-row>" for r in rows)
+    ns = " ".join(
+        f'xmlns:{prefix}="{uri}"'
+        for prefix, uri in [
+            ("office", "urn:oasis:names:tc:opendocument:xmlns:office:1.0"),
+            ("table", "urn:oasis:names:tc:opendocument:xmlns:table:1.0"),
+            ("text", "urn:oasis:names:tc:opendocument:xmlns:text:1.0"),
+            ("calcext", "urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0"),
+        ]
+    )
+    content = (
+        f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns} '
+        'office:version="1.3"><office:body><office:spreadsheet><table:table table:name="Data">'
+        f"{body}</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest="urn:oasis:'
+        'names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.3"><manifest:file-entry '
+        'manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.'
+        'spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" '
+        'manifest:media-type="text/xml"/></manifest:manifest>'
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        z.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("META-INF/manifest.xml", manifest, compress_type=zipfile.ZIP_DEFLATED)
+    return path
+
+
 def escaped_strings_workbook(path: Path, *, padded: bool = False) -> Path:
     """Shared strings holding OOXML escapes as Excel writes them: ``_x000D_`` for the CR of a
     multi-line cell, ``_x005F_`` for a literal "_" that starts an escape-like text."""

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from bulk_events import reader
 from bulk_events.errors import FileFormatError, UsageError
-from bulk_events.reader import Detected, csvfile, detect, excel, open_table
+from bulk_events.reader import Detected, calamine, csvfile, detect, excel, ods, open_table
 from bulk_events.reader import table as table_module
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -58,7 +58,7 @@ def records(frame: pd.DataFrame) -> dict[int, list[str]]:
 
 def limit(monkeypatch: pytest.MonkeyPatch, name: str, value: int) -> None:
     """Lower one of the reader's limits in every module of the package that uses it."""
-    for module in (table_module, detect, csvfile, excel):
+    for module in (table_module, detect, csvfile, excel, calamine, ods):
         if hasattr(module, name):
             monkeypatch.setattr(module, name, value)
 
@@ -1041,6 +1041,99 @@ def test_a_row_with_an_error_in_a_sent_column_is_invalid(tmp_path: Path) -> None
     assert outcome[3][0] == "valid" and outcome[5][0] == "valid"
     assert outcome[4][0] == "invalid" and "A4 shows #DIV/0!" in outcome[4][1]
     assert result.counts["invalid"] == 2
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _listed(path: Path, **options: object) -> dict[int, list[tuple[str, str]]]:
+    """The error cells every chunk of a file lists, by row number."""
+    listed: dict[int, list[tuple[str, str]]] = {}
+    with open_table(path, **options) as table:
+        for chunk in table.chunks(2):
+            listed.update(chunk.attrs[reader.CELL_ERRORS])
+    return listed
+
+
+def test_formula_errors_in_an_xls_are_shown_and_listed_on_their_own_sheet() -> None:
+    """calamine reads an .xls error cell as empty; the record walk puts back what Excel shows,
+    a typed-in #N/A and a formula's cached #DIV/0! alike, each on its own sheet."""
+    path = FIXTURES / "errors.xls"
+    table, rows = read_all(path, size=2)
+    assert table.detected.engine == "calamine"
+    assert records(rows) == {
+        2: ["a@example.com", "#N/A", "5"],
+        3: ["b@example.com", "Oslo", "#DIV/0!"],
+        4: ["c@example.com", "Rome", "7"],
+    }
+    assert _listed(path) == {2: [("city", "B2 shows #N/A")], 3: [("score", "C3 shows #DIV/0!")]}
+    _, other = read_all(path, sheet="Résumé Ω")
+    assert records(other) == {2: ["d@example.com", "#REF!"]}
+    assert _listed(path, sheet="Résumé Ω") == {2: [("note", "B2 shows #REF!")]}
+
+
+@pytest.mark.parametrize("boolean", [True, False], ids=["with-a-boolean", "plain"])
+def test_formula_errors_in_an_ods_are_shown_and_listed(tmp_path: Path, boolean: bool) -> None:
+    """LibreOffice saves an error cell as an empty string that calamine reads as empty: the
+    content scan puts back what it shows (its own Err:502 too), repeated cells included."""
+    path = files.error_ods(tmp_path / "e.ods", boolean=boolean)
+    _, rows = read_all(path, size=2)
+    assert records(rows) == {
+        2: ["a@x.com", "#N/A", "fine"],
+        3: ["b@x.com", "2", "ab"],
+        4: ["Err:502", "#REF!", "#REF!"],
+        5: ["c@x.com", "TRUE" if boolean else "yes", ""],
+    }
+    assert _listed(path) == {
+        2: [("score", "B2 shows #N/A")],
+        4: [
+            ("email", "A4 shows Err:502"),
+            ("score", "B4 shows #REF!"),
+            ("note", "C4 shows #REF!"),
+        ],
+    }
+
+
+@pytest.mark.parametrize("suffix", [".xls", ".ods"])
+def test_a_row_with_an_error_in_an_xls_or_ods_is_invalid(tmp_path: Path, suffix: str) -> None:
+    """The dry run reports such a row as invalid, naming the cell, as for an .xlsx."""
+    import bulk_events
+
+    path = FIXTURES / "errors.xls" if suffix == ".xls" else files.error_ods(tmp_path / "e.ods")
+    report = tmp_path / "r.csv"
+    result = bulk_events.import_file(path, event="e", dry_run=True, report=report)
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        outcome = {int(r["row"]): (r["status"], r["error"]) for r in csv.DictReader(f)}
+    wanted = {
+        ".xls": {
+            2: ("invalid", "B2 shows #N/A"),
+            3: ("invalid", "C3 shows #DIV/0!"),
+            4: ("valid", ""),
+        },
+        ".ods": {
+            2: ("invalid", "B2 shows #N/A"),
+            3: ("valid", ""),
+            4: (
+                "invalid",
+                'email "Err:502" is not a valid email address; A4 shows Err:502; '
+                "B4 shows #REF!; C4 shows #REF!",
+            ),
+            5: ("valid", ""),
+        },
+    }[suffix]
+    assert outcome == wanted
+    assert result.counts["invalid"] == 2
+
+
+def test_too_many_error_cells_in_an_xls_or_ods_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Error cells are kept in memory until their rows are read: past the limit the file is
+    refused with its reason rather than read with some of them left out."""
+    limit(monkeypatch, "MAX_ERRORS", 1)
+    for path in (FIXTURES / "errors.xls", files.error_ods(tmp_path / "e.ods")):
+        with pytest.raises(FileFormatError, match="more than 1 cells showing a formula error"):
+            open_table(path)
 
 
 def test_ooxml_escapes_are_decoded_the_same_by_both_routes(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from bulk_events.errors import FileFormatError
 
 from . import ole2
 from .excel import _CalamineSource, _choose_sheet, _XlsxSource
-from .ods import OdsSheet, scan_ods
+from .ods import MAX_ERRORS, OdsSheet, scan_ods
 from .render import render
 from .table import Detected, Table
 from .ziparchive import password_protected, refuse_zip_bomb, scan_members
@@ -49,10 +49,11 @@ def open_workbook(
     name = path.name
     ods = _check_ods(path) if kind == "ods" else None
     misplaced = None
+    xls_errors: dict[str, ShownErrors] = {}
     if kind == "xlsb":
         misplaced = _check_xlsb(path)
     elif kind == "xls":
-        _check_xls(path)
+        xls_errors = _check_xls(path)
     try:
         sheets = _sheets(path)
         if not sheets:
@@ -62,7 +63,7 @@ def open_workbook(
         if ods is not None:
             source = _OdsSource(path, chosen, ods.get(chosen, OdsSheet()))
         else:
-            source = _WorkbookSource(path, chosen)
+            source = _WorkbookSource(path, chosen, xls_errors.get(chosen, {}))
     except FileFormatError:
         if misplaced is None:
             raise
@@ -146,6 +147,8 @@ def _check_ods(path: Path) -> dict[str, OdsSheet]:
     cells = sum(s.rows * s.columns for s in sheets.values())
     if cells > MAX_CELLS:
         raise _too_big(path, cells)
+    if any(s.too_many_errors for s in sheets.values()):
+        raise _too_many_errors(path)
     return sheets
 
 
@@ -178,16 +181,36 @@ def _check_xlsb(path: Path) -> str | None:
 _CELL_RECORDS = {0x0203, 0x027E, 0x00FD, 0x0204, 0x0205, 0x0006, 0x00D6}
 _MULRK = 0x00BD
 _BOF, _EOF, _FILEPASS = 0x0809, 0x000A, 0x002F
+_BOUNDSHEET, _BOOLERR, _FORMULA = 0x0085, 0x0205, 0x0006
+# What Excel shows for each BIFF error code; any other code is shown as #VALUE!.
+_BIFF_ERRORS = {
+    0x00: "#NULL!",
+    0x07: "#DIV/0!",
+    0x0F: "#VALUE!",
+    0x17: "#REF!",
+    0x1D: "#NAME?",
+    0x24: "#NUM!",
+    0x2A: "#N/A",
+    0x2B: "#GETTING_DATA",
+}
+
+# (row, column), both 0-based -> what a cell showing a formula error shows (#N/A, #DIV/0!).
+ShownErrors = dict[tuple[int, int], str]
 
 
-def _check_xls(path: Path) -> None:
-    """Walk the Workbook stream's records: a password, and the area every sheet's cells span."""
+def _check_xls(path: Path) -> dict[str, ShownErrors]:
+    """Walk the Workbook stream's records: a password, the area every sheet's cells span, and
+    the cells that show a formula error (calamine reads #N/A as an empty cell), by sheet name."""
     try:
         stream = ole2.streams(path)
         part = "Workbook" if "Workbook" in stream else "Book"
         cells = 0
         extent = [0, 0]
         buffer = b""
+        base = 0  # where in the stream ``buffer`` starts
+        sheet_at: dict[int, str] = {}  # a worksheet's BOF offset -> its name
+        errors: dict[str, ShownErrors] = {}
+        current: ShownErrors | None = None  # the errors of the worksheet being walked
         for block in ole2.read_stream(path, part):
             buffer += block
             at = 0
@@ -195,27 +218,70 @@ def _check_xls(path: Path) -> None:
                 kind, length = struct.unpack_from("<HH", buffer, at)
                 if at + 4 + length > len(buffer):
                     break
+                offset = base + at
                 body = buffer[at + 4 : at + 4 + length]
                 at += 4 + length
                 if kind in _CELL_RECORDS and length >= 4:
                     row, col = struct.unpack_from("<HH", body)
                     extent = [max(extent[0], row + 1), max(extent[1], col + 1)]
+                    if current is not None and (shown := _error_shown(kind, body)) is not None:
+                        if len(current) >= MAX_ERRORS:
+                            raise _too_many_errors(path)
+                        current[row, col] = shown
                 elif kind == _MULRK and length >= 6:
                     row = struct.unpack_from("<H", body)[0]
                     last = struct.unpack_from("<H", body, length - 2)[0]
                     extent = [max(extent[0], row + 1), max(extent[1], last + 1)]
+                elif kind == _BOUNDSHEET and length >= 8:
+                    name = _boundsheet_name(body)
+                    if name is not None:
+                        sheet_at[struct.unpack_from("<I", body)[0]] = name
                 elif kind == _BOF:
                     extent = [0, 0]
+                    name = sheet_at.get(offset)
+                    current = None if name is None else errors.setdefault(name, {})
                 elif kind == _EOF:
                     cells += extent[0] * extent[1]
                     extent = [0, 0]
+                    current = None
                     if cells > MAX_CELLS:
                         raise _too_big(path, cells)
                 elif kind == _FILEPASS:
                     raise password_protected(path.name)
             buffer = buffer[at:]
+            base += at
     except ole2.Ole2Error:
         raise _damaged(path) from None
+    return {name: shown for name, shown in errors.items() if shown}
+
+
+def _error_shown(kind: int, body: bytes) -> str | None:
+    """What a BOOLERR or FORMULA record's cell shows, if that is a formula error."""
+    if kind == _BOOLERR and len(body) >= 8 and body[7] == 1:
+        return _BIFF_ERRORS.get(body[6], "#VALUE!")
+    # A formula's cached result: 0xFFFF in its last two bytes marks a non-number, and type 2
+    # in its first byte an error, whose code is the third.
+    if kind == _FORMULA and len(body) >= 14 and body[12:14] == b"\xff\xff" and body[6] == 2:
+        return _BIFF_ERRORS.get(body[8], "#VALUE!")
+    return None
+
+
+def _boundsheet_name(body: bytes) -> str | None:
+    """A BOUNDSHEET8 record's sheet name (a ShortXLUnicodeString after six bytes), if the
+    sheet is a worksheet (not a chart, a macro or a VBA module)."""
+    if body[5] != 0:
+        return None
+    count, flags = body[6], body[7] if len(body) > 7 else 0
+    if flags & 1:
+        return body[8 : 8 + 2 * count].decode("utf-16-le", "replace")
+    return body[8 : 8 + count].decode("latin-1")
+
+
+def _too_many_errors(path: Path) -> FileFormatError:
+    return FileFormatError(
+        f"{path.name} has more than {MAX_ERRORS:,} cells showing a formula error on one sheet; "
+        "fix the formulas, or save it as .xlsx"
+    )
 
 
 # --------------------------------------------------------------------------- .ods cells
@@ -226,10 +292,15 @@ _ISO_DURATION = re.compile(r"^-?PT(\d+)H(\d+)M(\d+(?:\.\d+)?)S$")
 class _WorkbookSource(_CalamineSource):
     """calamine's source for .xlsx, opened by content: calamine would go by the file's name."""
 
-    def __init__(self, path: Path, sheet: str):
+    def __init__(self, path: Path, sheet: str, errors: ShownErrors | None = None):
         _XlsxSource.__init__(self, path, sheet)
-        # No sheet XML to consult: calamine's typed values are all there is.
+        # No sheet XML to consult: calamine's typed values are all there is, but for the cells
+        # the format's own scan found showing a formula error, which calamine reads as empty.
+        # They are put in as shown (as a serial's text is for .xlsx) and listed per row.
         self._serials, self._errors = {}, {}
+        for (row, col), shown in sorted((errors or {}).items()):
+            self._serials.setdefault(row + 1, {})[col] = shown
+            self._errors.setdefault(row + 1, []).append(col)
         from python_calamine import CalamineWorkbook
 
         try:
@@ -244,7 +315,7 @@ class _OdsSource(_WorkbookSource):
     """calamine's cells with what it misses in .ods put right: booleans and long durations."""
 
     def __init__(self, path: Path, sheet: str, marks: OdsSheet):
-        super().__init__(path, sheet)
+        super().__init__(path, sheet, marks.errors)
         self._marks = marks
 
     def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
@@ -256,6 +327,7 @@ class _OdsSource(_WorkbookSource):
         if start is None:
             return
         pad = [""] * start[1]
+        shown, errors = self._serials, self._errors
         try:
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
                 row = number - 1
@@ -263,7 +335,10 @@ class _OdsSource(_WorkbookSource):
                     _ods_cell(v, (row, j) in booleans, (row, j) in durations)
                     for j, v in enumerate(values, start=start[1])
                 ]
-                yield number, cells, []
+                for j, text in shown.get(number, {}).items():
+                    if j < len(cells):
+                        cells[j] = text
+                yield number, cells, errors.get(number, [])
         except Exception:
             raise self._damaged() from None
 

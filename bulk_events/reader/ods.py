@@ -4,7 +4,8 @@ One streaming pass (bounded memory, whatever the file claims) finds, per sheet, 
 cells span (calamine holds that whole rectangle in memory, so a hostile file with two far-apart
 cells, or a cell repeated a billion times, is refused from this), the cells LibreOffice shows as
 TRUE/FALSE (it stores them as the numbers 1 and 0) and the cells shown as a duration rather than a
-time of day (calamine hands those over as a time, or as ISO text, ``PT30H05M00S``, past 24 hours).
+time of day (calamine hands those over as a time, or as ISO text, ``PT30H05M00S``, past 24 hours),
+and the cells showing a formula error (calamine reads ``#N/A`` as an empty cell).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ _OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 _STYLE = "urn:oasis:names:tc:opendocument:xmlns:style:1.0"
 _NUMBER = "urn:oasis:names:tc:opendocument:xmlns:datastyle:1.0"
 _TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+_CALCEXT = "urn:org:documentfoundation:names:experimental:calc:xmlns:calcext:1.0"
 
 _CELL = f"{{{_TABLE}}}table-cell"
 _COVERED = f"{{{_TABLE}}}covered-table-cell"
@@ -31,7 +33,11 @@ _COLS_REPEATED = f"{{{_TABLE}}}number-columns-repeated"
 _STYLE_NAME = f"{{{_TABLE}}}style-name"
 _FORMULA = f"{{{_TABLE}}}formula"
 _P = f"{{{_TEXT}}}p"
+# LibreOffice's own mark of a formula whose result is an error; its text:p is what it shows.
+_CALC_VALUE_TYPE = f"{{{_CALCEXT}}}value-type"
 _MAX_MARKS = 100_000  # boolean/duration positions kept per sheet; more are not contact data
+# Error cells kept per sheet: past this many the sheet is refused (see OdsSheet.errors).
+MAX_ERRORS = 100_000
 
 
 @dataclass
@@ -40,6 +46,11 @@ class OdsSheet:
     columns: int = 0
     booleans: set[tuple[int, int]] = field(default_factory=set)  # (row, column), 0-based
     durations: set[tuple[int, int]] = field(default_factory=set)  # under a duration style
+    # (row, column) -> what the cell shows (#DIV/0!, or LibreOffice's Err:502): a formula error.
+    # Never cut short, as the marks above may be: a row missing from here would be sent with
+    # the cell empty. Past MAX_ERRORS of them ``too_many_errors`` is set instead.
+    errors: dict[tuple[int, int], str] = field(default_factory=dict)
+    too_many_errors: bool = False
 
 
 def _styles(archive: zipfile.ZipFile, names: set[str]) -> tuple[set[str], set[str]]:
@@ -81,6 +92,19 @@ def _shows_boolean(cell: SafeET.Element, boolean_styles: set[str]) -> bool:
     return shown is not None and (shown.text or "").upper() in ("TRUE", "FALSE")
 
 
+def _mark_error(
+    sheet: OdsSheet, cell: SafeET.Element, row: int, rows: int, col: int, cols: int
+) -> None:
+    """Record a (possibly repeated) cell whose formula's result is an error."""
+    if sheet.too_many_errors or len(sheet.errors) + rows * cols > MAX_ERRORS:
+        sheet.too_many_errors = True
+        return
+    shown = " ".join("".join(p.itertext()) for p in cell.iter(_P)).strip() or "#VALUE!"
+    for r in range(row, row + rows):
+        for c in range(col, col + cols):
+            sheet.errors[r, c] = shown
+
+
 def scan_ods(path: Path) -> dict[str, OdsSheet]:
     """Sheet name -> what :class:`OdsSheet` holds, from one streaming pass over content.xml."""
     with zipfile.ZipFile(path) as archive:
@@ -118,6 +142,8 @@ def scan_ods(path: Path) -> dict[str, OdsSheet]:
                                 for r in range(row, row + min(row_repeat, _MAX_MARKS))
                                 for c in range(col, col + min(repeat, _MAX_MARKS))
                             )
+                        if el.get(_CALC_VALUE_TYPE) == "error":
+                            _mark_error(sheet, el, row, row_repeat, col, repeat)
                     col += repeat
                     el.clear()
                 elif tag == _ROW:
