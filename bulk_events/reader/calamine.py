@@ -182,6 +182,7 @@ _CELL_RECORDS = {0x0203, 0x027E, 0x00FD, 0x0204, 0x0205, 0x0006, 0x00D6}
 _MULRK = 0x00BD
 _BOF, _EOF, _FILEPASS = 0x0809, 0x000A, 0x002F
 _BOUNDSHEET, _BOOLERR, _FORMULA = 0x0085, 0x0205, 0x0006
+_MAY_SHOW_AN_ERROR = (_BOOLERR, _FORMULA)
 # What Excel shows for each BIFF error code; any other code is shown as #VALUE!.
 _BIFF_ERRORS = {
     0x00: "#NULL!",
@@ -224,7 +225,11 @@ def _check_xls(path: Path) -> dict[str, ShownErrors]:
                 if kind in _CELL_RECORDS and length >= 4:
                     row, col = struct.unpack_from("<HH", body)
                     extent = [max(extent[0], row + 1), max(extent[1], col + 1)]
-                    if current is not None and (shown := _error_shown(kind, body)) is not None:
+                    if (
+                        current is not None
+                        and kind in _MAY_SHOW_AN_ERROR
+                        and (shown := _error_shown(kind, body)) is not None
+                    ):
                         if len(current) >= MAX_ERRORS:
                             raise _too_many_errors(path)
                         current[row, col] = shown
