@@ -52,6 +52,7 @@ from .journaldb import (
     check_schema,
     connect,
     migrate,
+    statement_rows,
     table_names,
     transaction,
     translate_errors,
@@ -124,13 +125,20 @@ _UPSERT_TAIL = """
         updated_at = excluded.updated_at
 """
 _MARK_FIELDS = 9
-# At most so many marks per statement; SQLite's own limit on parameters may lower it.
-_MARKS_PER_STATEMENT = CHUNK
+# At most so many marks per statement (SQLite's own limit on parameters may lower it): a batch
+# of up to this many, as many as --concurrency makes in one loop turn, is one statement of its
+# own length; SQLite's statement cache then holds at most this many of them (about 1 KB a row).
+# A longer batch is written in statements of this length and the rest in powers of two.
+_MARKS_PER_STATEMENT = 128
 
 
 def _upsert(count: int) -> str:
     """The statement that writes ``count`` marks."""
     return _UPSERT_HEAD + ", ".join([_UPSERT_ROW] * count) + _UPSERT_TAIL
+
+
+class _Refused(Exception):
+    """A batch of marks broke the rule that "sent" is final (see :func:`_unsent`)."""
 
 
 def _unsent(exc: sqlite3.IntegrityError) -> bool:
@@ -195,10 +203,10 @@ class Journal(RunRecords, ContactHistory):
         self.readonly = readonly
         self.recovered = recovered
         self._conn = conn
-        self._marks_per_statement = _MARKS_PER_STATEMENT
+        # The most parameters one statement may have (999 before SQLite 3.32).
+        self._parameters = 999
         if conn is not None:
-            limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            self._marks_per_statement = max(1, min(_MARKS_PER_STATEMENT, limit // _MARK_FIELDS))
+            self._parameters = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         self._lock_fds = [] if lock_fd is None else [lock_fd]
         self._closed = False
         self._mutex = threading.Lock()
@@ -390,25 +398,42 @@ class Journal(RunRecords, ContactHistory):
                 raise TypeError(f"a journal key must be bytes, not {type(m.key).__name__}")
             params += (m.key, m.state, m.row, run_id, m.attempts, m.http_status, m.error)
             params += (m.sent_at, now)
-        width = _MARK_FIELDS * self._marks_per_statement
-        statements = -(-len(params) // width)
-        with self._writing("cannot write the run journal", statements=statements) as conn:
-            try:
-                for start in range(0, len(params), width):
-                    part = params[start : start + width]
-                    conn.execute(_upsert(len(part) // _MARK_FIELDS), part)
-            except sqlite3.IntegrityError as exc:
-                if not _unsent(exc):
-                    raise
-                refused = next(
-                    (m for m in marks if m.state != "sent" and self._state_of(m.key) == "sent"),
-                    None,
-                )
-                where = "" if refused is None else f" (key {refused.key.hex()}, row {refused.row})"
-                raise ValueError(
-                    f"journal refused a batch that moves a sent key to another state{where}: "
-                    "a sent row is final"
-                ) from None
+        most = self.rows_per_statement(_MARK_FIELDS, _MARKS_PER_STATEMENT)
+        sizes = [len(marks)] if len(marks) <= most else statement_rows(len(marks), most)
+        try:
+            with self._writing("cannot write the run journal", statements=len(sizes)) as conn:
+                start = 0
+                for size in sizes:
+                    end = start + size * _MARK_FIELDS
+                    try:
+                        conn.execute(_upsert(size), params[start:end])
+                    except sqlite3.IntegrityError as exc:
+                        if not _unsent(exc):
+                            raise
+                        raise _Refused from None  # rolled back whole, on the way out
+                    start = end
+        except _Refused:
+            refused = self._refused(marks)
+            where = "" if refused is None else f" (key {refused.key.hex()}, row {refused.row})"
+            raise ValueError(
+                f"journal refused a batch that moves a sent key to another state{where}: "
+                "a sent row is final"
+            ) from None
+
+    def rows_per_statement(self, fields: int, most: int) -> int:
+        """How many rows of ``fields`` parameters one statement may insert: ``most``, or fewer
+        where SQLite allows fewer parameters."""
+        return max(1, min(most, self._parameters // fields))
+
+    def _refused(self, marks: Sequence[Mark]) -> Mark | None:
+        """The first of ``marks`` that would move a sent key to another state, given what the
+        journal holds (the batch itself was rolled back) and the batch's own earlier marks."""
+        states = {key: entry.state for key, entry in self.lookup([m.key for m in marks]).items()}
+        for m in marks:
+            if m.state != "sent" and states.get(m.key) == "sent":
+                return m
+            states[m.key] = State(m.state)
+        return None
 
     def counts(self) -> dict[str, int]:
         """How many keys are in each state (every state is present, possibly 0)."""

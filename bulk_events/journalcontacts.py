@@ -11,9 +11,11 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
-from .journaldb import CHUNK, table_names
+from .journaldb import CHUNK, statement_rows, table_names
 
 __all__ = ["ContactHistory"]
+
+_CONTACTS_PER_STATEMENT = 256
 
 
 class ContactHistory:
@@ -25,21 +27,24 @@ class ContactHistory:
         def _writing(
             self, what: str, *, statements: int = 2
         ) -> AbstractContextManager[sqlite3.Connection]: ...
+        def rows_per_statement(self, fields: int, most: int) -> int: ...
 
     def remember_contacts(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
         """Record ``(event key, contact, digests)`` for events about to be sent."""
         if not items:
             return
-        statements = [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]
-        # Rows of a few hundred per statement: executemany() would release the GIL and take it
-        # back from the event loop once per row, and this runs beside the loop while it sends.
-        with self._writing("cannot write the run journal", statements=len(statements)) as conn:
-            for part in statements:
+        # Rows of up to a few hundred per statement: executemany() would release the GIL and
+        # take it back from the event loop once per row, and this runs beside the loop.
+        sizes = statement_rows(len(items), self.rows_per_statement(3, _CONTACTS_PER_STATEMENT))
+        with self._writing("cannot write the run journal", statements=len(sizes)) as conn:
+            start = 0
+            for size in sizes:
+                part = items[start : start + size]
                 conn.execute(
-                    "INSERT OR REPLACE INTO contacts VALUES "
-                    + ", ".join(["(?, ?, ?)"] * len(part)),
+                    "INSERT OR REPLACE INTO contacts VALUES " + ", ".join(["(?, ?, ?)"] * size),
                     [value for item in part for value in item],
                 )
+                start += size
 
     def contact_history(
         self, contacts: Sequence[bytes], *, run_id: int

@@ -25,6 +25,7 @@ __all__ = [
     "check_schema",
     "connect",
     "migrate",
+    "statement_rows",
     "table_names",
     "transaction",
     "translate_errors",
@@ -40,6 +41,23 @@ READABLE_FROM = 1
 # and cheap to prepare.
 CHUNK = 500
 _BUSY_TIMEOUT_MS = 10_000
+
+
+def statement_rows(count: int, most: int) -> list[int]:
+    """How many rows each statement of a multi-row INSERT of ``count`` rows takes: ``most`` at
+    a time, and the rest in powers of two, so that SQLite's statement cache (which keeps each
+    shape of statement it prepared, about 1 KB a row) holds a few shapes, not one per count.
+
+    >>> statement_rows(1100, 500)
+    [500, 500, 64, 32, 4]
+    """
+    sizes = [most] * (count // most)
+    rest = count % most
+    while rest:
+        size = 1 << (rest.bit_length() - 1)
+        sizes.append(size)
+        rest -= size
+    return sizes
 
 
 # Each entry migrates the schema from version N-1 to N, inside one transaction; later versions

@@ -196,18 +196,20 @@ def error_workbook(path: Path) -> Path:
 def error_ods(path: Path, *, boolean: bool = True) -> Path:
     """An OpenDocument spreadsheet with formula errors as LibreOffice saves them (an empty
     string value, ``calcext:value-type="error"``, and the shown text): in a data row, and a row
-    of nothing but errors, one of them repeated. With ``boolean``, a TRUE() cell too, which
-    takes the reader's other route through an .ods."""
+    of nothing but errors, one of them repeated, and one with a comment. With ``boolean``, a
+    TRUE() cell too, which takes the reader's other route through an .ods."""
 
     def cell(text: str, kind: str = "string", value: str = "") -> str:
         attrs = f'office:value-type="{kind}"' + (f' office:value="{value}"' if value else "")
         return f"<table:table-cell {attrs}><text:p>{text}</text:p></table:table-cell>"
 
-    def error(text: str, formula: str, repeat: int = 1) -> str:
+    def error(text: str, formula: str, repeat: int = 1, note: str = "") -> str:
         times = f' table:number-columns-repeated="{repeat}"' if repeat > 1 else ""
+        # A comment on the cell is an office:annotation inside it, with text:p of its own.
+        comment = f"<office:annotation><text:p>{note}</text:p></office:annotation>" if note else ""
         return (
             f'<table:table-cell table:formula="{formula}"{times} office:value-type="string" '
-            f'office:string-value="" calcext:value-type="error"><text:p>{text}</text:p>'
+            f'office:string-value="" calcext:value-type="error">{comment}<text:p>{text}</text:p>'
             "</table:table-cell>"
         )
 
@@ -219,7 +221,7 @@ def error_ods(path: Path, *, boolean: bool = True) -> Path:
     )
     rows = [
         cell("email") + cell("score") + cell("note"),
-        cell("a@x.com") + error("#N/A", "of:=NA()") + cell("fine"),
+        cell("a@x.com") + error("#N/A", "of:=NA()", note="check this") + cell("fine"),
         cell("b@x.com") + cell("2", "float", "2") + cell("ab"),
         error("Err:502", "of:=SQRT(-1;1)") + error("#REF!", "of:=#REF!", repeat=2),
         cell("c@x.com") + last + "<table:table-cell/>",

@@ -176,6 +176,54 @@ def test_batch_longer_than_one_statement_is_refused_whole(journal: Journal) -> N
     assert journal.lookup([key(0)])[key(0)].state == "sent"
 
 
+def test_a_refused_batch_names_the_mark_that_unsends_a_key(journal: Journal) -> None:
+    """The message names the mark that broke the rule, not one that only the batch itself had
+    made sent, whether the batch is one statement or several."""
+    run = journal.start_run(input="in.csv", target="sandbox")
+    journal.write([Mark(key(0), "sent", row=2, sent_at=SENT_AT)], run)
+    filler = [Mark(key(i), "inflight", row=i + 2) for i in range(10, 10 + 600)]
+    for middle in ([], filler):
+        batch = [
+            Mark(key(1), "inflight", row=3),
+            Mark(key(1), "sent", row=3, sent_at=SENT_AT),
+            *middle,
+            Mark(key(0), "failed", row=2),
+        ]
+        with pytest.raises(ValueError, match=rf"\(key {key(0).hex()}, row 2\)"):
+            journal.write(batch, run)
+        assert journal.lookup([key(1), key(10)]) == {}
+    with pytest.raises(ValueError, match=rf"\(key {key(5).hex()}, row 7\)"):
+        journal.write(
+            [Mark(key(5), "sent", row=7, sent_at=SENT_AT), Mark(key(5), "unknown", row=7)], run
+        )
+
+
+def test_batches_fit_an_sqlite_that_allows_few_parameters(
+    journal_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Marks and contact history are written in statements within the parameters the SQLite
+    at hand allows (999 before SQLite 3.32), not a fixed number of rows each."""
+    import bulk_events.journal as journal_module
+
+    real = journal_module.connect
+
+    def few_parameters(database: str, *, uri: bool) -> sqlite3.Connection:
+        conn = real(database, uri=uri)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return conn
+
+    monkeypatch.setattr(journal_module, "connect", few_parameters)
+    with Journal.open(journal_path) as j:
+        run = j.start_run(input="in.csv", target="sandbox")
+        keys = [key(i) for i in range(1000)]
+        j.write([Mark(k, "sent", row=i + 2, sent_at=SENT_AT) for i, k in enumerate(keys)], run)
+        j.write([Mark(k, "sent", row=2, sent_at=SENT_AT) for k in keys[:100]], run)
+        j.remember_contacts([(k, b"c" + k, b"d") for k in keys])
+        assert j.counts()["sent"] == 1000
+        found = j.contact_history([b"c" + k for k in keys], run_id=run + 1)
+        assert len(found) == 1000
+
+
 def test_marks_apply_in_order_within_and_across_statements(journal: Journal) -> None:
     """One batch may take a key through several states, in one statement or across two."""
     run = journal.start_run(input="in.csv", target="sandbox")

@@ -1072,6 +1072,16 @@ def test_formula_errors_in_an_xls_are_shown_and_listed_on_their_own_sheet() -> N
     assert _listed(path, sheet="Résumé Ω") == {2: [("note", "B2 shows #REF!")]}
 
 
+def test_formula_errors_in_an_excel_95_workbook_are_found_on_their_sheet() -> None:
+    """An Excel 5/95 file stores its sheet names without BIFF8's flags byte: the errors are
+    tied to their sheet by its place among the sheets, so the name's bytes do not matter."""
+    path = FIXTURES / "errors-biff5.xls"
+    table, rows = read_all(path)
+    assert table.detected.sheet == "Sales"
+    assert records(rows) == {2: ["a@example.com", "#N/A"]}
+    assert _listed(path) == {2: [("note", "B2 shows #N/A")]}
+
+
 @pytest.mark.parametrize("boolean", [True, False], ids=["with-a-boolean", "plain"])
 def test_formula_errors_in_an_ods_are_shown_and_listed(tmp_path: Path, boolean: bool) -> None:
     """LibreOffice saves an error cell as an empty string that calamine reads as empty: the

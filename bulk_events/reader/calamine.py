@@ -49,13 +49,13 @@ def open_workbook(
     name = path.name
     ods = _check_ods(path) if kind == "ods" else None
     misplaced = None
-    xls_errors: dict[str, ShownErrors] = {}
+    xls_errors: dict[int, ShownErrors] = {}
     if kind == "xlsb":
         misplaced = _check_xlsb(path)
     elif kind == "xls":
         xls_errors = _check_xls(path)
     try:
-        sheets = _sheets(path)
+        sheets, positions = _sheets(path)
         if not sheets:
             raise FileFormatError(f"{name} has no worksheets")
         chosen = _choose_sheet(name, sheets, sheet)
@@ -63,7 +63,7 @@ def open_workbook(
         if ods is not None:
             source = _OdsSource(path, chosen, ods.get(chosen, OdsSheet()))
         else:
-            source = _WorkbookSource(path, chosen, xls_errors.get(chosen, {}))
+            source = _WorkbookSource(path, chosen, xls_errors.get(positions[chosen], {}))
     except FileFormatError:
         if misplaced is None:
             raise
@@ -88,17 +88,19 @@ def open_workbook(
     return table
 
 
-def _sheets(path: Path) -> list[tuple[str, bool]]:
-    """(name, visible) of every worksheet, in tab order; refuses a password or a damaged file."""
+def _sheets(path: Path) -> tuple[list[tuple[str, bool]], dict[str, int]]:
+    """(name, visible) of every worksheet, in tab order, and each one's position among all the
+    workbook's sheets (charts and macro sheets too); refuses a password or a damaged file."""
     from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
 
     try:
         with path.open("rb") as f, CalamineWorkbook.from_filelike(f) as book:
+            metadata = book.sheets_metadata
             return [
                 (m.name, m.visible == SheetVisibleEnum.Visible)
-                for m in book.sheets_metadata
+                for m in metadata
                 if m.typ == SheetTypeEnum.WorkSheet
-            ]
+            ], {m.name: i for i, m in enumerate(metadata)}
     except PasswordError:
         raise password_protected(path.name) from None
     except Exception:  # CalamineError and its kin: whatever a damaged file brings
@@ -199,9 +201,11 @@ _BIFF_ERRORS = {
 ShownErrors = dict[tuple[int, int], str]
 
 
-def _check_xls(path: Path) -> dict[str, ShownErrors]:
+def _check_xls(path: Path) -> dict[int, ShownErrors]:
     """Walk the Workbook stream's records: a password, the area every sheet's cells span, and
-    the cells that show a formula error (calamine reads #N/A as an empty cell), by sheet name."""
+    the cells that show a formula error (calamine reads #N/A as an empty cell), by the sheet's
+    position among the workbook's BOUNDSHEET records, which is its place in calamine's list of
+    sheets. (Not by name: the name's bytes depend on the BIFF version and the code page.)"""
     try:
         stream = ole2.streams(path)
         part = "Workbook" if "Workbook" in stream else "Book"
@@ -209,8 +213,9 @@ def _check_xls(path: Path) -> dict[str, ShownErrors]:
         extent = [0, 0]
         buffer = b""
         base = 0  # where in the stream ``buffer`` starts
-        sheet_at: dict[int, str] = {}  # a worksheet's BOF offset -> its name
-        errors: dict[str, ShownErrors] = {}
+        sheet_at: dict[int, int] = {}  # a sheet's BOF offset -> its position among the sheets
+        sheets = 0  # BOUNDSHEET records so far
+        errors: dict[int, ShownErrors] = {}
         current: ShownErrors | None = None  # the errors of the worksheet being walked
         for block in ole2.read_stream(path, part):
             buffer += block
@@ -237,14 +242,13 @@ def _check_xls(path: Path) -> dict[str, ShownErrors]:
                     row = struct.unpack_from("<H", body)[0]
                     last = struct.unpack_from("<H", body, length - 2)[0]
                     extent = [max(extent[0], row + 1), max(extent[1], last + 1)]
-                elif kind == _BOUNDSHEET and length >= 8:
-                    name = _boundsheet_name(body)
-                    if name is not None:
-                        sheet_at[struct.unpack_from("<I", body)[0]] = name
+                elif kind == _BOUNDSHEET and length >= 4:
+                    sheet_at.setdefault(struct.unpack_from("<I", body)[0], sheets)
+                    sheets += 1
                 elif kind == _BOF:
                     extent = [0, 0]
-                    name = sheet_at.get(offset)
-                    current = None if name is None else errors.setdefault(name, {})
+                    position = sheet_at.get(offset)
+                    current = None if position is None else errors.setdefault(position, {})
                 elif kind == _EOF:
                     cells += extent[0] * extent[1]
                     extent = [0, 0]
@@ -257,7 +261,7 @@ def _check_xls(path: Path) -> dict[str, ShownErrors]:
             base += at
     except ole2.Ole2Error:
         raise _damaged(path) from None
-    return {name: shown for name, shown in errors.items() if shown}
+    return {position: shown for position, shown in errors.items() if shown}
 
 
 def _error_shown(kind: int, body: bytes) -> str | None:
@@ -269,17 +273,6 @@ def _error_shown(kind: int, body: bytes) -> str | None:
     if kind == _FORMULA and len(body) >= 14 and body[12:14] == b"\xff\xff" and body[6] == 2:
         return _BIFF_ERRORS.get(body[8], "#VALUE!")
     return None
-
-
-def _boundsheet_name(body: bytes) -> str | None:
-    """A BOUNDSHEET8 record's sheet name (a ShortXLUnicodeString after six bytes), if the
-    sheet is a worksheet (not a chart, a macro or a VBA module)."""
-    if body[5] != 0:
-        return None
-    count, flags = body[6], body[7] if len(body) > 7 else 0
-    if flags & 1:
-        return body[8 : 8 + 2 * count].decode("utf-16-le", "replace")
-    return body[8 : 8 + count].decode("latin-1")
 
 
 def _too_many_errors(path: Path) -> FileFormatError:

@@ -99,7 +99,8 @@ def _mark_error(
     if sheet.too_many_errors or len(sheet.errors) + rows * cols > MAX_ERRORS:
         sheet.too_many_errors = True
         return
-    shown = " ".join("".join(p.itertext()) for p in cell.iter(_P)).strip() or "#VALUE!"
+    # The cell's own paragraphs: a comment on it (office:annotation) holds text:p of its own.
+    shown = " ".join("".join(p.itertext()) for p in cell.findall(_P)).strip() or "#VALUE!"
     for r in range(row, row + rows):
         for c in range(col, col + cols):
             sheet.errors[r, c] = shown
