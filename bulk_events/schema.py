@@ -27,6 +27,7 @@ from .cells import (
     all_text,
     drop_float_fraction,
     drop_text_marker,
+    empty,
     fullmatches,
     invisible_characters,
     normalise_email,
@@ -81,7 +82,7 @@ def _finite_number(s: pd.Series) -> pd.Series:
     """A number JSON can carry: 1e400 is infinite and would go out as null."""
     shaped = _blank_or(NUMBER_PATTERN)(s)
     values = pd.to_numeric(s.where(shaped & (s != "")), errors="coerce")
-    return (s == "") | (shaped & np.isfinite(values.astype(float)))
+    return empty(s) | (shaped & np.isfinite(values.astype(float)))
 
 
 @dataclass
@@ -184,7 +185,7 @@ class RowValidator:
             reasons = self._reasons.get(source)
             if reasons is None or not reasons.index.equals(s.index):
                 return pd.Series(True, index=s.index)
-            return reasons == ""
+            return empty(reasons)
 
         return check
 
@@ -240,7 +241,7 @@ class RowValidator:
                 checks.append(
                     self._check(
                         c,
-                        _each_distinct(lambda s: (s == "") | parse_booleans(s).notna()),
+                        _each_distinct(lambda s: empty(s) | parse_booleans(s).notna()),
                         "is not true/false (or yes/no, 1/0)",
                     )
                 )
@@ -248,14 +249,14 @@ class RowValidator:
                 checks.append(
                     self._check(
                         c,
-                        lambda s: (s == "") | ~self._dates(s)[1],
+                        lambda s: empty(s) | ~self._dates(s)[1],
                         "is ambiguous (day or month first?); pass --date-format, e.g. --date-format %d/%m/%Y",
                     )
                 )
                 checks.append(
                     self._check(
                         c,
-                        lambda s: (s == "") | self._dates(s)[0].notna() | self._dates(s)[1],
+                        lambda s: empty(s) | self._dates(s)[0].notna() | self._dates(s)[1],
                         "is not a date (use 2021-05-28, 28.05.2021 or 27 Nov 2021)",
                     )
                 )
@@ -368,12 +369,12 @@ class RowValidator:
         # Rows of nothing but spaces look blank in a spreadsheet program: noted here, before any
         # default fills a cell or an invalid phone is emptied, so the pipeline can leave them out.
         present = [c.source for c in self.layout.columns if c.source in chunk.columns]
-        self._blank = (frame[present] == "").all(axis=1) if present else None
+        self._blank = empty(frame[present]).all(axis=1) if present else None
         if self.default_automation_id is not None:
             aid = self.layout.by_role("automation_id")
             if aid is not None:
                 frame[aid.source] = frame[aid.source].mask(
-                    frame[aid.source] == "", str(self.default_automation_id)
+                    empty(frame[aid.source]), str(self.default_automation_id)
                 )
         return frame
 

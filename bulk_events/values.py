@@ -13,6 +13,8 @@ from typing import TypeVar
 
 import pandas as pd
 
+from .cells import empty
+
 _Parsed = TypeVar("_Parsed", pd.Series, tuple[pd.Series, pd.Series])
 
 
@@ -289,7 +291,7 @@ def parse_numbers(s: pd.Series, decimal_comma: bool = False) -> tuple[pd.Series,
     the value is a number (or empty) and says what is wrong where it is not.
     """
     reasons = pd.Series("", index=s.index, dtype=object)
-    plain = (s == "") | s.str.fullmatch(NUMBER_PATTERN).fillna(False).astype(bool)
+    plain = empty(s) | s.str.fullmatch(NUMBER_PATTERN).fillna(False).astype(bool)
     if decimal_comma:  # a lone "1.234" may be 1234 here: not plain, let read_number decide
         plain &= ~s.str.fullmatch(r"[+-]?[1-9]\d{0,2}\.\d{3}").fillna(False).astype(bool)
     if plain.all():
