@@ -176,7 +176,9 @@ class RowValidator:
         self, column: ColumnPlan, fn: Callable[[pd.Series], pd.Series], message: str
     ) -> pa.Check:
         # The error text carries the column's source name, so a failure maps back to it.
-        return pa.Check(fn, error=f"{column.source}\x1f{message}")
+        # ignore_na=False: cleaned columns hold no NaN (and nullable=False refuses one), so
+        # pandera's own look for missing cells before and after every check finds nothing.
+        return pa.Check(fn, error=f"{column.source}\x1f{message}", ignore_na=False)
 
     def _fine(self, source: str) -> Callable[[pd.Series], pd.Series]:
         """A check that passes where clean() found nothing wrong with the cell."""
@@ -267,10 +269,10 @@ class RowValidator:
         def has_contact(df: pd.DataFrame) -> pd.Series:
             present = pd.Series(False, index=df.index)
             for source in sources:
-                present |= df[source] != ""
+                present |= ~empty(df[source])
             return present
 
-        frame_checks = [pa.Check(has_contact, error="\x1fno email or phone")]
+        frame_checks = [pa.Check(has_contact, error="\x1fno email or phone", ignore_na=False)]
         return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, coerce=False)
 
     def _dates(self, s: pd.Series) -> tuple[pd.Series, pd.Series]:
