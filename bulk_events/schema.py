@@ -79,10 +79,24 @@ def _each_distinct(check: Callable[[pd.Series], pd.Series]) -> Callable[[pd.Seri
 
 
 def _finite_number(s: pd.Series) -> pd.Series:
-    """A number JSON can carry: 1e400 is infinite and would go out as null."""
-    shaped = _blank_or(NUMBER_PATTERN)(s)
-    values = pd.to_numeric(s.where(shaped & (s != "")), errors="coerce")
-    return empty(s) | (shaped & np.isfinite(values.astype(float)))
+    """A number JSON can carry: 1e400 is infinite and would go out as null.
+
+    Only a number with an exponent, or one longer than any finite float's digits (300 and more
+    characters), can be that large: only those are read as floats to see, with those holding
+    digits other than ASCII ones (which pandas does not read as a number).
+    """
+    shaped = _blank_or(NUMBER_PATTERN)(s).astype(bool)
+    unsure = [
+        type(v) is str and ("e" in v or "E" in v or len(v) > 300 or not v.isascii())
+        for v in s.tolist()
+    ]
+    if not any(unsure):
+        return shaped
+    read = shaped & pd.Series(unsure, index=s.index)
+    values = pd.to_numeric(s[read], errors="coerce").astype(float)
+    return shaped & ~read | read & pd.Series(np.isfinite(values), index=values.index).reindex(
+        s.index, fill_value=False
+    )
 
 
 @dataclass

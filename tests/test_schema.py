@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given
@@ -528,3 +529,25 @@ def test_cell_work_equals_pandas_string_methods(values):
     for pattern in (EMAIL_PATTERN, PHONE_PATTERN):
         old = s.str.fullmatch(pattern).fillna(False).astype(bool)
         assert fullmatches(s, pattern).tolist() == old.tolist()
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["", "1e400", "-1E308", "1e308", "2e-400", "abc", "1.5", ".5e3"]),
+            st.from_regex(r"[+-]?\d{1,4}(\.\d{0,3})?([eE][+-]?\d{1,3})?", fullmatch=True),
+            st.integers(300, 320).map(lambda n: "9" * n),
+        ),
+        max_size=15,
+    )
+)
+def test_finite_number_reads_only_what_could_be_too_large(cells: list[str]) -> None:
+    """The check reads as floats only the cells that could overflow, and says what reading
+    every cell would say."""
+    from bulk_events.schema import NUMBER_PATTERN, _blank_or, _finite_number
+
+    s = pd.Series(cells, index=range(5, 5 + len(cells)), dtype=object)
+    shaped = _blank_or(NUMBER_PATTERN)(s)
+    every = pd.to_numeric(s.where(shaped & (s != "")), errors="coerce").astype(float)
+    expected = (s == "") | (shaped & pd.Series(np.isfinite(every), index=s.index))
+    pd.testing.assert_series_equal(_finite_number(s), expected, check_names=False)
