@@ -52,6 +52,7 @@ from .journaldb import (
     check_schema,
     connect,
     migrate,
+    row_batches,
     statement_rows,
     table_names,
     transaction,
@@ -96,13 +97,11 @@ _RECOVERED_ERROR = "the run stopped before an answer came"
 
 log = logging.getLogger(__name__)
 
-# One statement for insert and update (SQLite >= 3.24). The WHERE makes ``sent`` final: an
-# attempt to move a sent key elsewhere changes no row, which write() detects and refuses.
-# A batch of marks is one statement, which SQLite applies in its own transaction (autocommit):
-# the rows of its VALUES list apply in order, so a batch may take a key through several states.
-# The writer thread pays for every time it releases the GIL to SQLite and takes it back from a
-# busy event loop; executemany() inside BEGIN ... COMMIT released it twice per mark and three
-# more times per batch.
+# One statement inserts and updates (SQLite >= 3.24). A batch of marks is one statement, which
+# SQLite applies in its own transaction (autocommit): the rows of its VALUES list apply in
+# order, so a batch may take a key through several states. The writer thread pays for every time
+# it releases the GIL to SQLite and takes it back from a busy event loop; executemany() inside
+# BEGIN ... COMMIT released it twice per mark and three more times per batch.
 #
 # "sent" is final. An update that would move a sent key to another state sets its state to NULL,
 # which the column's NOT NULL refuses: SQLite then undoes the whole statement, so the batch is
@@ -111,7 +110,6 @@ _UPSERT_HEAD = (
     "INSERT INTO events (key, state, row, run_id, attempts, http_status, error, sent_at, "
     "updated_at) VALUES "
 )
-_UPSERT_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _UPSERT_TAIL = """
     ON CONFLICT (key) DO UPDATE SET
         state = CASE WHEN events.state = 'sent' AND excluded.state <> 'sent'
@@ -130,11 +128,6 @@ _MARK_FIELDS = 9
 # own length; SQLite's statement cache then holds at most this many of them (about 1 KB a row).
 # A longer batch is written in statements of this length and the rest in powers of two.
 _MARKS_PER_STATEMENT = 128
-
-
-def _upsert(count: int) -> str:
-    """The statement that writes ``count`` marks."""
-    return _UPSERT_HEAD + ", ".join([_UPSERT_ROW] * count) + _UPSERT_TAIL
 
 
 class _Refused(Exception):
@@ -398,20 +391,17 @@ class Journal(RunRecords, ContactHistory):
                 raise TypeError(f"a journal key must be bytes, not {type(m.key).__name__}")
             params += (m.key, m.state, m.row, run_id, m.attempts, m.http_status, m.error)
             params += (m.sent_at, now)
-        most = self.rows_per_statement(_MARK_FIELDS, _MARKS_PER_STATEMENT)
+        most = self._rows_per_statement(_MARK_FIELDS, _MARKS_PER_STATEMENT)
         sizes = [len(marks)] if len(marks) <= most else statement_rows(len(marks), most)
         try:
             with self._writing("cannot write the run journal", statements=len(sizes)) as conn:
-                start = 0
-                for size in sizes:
-                    end = start + size * _MARK_FIELDS
+                for rows, part in row_batches(params, _MARK_FIELDS, sizes):
                     try:
-                        conn.execute(_upsert(size), params[start:end])
+                        conn.execute(_UPSERT_HEAD + rows + _UPSERT_TAIL, part)
                     except sqlite3.IntegrityError as exc:
                         if not _unsent(exc):
                             raise
                         raise _Refused from None  # rolled back whole, on the way out
-                    start = end
         except _Refused:
             refused = self._refused(marks)
             where = "" if refused is None else f" (key {refused.key.hex()}, row {refused.row})"
@@ -420,7 +410,7 @@ class Journal(RunRecords, ContactHistory):
                 "a sent row is final"
             ) from None
 
-    def rows_per_statement(self, fields: int, most: int) -> int:
+    def _rows_per_statement(self, fields: int, most: int) -> int:
         """How many rows of ``fields`` parameters one statement may insert: ``most``, or fewer
         where SQLite allows fewer parameters."""
         return max(1, min(most, self._parameters // fields))
@@ -593,11 +583,6 @@ class Journal(RunRecords, ContactHistory):
         self.fault = rescue(conn, self.path, deleted=current is None)
         self._conn = None  # _rescue closed it
         raise StorageError(self.fault)
-
-    def _state_of(self, key: bytes) -> str | None:
-        assert self._conn is not None
-        row = self._conn.execute("SELECT state FROM events WHERE key = ?", (key,)).fetchone()
-        return None if row is None else row[0]
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
-from .journaldb import CHUNK, statement_rows, table_names
+from .journaldb import CHUNK, row_batches, statement_rows, table_names
 
 __all__ = ["ContactHistory"]
 
@@ -27,7 +27,7 @@ class ContactHistory:
         def _writing(
             self, what: str, *, statements: int = 2
         ) -> AbstractContextManager[sqlite3.Connection]: ...
-        def rows_per_statement(self, fields: int, most: int) -> int: ...
+        def _rows_per_statement(self, fields: int, most: int) -> int: ...
 
     def remember_contacts(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
         """Record ``(event key, contact, digests)`` for events about to be sent."""
@@ -35,16 +35,11 @@ class ContactHistory:
             return
         # Rows of up to a few hundred per statement: executemany() would release the GIL and
         # take it back from the event loop once per row, and this runs beside the loop.
-        sizes = statement_rows(len(items), self.rows_per_statement(3, _CONTACTS_PER_STATEMENT))
+        sizes = statement_rows(len(items), self._rows_per_statement(3, _CONTACTS_PER_STATEMENT))
+        values = [value for item in items for value in item]
         with self._writing("cannot write the run journal", statements=len(sizes)) as conn:
-            start = 0
-            for size in sizes:
-                part = items[start : start + size]
-                conn.execute(
-                    "INSERT OR REPLACE INTO contacts VALUES " + ", ".join(["(?, ?, ?)"] * size),
-                    [value for item in part for value in item],
-                )
-                start += size
+            for rows, part in row_batches(values, 3, sizes):
+                conn.execute("INSERT OR REPLACE INTO contacts VALUES " + rows, part)
 
     def contact_history(
         self, contacts: Sequence[bytes], *, run_id: int

@@ -12,7 +12,7 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from bulk_events.errors import BulkEventsError, FileFormatError
@@ -25,6 +25,7 @@ __all__ = [
     "check_schema",
     "connect",
     "migrate",
+    "row_batches",
     "statement_rows",
     "table_names",
     "transaction",
@@ -41,6 +42,19 @@ READABLE_FROM = 1
 # and cheap to prepare.
 CHUNK = 500
 _BUSY_TIMEOUT_MS = 10_000
+
+
+def row_batches(
+    values: Sequence[object], fields: int, sizes: Iterable[int]
+) -> Iterator[tuple[str, Sequence[object]]]:
+    """Cut ``values`` (``fields`` of them to a row, in order) into multi-row statements of
+    ``sizes`` rows: each statement's ``VALUES`` list of placeholders, and its parameters."""
+    row = "(" + ", ".join("?" * fields) + ")"
+    start = 0
+    for size in sizes:
+        end = start + size * fields
+        yield ", ".join([row] * size), values[start:end]
+        start = end
 
 
 def statement_rows(count: int, most: int) -> list[int]:
