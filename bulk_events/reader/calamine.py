@@ -14,14 +14,14 @@ import datetime as dt
 import re
 import struct
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bulk_events.errors import FileFormatError
 
 from . import ole2
 from .excel import _CalamineSource, _choose_sheet, _XlsxSource
-from .ods import MAX_ERRORS, OdsSheet, scan_ods
+from .ods import MAX_ERRORS, OdsSheet, ShownErrors, scan_ods
 from .render import render
 from .table import Detected, Table
 from .ziparchive import password_protected, refuse_zip_bomb, scan_members
@@ -197,9 +197,6 @@ _BIFF_ERRORS = {
     0x2B: "#GETTING_DATA",
 }
 
-# (row, column), both 0-based -> what a cell showing a formula error shows (#N/A, #DIV/0!).
-ShownErrors = dict[tuple[int, int], str]
-
 
 def _check_xls(path: Path) -> dict[int, ShownErrors]:
     """Walk the Workbook stream's records: a password, the area every sheet's cells span, and
@@ -316,29 +313,15 @@ class _OdsSource(_WorkbookSource):
         super().__init__(path, sheet, marks.errors)
         self._marks = marks
 
-    def rows(self) -> Iterator[tuple[int, list[str], list[int]]]:
+    def _rendered(self, number: int, values: list[Any], first: int) -> list[str]:
         booleans, durations = self._marks.booleans, self._marks.durations
         if not booleans and not durations:
-            yield from super().rows()
-            return
-        start = self._sheet.start
-        if start is None:
-            return
-        pad = [""] * start[1]
-        shown, errors = self._serials, self._errors
-        try:
-            for number, values in enumerate(self._sheet.iter_rows(), start=1):
-                row = number - 1
-                cells = pad + [
-                    _ods_cell(v, (row, j) in booleans, (row, j) in durations)
-                    for j, v in enumerate(values, start=start[1])
-                ]
-                for j, text in shown.get(number, {}).items():
-                    if j < len(cells):
-                        cells[j] = text
-                yield number, cells, errors.get(number, [])
-        except Exception:
-            raise self._damaged() from None
+            return super()._rendered(number, values, first)
+        row = number - 1
+        return [
+            _ods_cell(v, (row, j) in booleans, (row, j) in durations)
+            for j, v in enumerate(values, start=first)
+        ]
 
 
 def _ods_cell(value: object, boolean: bool, duration: bool) -> str:

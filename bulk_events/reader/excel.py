@@ -326,9 +326,10 @@ class _CalamineSource(_XlsxSource):
         pad = [""] * start[1]
         serials = self._serials
         errors = self._errors
+        rendered = self._rendered
         try:
             for number, values in enumerate(self._sheet.iter_rows(), start=1):
-                cells = [v if type(v) is str else render(v) for v in values]
+                cells = rendered(number, values, start[1])
                 if pad:
                     cells = pad + cells
                 if serials and number in serials:
@@ -338,6 +339,10 @@ class _CalamineSource(_XlsxSource):
                 yield number, cells, errors.get(number, _NO_ERRORS) if errors else _NO_ERRORS
         except Exception:
             raise self._damaged() from None
+
+    def _rendered(self, number: int, values: list[Any], first: int) -> list[str]:
+        """Row ``number``'s typed values as shown; ``first`` is the column of the first."""
+        return [v if type(v) is str else render(v) for v in values]
 
     def last_row(self) -> int | None:
         return self._sheet.height or None

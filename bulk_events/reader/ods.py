@@ -40,6 +40,10 @@ _MAX_MARKS = 100_000  # boolean/duration positions kept per sheet; more are not 
 MAX_ERRORS = 100_000
 
 
+# (row, column), both 0-based -> what a cell showing a formula error shows (#N/A, #DIV/0!).
+ShownErrors = dict[tuple[int, int], str]
+
+
 @dataclass
 class OdsSheet:
     rows: int = 0  # 1 + the last row (0-based) holding a value, 0 for an empty sheet
@@ -49,7 +53,7 @@ class OdsSheet:
     # (row, column) -> what the cell shows (#DIV/0!, or LibreOffice's Err:502): a formula error.
     # Never cut short, as the marks above may be: a row missing from here would be sent with
     # the cell empty. Past MAX_ERRORS of them ``too_many_errors`` is set instead.
-    errors: dict[tuple[int, int], str] = field(default_factory=dict)
+    errors: ShownErrors = field(default_factory=dict)
     too_many_errors: bool = False
 
 
