@@ -156,14 +156,13 @@ def empty(s: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
     """Which cells are ``""``, as ``s == ""`` says: for object columns (what :mod:`.schema`
     cleans cells into) numpy compares the array in one C loop, several times faster than pandas'
     comparison (0.24 against 1.5 ms for 20,000 cells). Other columns are pandas' to compare."""
-    if isinstance(s, pd.Series) and is_object_dtype(s.dtype):
-        try:
-            return pd.Series(s.to_numpy() == "", index=s.index, name=s.name)
-        except TypeError:  # pd.NA in it, whose truth is ambiguous: pandas handles it
-            pass
-    elif isinstance(s, pd.DataFrame) and all(is_object_dtype(dtype) for dtype in s.dtypes):
-        try:
-            return pd.DataFrame(s.to_numpy() == "", index=s.index, columns=s.columns)
-        except TypeError:
-            pass
-    return s == ""
+    dtypes = s.dtypes if isinstance(s, pd.DataFrame) else [s.dtype]
+    if not all(is_object_dtype(dtype) for dtype in dtypes):
+        return s == ""
+    try:
+        found = s.to_numpy() == ""
+    except TypeError:  # pd.NA in it, whose truth is ambiguous: pandas handles it
+        return s == ""
+    if isinstance(s, pd.DataFrame):
+        return pd.DataFrame(found, index=s.index, columns=s.columns)
+    return pd.Series(found, index=s.index, name=s.name)

@@ -93,10 +93,9 @@ def _finite_number(s: pd.Series) -> pd.Series:
     if not any(unsure):
         return shaped
     read = shaped & pd.Series(unsure, index=s.index)
-    values = pd.to_numeric(s[read], errors="coerce").astype(float)
-    return shaped & ~read | read & pd.Series(np.isfinite(values), index=values.index).reindex(
-        s.index, fill_value=False
-    )
+    finite = shaped.copy()
+    finite[read] = np.isfinite(pd.to_numeric(s[read], errors="coerce").astype(float).to_numpy())
+    return finite
 
 
 @dataclass
