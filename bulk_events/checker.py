@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import pickle
 import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from .payload import (
 from .schema import RowValidator
 
 SentAs = tuple[str | None, str | None, str | None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -257,11 +260,18 @@ class CheckerGone(RuntimeError):
 
 
 class CheckPool:
-    """:meth:`ChunkChecker.check` in one worker process, for files big enough to pay for
-    starting it (a second or so of imports, on the other core). Chunks go to it through a pipe
-    in input order, and :meth:`result` gives their results back in the same order.
+    """:meth:`ChunkChecker.check` in worker processes, for files big enough to pay for starting
+    one (a second or so of imports, on another core). Chunks go to the workers in turn, each
+    through a pipe, and each chunk's future gives its :class:`Checked`.
 
-    The worker is ``python -m bulk_events.checker``: a fresh interpreter that imports nothing of
+    The pool starts with one worker (or ``workers``). A caller kept waiting for result after result (checking
+    is then the slower part of the run: a dry run, a rerun of rows sent already) gets a second
+    one, which takes every other chunk from then on; a run busy sending never waits for its
+    checks, and keeps one. Two at most (:attr:`MOST`): the main process's own work per chunk
+    takes about three quarters of a worker's, so a third would only wait for it, and each
+    worker holds its own imports (about 85 MB) and chunks.
+
+    A worker is ``python -m bulk_events.checker``: a fresh interpreter that imports nothing of
     the caller's program (multiprocessing's spawn would run an unguarded script again), ignores
     Ctrl-C (the main process decides how a run stops) and ends when its input pipe closes, also
     when the main process dies.
@@ -271,10 +281,82 @@ class CheckPool:
     ...     checked = await pool.result(future)
     """
 
-    def __init__(self, checker: ChunkChecker) -> None:
+    MOST = 2
+    WAITING = 0.25  # the share of the time between two results spent waiting for the second
+
+    def __init__(self, checker: ChunkChecker, *, workers: int = 1) -> None:
+        self._checker = _pickled(checker)
+        self._workers = [_Worker(self._checker) for _ in range(max(1, workers))]
+        self._most = max(len(self._workers), min(self.MOST, _cores()))
+        self._turn = 0  # chunks submitted: the next one goes to worker _turn % len(_workers)
+        self._waits = 0  # results in a row that kept the caller waiting
+        self._last: float | None = None  # when the last result was handed over
+        self._closed = False
+
+    @property
+    def workers(self) -> int:
+        """How many worker processes the pool has."""
+        return len(self._workers)
+
+    def submit(self, chunk: pd.DataFrame) -> Future[Checked]:
+        """Send ``chunk`` to the next worker in turn; the future is its :class:`Checked`."""
+        worker = self._workers[self._turn % len(self._workers)]
+        self._turn += 1
+        return worker.submit(chunk)
+
+    async def result(self, future: Future[Checked]) -> Checked:
+        """The result of a chunk submitted here, once it is ready (see the class: a caller
+        that keeps waiting for results gets a second worker)."""
+        if future.done():
+            checked = future.result()
+            waited = 0.0
+        else:
+            started = time.monotonic()
+            checked = await asyncio.wrap_future(future)
+            waited = time.monotonic() - started
+        now = time.monotonic()
+        if self._last is not None:  # the first result waits for the worker's start-up
+            # Kept waiting for a good part of the time between two results: checking is the
+            # slower part of the run, for now. Twice in a row, and it is not a passing stall.
+            kept = waited > self.WAITING * (now - self._last)
+            self._waits = self._waits + 1 if kept else 0
+            if self._waits >= 2 and len(self._workers) < self._most:
+                self._grow()
+        self._last = now
+        return checked
+
+    def _grow(self) -> None:
+        self._waits = 0
+        if self._closed:
+            return
+        try:
+            self._workers.append(_Worker(self._checker))
+        except OSError as exc:  # no process to be had (a limit, memory): one worker it is
+            log.debug("no second checking process: %s", exc)
+            self._most = len(self._workers)
+            return
+        log.debug("checking chunks in %d processes from now", len(self._workers))
+
+    def close(self) -> None:
+        """Stop the workers: what they still have to do is dropped. Safe to call twice."""
+        self._closed = True
+        for worker in self._workers:
+            worker.close()
+
+    def __enter__(self) -> CheckPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Worker:
+    """One worker process of a :class:`CheckPool`, answering its chunks in the order sent."""
+
+    def __init__(self, checker: bytes) -> None:
         env = {**malloc.ENV, **os.environ}  # one malloc arena, unless the user chose otherwise
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self._proc = subprocess.Popen(
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "bulk_events.checker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -290,43 +372,37 @@ class CheckPool:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="check-send")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="check-receive")
         self._closed = False
-        self._writer.submit(self._send, _pickled(checker))
+        self._writer.submit(self._send, checker)
 
     def _send(self, data: bytes) -> None:
-        stdin = self._proc.stdin
+        stdin = self.proc.stdin
         assert stdin is not None
         _write(stdin, data)
 
     def _receive(self) -> Checked:
-        stdout = self._proc.stdout
+        stdout = self.proc.stdout
         assert stdout is not None
         answer = _read(stdout)
         if answer is None:
-            raise CheckerGone(f"the checking process ended (exit code {self._proc.wait()})")
+            raise CheckerGone(f"the checking process ended (exit code {self.proc.wait()})")
         if isinstance(answer, BaseException):
             raise answer
         assert isinstance(answer, Checked)
         return answer
 
     def submit(self, chunk: pd.DataFrame) -> Future[Checked]:
-        """Send ``chunk`` to the worker; the future is its :class:`Checked`."""
         # Pickled here, so that a chunk that cannot be sent fails at once; a worker that is
         # gone fails the send and, with the end of its output, every result still awaited.
         self._writer.submit(self._send, _pickled((chunk, dict(chunk.attrs))))
         return self._reader.submit(self._receive)
 
-    @staticmethod
-    async def result(future: Future[Checked]) -> Checked:
-        return await asyncio.wrap_future(future)
-
     def close(self) -> None:
-        """Stop the worker: what it still has to do is dropped. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         self._writer.shutdown(wait=False, cancel_futures=True)
         self._reader.shutdown(wait=False, cancel_futures=True)
-        proc = self._proc
+        proc = self.proc
         if proc.poll() is None:
             proc.kill()  # it keeps nothing: what it was checking is not wanted any more
             proc.wait()
@@ -334,12 +410,6 @@ class CheckPool:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
-
-    def __enter__(self) -> CheckPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 _LENGTH = struct.Struct("!Q")

@@ -87,9 +87,6 @@ class _Chunk:
 log = logging.getLogger(__name__)
 EmitMany = Callable[[Sequence[Outcome]], None]  # many rows decided at once, in order
 Work = tuple[_Chunk, int, Job]  # what the work queue carries: no back-pointer in the job
-CHECKS_AHEAD = 1  # chunks checked in the pool ahead of the one triaged: the worker's checking
-# and this process's own work per chunk take about as long, so one keeps both busy; each more
-# holds another chunk, its pickle and its result in memory
 
 
 async def pump(
@@ -114,7 +111,7 @@ async def pump(
     Without a deliverer (a dry run) every row that would be sent is ``valid``, and the first
     ``sample_limit`` bodies go to ``samples``. ``errors`` (an errors file) gets the same rows as
     the report; the report's "sent as" cells come from the triage (its ``sent_event``). With a
-    ``pool`` each chunk is checked in its worker process, a chunk ahead of the one triaged here.
+    ``pool`` each chunk is checked in a worker process, ahead of the one triaged here.
     ``emit_many`` takes the rows of a chunk decided at once, instead of one ``Progress`` each.
     """
     jobs: asyncio.Queue[Work | None] = asyncio.Queue(maxsize=max(2 * concurrency, 64))
@@ -138,8 +135,9 @@ async def pump(
         try:
             checked = None
             if checking is not None:
+                assert pool is not None
                 try:
-                    checked = await asyncio.wrap_future(checking)
+                    checked = await pool.result(checking)
                 except CheckerGone as exc:  # this chunk and the rest are checked here
                     log.debug("checking chunks in this process from now: %s", exc)
                     use_pool = False
@@ -201,9 +199,10 @@ async def pump(
             else:
                 await jobs.put((work, i, job))
 
-    # Chunks read but not yet triaged, each with its check in the pool: a few ahead at most.
+    # Chunks read but not yet triaged, each with its check in the pool: one ahead per worker
+    # process keeps each busy while this process triages; each more would hold another chunk,
+    # its pickle and its result in memory.
     ahead: deque[tuple[pd.DataFrame, Future[Checked] | None]] = deque()
-    depth = CHECKS_AHEAD if pool is not None else 0
 
     async def produce() -> None:
         iterator: Iterator[pd.DataFrame] = table.chunks(chunk_rows)
@@ -244,6 +243,7 @@ async def pump(
                         stopper.internal_failed(exc, "while checking rows")
                         ahead.append((chunk, None))
                 # In input order; a chunk that is not being checked elsewhere is settled now.
+                depth = 0 if pool is None else pool.workers
                 while ahead and (len(ahead) > depth or ahead[-1][1] is None):
                     await settle(*ahead.popleft())
             while ahead:

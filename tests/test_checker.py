@@ -16,7 +16,7 @@ from conftest import write_csv
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulk_events.checker import CheckPool, ChunkChecker
+from bulk_events.checker import CheckerGone, CheckPool, ChunkChecker
 from bulk_events.events import Progress
 from bulk_events.importer import Import, run_sync
 from bulk_events.layout import plan_columns
@@ -73,8 +73,17 @@ def _run(path: Path, report: Path, parallel: bool, **settings: Any) -> tuple[Any
     ],
     ids=["plain", "duplicates", "key", "event-column"],
 )
-def test_worker_process_decides_every_row_as_the_main_process(tmp_path, settings):
-    """Reports (byte for byte), counts, reasons and sample bodies agree, chunk after chunk."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_process_decides_every_row_as_the_main_process(
+    tmp_path, settings, workers, monkeypatch
+):
+    """Reports (byte for byte), counts, reasons and sample bodies agree, chunk after chunk,
+    with one worker process or two taking the chunks in turn."""
+    import functools
+
+    from bulk_events import importer
+
+    monkeypatch.setattr(importer, "CheckPool", functools.partial(CheckPool, workers=workers))
     path = write_csv(tmp_path / "c.csv", _rows(700))
     here, here_samples = _run(path, tmp_path / "here.csv", False, **settings)
     there, there_samples = _run(path, tmp_path / "there.csv", True, **settings)
@@ -111,8 +120,56 @@ async def test_pool_answers_in_order_and_its_process_ends_on_close():
     assert results[0].bodies[0] == {"email": "a@b.co", "name": "A"}
     assert results[0].keys == checker.check(chunk).keys
     assert 3 in results[0].errors and results[0].sent_as[2] == ("c@d.co", None, "e")
-    assert pool._proc.returncode is not None
+    assert all(w.proc.returncode is not None for w in pool._workers)
     pool.close()  # twice is fine
+
+
+async def test_a_caller_kept_waiting_gets_a_second_worker(monkeypatch):
+    """Awaiting each result as soon as its chunk is sent (checking is the slow part): after the
+    first result and two more, the pool has two workers; chunks then go to them in turn and
+    every result is still the one of its own chunk, in order."""
+    from bulk_events import checker as module
+
+    monkeypatch.setattr(module, "_cores", lambda: 4)
+    checker, chunk = _checker()
+    before = _children()
+    with CheckPool(checker) as pool:
+        sizes = []
+        for k in range(8):
+            part = chunk.iloc[k % 3 :]
+            sizes.append(len((await pool.result(pool.submit(part))).bodies))
+        grown = pool.workers
+        assert len(_children() - before) == 2
+        # In turn: with the first worker gone, every other chunk fails, the others are checked.
+        first = pool._workers[0].proc
+        first.kill()
+        first.wait()
+        answers = []
+        for future in [pool.submit(chunk) for _ in range(4)]:
+            try:
+                answers.append(len((await pool.result(future)).bodies))
+            except CheckerGone:
+                answers.append(None)
+    assert grown == 2 == CheckPool.MOST
+    assert sizes == [3 - k % 3 for k in range(8)]
+    assert answers in ([None, 3, None, 3], [3, None, 3, None])
+    assert _children() <= before
+
+
+async def test_a_caller_never_kept_waiting_keeps_one_worker(monkeypatch):
+    """Results that are ready when asked for (the run is busy sending): no second process."""
+    import concurrent.futures
+
+    from bulk_events import checker as module
+
+    monkeypatch.setattr(module, "_cores", lambda: 4)
+    checker, chunk = _checker()
+    with CheckPool(checker) as pool:
+        for _ in range(8):
+            future = pool.submit(chunk)
+            concurrent.futures.wait([future])
+            assert len((await pool.result(future)).bodies) == 3
+        assert pool.workers == 1
 
 
 async def test_a_bug_in_the_worker_fails_that_chunk_with_its_reason():
