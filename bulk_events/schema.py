@@ -36,7 +36,14 @@ from .cells import (
 )
 from .layout import ColumnPlan, Layout
 from .phones import country_code, looks_national, to_international
-from .values import NUMBER_PATTERN, by_distinct_value, parse_booleans, parse_dates, parse_numbers
+from .values import (
+    NUMBER_PATTERN,
+    Remembered,
+    by_distinct_value,
+    parse_booleans,
+    parse_dates,
+    parse_numbers,
+)
 
 # --- the pandera schema -------------------------------------------------------------------------
 
@@ -165,6 +172,9 @@ class RowValidator:
         self.default_automation_id = default_automation_id
         self.default_country = default_country
         self._parsed: dict[str, tuple[pd.Series, pd.Series]] = {}
+        # Dates and numbers repeat down a file: each distinct one is read once (see Remembered).
+        self._read_dates = Remembered(lambda d: parse_dates(d, self.date_format))
+        self._read_numbers = Remembered(lambda n: parse_numbers(n, self.decimal_comma))
         # Per chunk: column source -> one reason per row ("" where the cell is fine).
         self._reasons: dict[str, pd.Series] = {}
         self._converted: pd.Series | None = None  # phones read with a known country
@@ -293,7 +303,7 @@ class RowValidator:
         parsed = self._parsed.get(str(s.name))
         if parsed is not None and parsed[0].index.equals(s.index):
             return parsed
-        return by_distinct_value(s, lambda d: parse_dates(d, self.date_format))
+        return self._read_dates(s)
 
     def international_phones(self, s: pd.Series) -> pd.Series:
         """Phones turned into E.164 (``+380501234567``) with the default country; invalid ones NA."""
@@ -377,7 +387,7 @@ class RowValidator:
             elif c.role == "phone":
                 s = self._phones(chunk, s)
             elif c.type in ("number", "integer"):
-                s, reasons = by_distinct_value(s, lambda n: parse_numbers(n, self.decimal_comma))
+                s, reasons = self._read_numbers(s)
                 self._reasons[c.source] = reasons
             cleaned[c.source] = s
         frame = pd.DataFrame(cleaned, index=chunk.index) if cleaned else pd.DataFrame(index=chunk.index)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Generic, TypeVar
 
+import numpy as np
 import pandas as pd
 
 from .cells import empty
@@ -38,6 +39,62 @@ def by_distinct_value(s: pd.Series, parse: Callable[[pd.Series], _Parsed]) -> _P
     if isinstance(result, tuple):
         return tuple(spread(r) for r in result)  # type: ignore[return-value]
     return spread(result)
+
+
+class Remembered(Generic[_Parsed]):
+    """An element-wise parser (as for :func:`by_distinct_value`) that remembers its results for
+    the values of earlier chunks: a file's dates repeat from chunk to chunk as well as within
+    one (a million rows of signup dates hold a few thousand distinct ones), so each is parsed
+    once per file, not once per chunk. Only values new to it are parsed.
+
+    The parser's answer for a value never depends on the other values, so a chunk is read the
+    same whatever came before it. At most :attr:`LIMIT` values are kept: past that the memory
+    starts afresh.
+    """
+
+    LIMIT = 65_536
+
+    def __init__(self, parse: Callable[[pd.Series], _Parsed]) -> None:
+        self.parse: Callable[[pd.Series], _Parsed] = parse
+        self._known: pd.Index | None = None  # the values seen, each once
+        self._results: list[pd.Series] = []  # per part of the result: one entry per known value
+        self._tuple = False
+
+    def __call__(self, s: pd.Series) -> _Parsed:
+        if len(s) < 2:
+            return self.parse(s)
+        codes, uniques = pd.factorize(s.array, use_na_sentinel=False)
+        at = None if self._known is None else self._known.get_indexer(uniques)
+        new = np.ones(len(uniques), dtype=bool) if at is None else at < 0
+        if new.any():
+            afresh = self._known is None or len(self._known) + new.sum() > self.LIMIT
+            learnt = uniques if afresh else uniques[new]
+            self._learn(pd.Series(learnt, dtype=s.dtype, name=s.name), afresh)
+            assert self._known is not None
+            at = self._known.get_indexer(uniques)
+        assert at is not None
+        rows = at[codes]
+        parts = [
+            pd.Series(r.array.take(rows), index=s.index, dtype=r.dtype, name=r.name)
+            for r in self._results
+        ]
+        return tuple(parts) if self._tuple else parts[0]  # type: ignore[return-value]
+
+    def _learn(self, values: pd.Series, afresh: bool) -> None:
+        """Parse ``values`` (new to it, distinct) and keep their results; ``afresh``: instead
+        of those kept so far."""
+        result = self.parse(values)
+        self._tuple = isinstance(result, tuple)
+        made: list[pd.Series] = list(result) if isinstance(result, tuple) else [result]
+        parts = [p.reset_index(drop=True) for p in made]
+        if afresh or self._known is None:
+            self._known, self._results = pd.Index(values.array, dtype=values.dtype), parts
+            return
+        self._known = self._known.append(pd.Index(values.array, dtype=values.dtype))
+        self._results = [
+            pd.concat([old, p], ignore_index=True)
+            for old, p in zip(self._results, parts, strict=True)
+        ]
 
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "да", "так", "истина", "t"})

@@ -293,6 +293,60 @@ def test_parsing_per_distinct_value_equals_parsing_every_value(values, decimal_c
     pd.testing.assert_series_equal(by_distinct_value(s, parse_booleans), parse_booleans(s))
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(_TYPED), max_size=30), min_size=1, max_size=6),
+    st.sampled_from([3, 10, 65_536]),
+)
+def test_remembered_results_equal_parsing_each_chunk_afresh(chunks, limit):
+    """Chunk after chunk through one Remembered parser (its memory starting afresh at
+    ``limit`` values, or not): every chunk reads as it does parsed on its own."""
+    from bulk_events.values import Remembered
+
+    parsers = {
+        "dates": lambda x: parse_dates(x, None),
+        "dates with a format": lambda x: parse_dates(x, "%d/%m/%Y"),
+        "numbers": lambda x: parse_numbers(x, False),
+        "booleans": parse_booleans,
+    }
+    for name, parse in parsers.items():
+        remembered = Remembered(parse)
+        remembered.LIMIT = limit
+        start = 2
+        for values in chunks:
+            s = pd.Series(values, index=range(start, start + len(values)), dtype=object, name="c")
+            start += len(values)
+            want, got = parse(s), remembered(s)
+            if not isinstance(want, tuple):
+                want, got = (want,), (got,)
+            assert len(got) == len(want), name
+            for w, g in zip(want, got, strict=True):
+                pd.testing.assert_series_equal(g, w, check_dtype=True, obj=name)
+
+
+def test_remembered_values_are_bounded_and_parsed_once():
+    """Only values new to it are parsed; past its limit it keeps the latest chunk's alone."""
+    from bulk_events.values import Remembered
+
+    seen: list[list[str]] = []
+
+    def parse(s: pd.Series) -> pd.Series:
+        seen.append(s.tolist())
+        return parse_booleans(s)
+
+    remembered = Remembered(parse)
+    remembered.LIMIT = 4
+    first = remembered(pd.Series(["yes", "no", "yes", "да"], dtype=object))
+    again = remembered(pd.Series(["no", "да", "no"], index=[7, 8, 9], dtype=object))
+    assert seen == [["yes", "no", "да"]]  # the second chunk held nothing new
+    assert first.tolist() == [True, False, True, True] and again.index.tolist() == [7, 8, 9]
+    remembered(pd.Series(["maybe", "TRUE", "no"], dtype=object))  # 3 + 2 new > 4: afresh
+    assert seen[1] == ["maybe", "TRUE", "no"]
+    assert sorted(remembered._known) == ["TRUE", "maybe", "no"]
+    assert remembered(pd.Series(["yes", "yes"], dtype=object)).tolist() == [True, True]
+    assert seen[2] == ["yes"]
+
+
 _CELLS = st.one_of(
     st.just(""), st.just(" "), st.text(max_size=3), st.just(float("nan")), st.none(), st.just(pd.NA)
 )
