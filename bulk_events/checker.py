@@ -264,12 +264,12 @@ class CheckPool:
     one (a second or so of imports, on another core). Chunks go to the workers in turn, each
     through a pipe, and each chunk's future gives its :class:`Checked`.
 
-    The pool starts with one worker (or ``workers``). A caller kept waiting for result after result (checking
-    is then the slower part of the run: a dry run, a rerun of rows sent already) gets a second
-    one, which takes every other chunk from then on; a run busy sending never waits for its
-    checks, and keeps one. Two at most (:attr:`MOST`): the main process's own work per chunk
-    takes about three quarters of a worker's, so a third would only wait for it, and each
-    worker holds its own imports (about 85 MB) and chunks.
+    The pool starts with one worker (or ``workers``). A caller kept waiting for result after
+    result (checking is then the slower part of the run, as in a dry run) gets a second one,
+    which takes every other chunk from then on. A run busy sending, or looking its rows up in a
+    large journal, finds its checks ready and keeps one. Two at most (:attr:`MOST`): the main
+    process's own work per chunk takes about three quarters of a worker's, so a third would
+    only wait for it, and each worker holds its own imports (about 85 MB) and chunks.
 
     A worker is ``python -m bulk_events.checker``: a fresh interpreter that imports nothing of
     the caller's program (multiprocessing's spawn would run an unguarded script again), ignores
