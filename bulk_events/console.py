@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["Renderer", "notes", "summary"]
 
 _STATUS_ORDER = [s.value for s in Status]
+_PENDING, _SENT, _FAILED, _UNKNOWN = Status.PENDING, Status.SENT, Status.FAILED, Status.UNKNOWN
+DRAW_EVERY = 0.05  # seconds between moves of the progress bar (tqdm redraws at most every 0.1)
 
 
 class _BarStream:
@@ -51,6 +54,8 @@ class Renderer:
         self.announced = False
         self._bar: Any = None
         self._counts: dict[str, int] = dict.fromkeys(("sent", "failed", "unknown"), 0)
+        self._unshown = 0  # rows decided since the bar was last moved
+        self._next_draw = 0.0  # when the bar is moved next (time.monotonic)
         self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
 
     def say(self, message: str) -> None:
@@ -66,12 +71,18 @@ class Renderer:
         if isinstance(event, Progress):
             # A pending row was never attempted: the bar does not count it, so after Ctrl-C
             # it stays where the run stopped instead of running to the end of the file.
-            if self._bar is not None and event.outcome.status is not Status.PENDING:
-                status = event.outcome.status.value
-                if status in self._counts:
-                    self._counts[status] += 1
-                    self._bar.set_postfix(self._counts, refresh=False)
-                self._bar.update(1)
+            status = event.outcome.status
+            if self._bar is not None and status is not _PENDING:
+                if status is _SENT or status is _FAILED or status is _UNKNOWN:
+                    self._counts[status.value] += 1
+                # Moved a few times a second, not once a row: a dry run decides tens of
+                # thousands of rows a second, and the bar's own work per row would cost the
+                # run a few percent of its time.
+                self._unshown += 1
+                now = time.monotonic()
+                if now >= self._next_draw:
+                    self._next_draw = now + DRAW_EVERY
+                    self._move_bar()
         elif isinstance(event, Detected):
             if self.progress:
                 click.echo(
@@ -119,12 +130,18 @@ class Renderer:
                 if isinstance(handler, logging.StreamHandler):
                     self._handlers.append((handler, handler.setStream(stream)))
 
+    def _move_bar(self) -> None:
+        self._bar.set_postfix(self._counts, refresh=False)
+        self._bar.update(self._unshown)
+        self._unshown = 0
+
     def close(self, complete: bool = False) -> None:
         """Put the log handlers back and close the bar (``complete``: at the end of the file)."""
         for handler, stream in self._handlers:
             handler.setStream(stream)
         self._handlers.clear()
         if self._bar is not None:
+            self._move_bar()  # the rows decided since it last moved
             if complete:
                 self._bar.total = self._bar.n  # the estimate counted blank rows too
             self._bar.refresh()
