@@ -48,8 +48,11 @@ class Remembered(Generic[_Parsed]):
     once per file, not once per chunk. Only values new to it are parsed.
 
     The parser's answer for a value never depends on the other values, so a chunk is read the
-    same whatever came before it. At most :attr:`LIMIT` values are kept: past that the memory
-    starts afresh.
+    same whatever came before it. Only text is remembered: a column holding anything else (a
+    missing value, a number) is parsed as :func:`by_distinct_value` does, since 1, 1.0 and True
+    look alike to an index, and a missing value finds nothing in one. Past :attr:`LIMIT` values
+    the memory starts afresh with the chunk at hand (so it holds at most LIMIT values, or one
+    chunk's distinct values if there are more).
     """
 
     LIMIT = 65_536
@@ -59,11 +62,14 @@ class Remembered(Generic[_Parsed]):
         self._known: pd.Index | None = None  # the values seen, each once
         self._results: list[pd.Series] = []  # per part of the result: one entry per known value
         self._tuple = False
+        self._named: list[bool] = []  # per part: it carries the name of the column parsed
 
     def __call__(self, s: pd.Series) -> _Parsed:
         if len(s) < 2:
             return self.parse(s)
         codes, uniques = pd.factorize(s.array, use_na_sentinel=False)
+        if not all(type(u) is str for u in uniques.tolist()):
+            return by_distinct_value(s, self.parse)
         at = None if self._known is None else self._known.get_indexer(uniques)
         new = np.ones(len(uniques), dtype=bool) if at is None else at < 0
         if new.any():
@@ -75,8 +81,10 @@ class Remembered(Generic[_Parsed]):
         assert at is not None
         rows = at[codes]
         parts = [
-            pd.Series(r.array.take(rows), index=s.index, dtype=r.dtype, name=r.name)
-            for r in self._results
+            pd.Series(
+                r.array.take(rows), index=s.index, dtype=r.dtype, name=s.name if n else r.name
+            )
+            for r, n in zip(self._results, self._named, strict=True)
         ]
         return tuple(parts) if self._tuple else parts[0]  # type: ignore[return-value]
 
@@ -87,6 +95,7 @@ class Remembered(Generic[_Parsed]):
         self._tuple = isinstance(result, tuple)
         made: list[pd.Series] = list(result) if isinstance(result, tuple) else [result]
         parts = [p.reset_index(drop=True) for p in made]
+        self._named = [p.name is not None and p.name == values.name for p in made]
         if afresh or self._known is None:
             self._known, self._results = pd.Index(values.array, dtype=values.dtype), parts
             return
