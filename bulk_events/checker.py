@@ -64,8 +64,10 @@ class Checked:
 
 
 class ChunkChecker:
-    """Validates a chunk, builds its bodies and keys them; no state carries from one chunk to
-    the next, so chunks may be checked in any process, in any order.
+    """Validates a chunk, builds its bodies and keys them; nothing carried from one chunk to
+    the next changes a result (the validator remembers parsed dates and numbers, see
+    :class:`~bulk_events.values.Remembered`), so chunks may be checked in any process, in any
+    order.
 
     ``identity_of`` (one destination per event, with --event-column) stays in the process that
     made the checker: a checker sent to another process leaves the keys to its caller.
@@ -340,8 +342,14 @@ class CheckPool:
     def close(self) -> None:
         """Stop the workers: what they still have to do is dropped. Safe to call twice."""
         self._closed = True
-        for worker in self._workers:
-            worker.close()
+        failed: list[Exception] = []
+        for worker in self._workers:  # one that fails to stop leaves none of the rest running
+            try:
+                worker.close()
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
     def __enter__(self) -> CheckPool:
         return self

@@ -63,6 +63,8 @@ class Renderer:
         if self._bar is not None:
             from tqdm import tqdm
 
+            self._move_bar()  # a message often means a wait: the bar shows every row till now
+
             tqdm.write(message, file=sys.stderr)
         else:
             click.echo(message, err=True)

@@ -7,6 +7,7 @@ import fcntl
 import os
 import pty
 import re
+import select
 import struct
 import subprocess
 import sys
@@ -41,16 +42,24 @@ def _in_terminal(args: list[str], cwd: Path, timeout: float = 120) -> tuple[int,
     os.close(follower)
     out = bytearray()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data = os.read(leader, 65536)
-        except OSError:  # the other side is closed: the process has ended
-            break
-        if not data:
-            break
-        out += data
-    os.close(leader)
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([leader], [], [], left)
+            if not ready:
+                break
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the other side is closed: the process has ended
+                break
+            if not data:
+                break
+            out += data
+    finally:
+        os.close(leader)
+        if proc.poll() is None and time.monotonic() >= deadline:
+            proc.kill()
     code = proc.wait(timeout=30)
+    assert time.monotonic() < deadline, f"still running after {timeout} s:\n{out.decode()}"
     return code, out.decode("utf-8", "replace")
 
 
