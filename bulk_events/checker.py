@@ -297,25 +297,32 @@ class CheckPool:
 
     @property
     def workers(self) -> int:
-        """How many worker processes the pool has."""
-        return len(self._workers)
+        """How many worker processes the pool has that have not ended."""
+        return sum(not w.gone for w in self._workers)
 
     def submit(self, chunk: pd.DataFrame) -> Future[Checked]:
-        """Send ``chunk`` to the next worker in turn; the future is its :class:`Checked`."""
-        worker = self._workers[self._turn % len(self._workers)]
+        """Send ``chunk`` to the next worker in turn, passing over any whose process ended
+        (one that ended unnoticed yet fails the chunk with :class:`CheckerGone`); the future
+        is its :class:`Checked`."""
+        live = [w for w in self._workers if not w.gone] or self._workers
+        worker = live[self._turn % len(live)]
         self._turn += 1
         return worker.submit(chunk)
 
     async def result(self, future: Future[Checked]) -> Checked:
         """The result of a chunk submitted here, once it is ready (see the class: a caller
         that keeps waiting for results gets a second worker)."""
-        if future.done():
-            checked = future.result()
-            waited = 0.0
-        else:
-            started = time.monotonic()
-            checked = await asyncio.wrap_future(future)
-            waited = time.monotonic() - started
+        try:
+            if future.done():
+                checked = future.result()
+                waited = 0.0
+            else:
+                started = time.monotonic()
+                checked = await asyncio.wrap_future(future)
+                waited = time.monotonic() - started
+        except CheckerGone:
+            self._most = 0  # a process was lost (perhaps to the memory limit): none is added
+            raise
         now = time.monotonic()
         if self._last is not None:  # the first result waits for the worker's start-up
             # Kept waiting for a good part of the time between two results: checking is the
@@ -380,6 +387,7 @@ class _Worker:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="check-send")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="check-receive")
         self._closed = False
+        self.gone = False  # its process ended: what was sent to it comes back as CheckerGone
         self._writer.submit(self._send, checker)
 
     def _send(self, data: bytes) -> None:
@@ -392,6 +400,7 @@ class _Worker:
         assert stdout is not None
         answer = _read(stdout)
         if answer is None:
+            self.gone = True
             raise CheckerGone(f"the checking process ended (exit code {self.proc.wait()})")
         if isinstance(answer, BaseException):
             raise answer

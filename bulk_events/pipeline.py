@@ -138,9 +138,16 @@ async def pump(
                 assert pool is not None
                 try:
                     checked = await pool.result(checking)
-                except CheckerGone as exc:  # this chunk and the rest are checked here
-                    log.debug("checking chunks in this process from now: %s", exc)
-                    use_pool = False
+                except CheckerGone as exc:  # this chunk is checked here, and so are the
+                    # rest once no worker process is left
+                    use_pool = pool.workers > 0
+                    log.debug(
+                        "%s; %s",
+                        exc,
+                        "the other checking process goes on"
+                        if use_pool
+                        else "checking chunks in this process from now",
+                    )
             if checked is None:
                 prepared = await asyncio.to_thread(triage.prepare, chunk)
             else:

@@ -150,9 +150,13 @@ async def test_a_caller_kept_waiting_gets_a_second_worker(monkeypatch):
                 answers.append(len((await pool.result(future)).bodies))
             except CheckerGone:
                 answers.append(None)
+        # Once it is known to be gone, every chunk goes to the worker left.
+        left = pool.workers
+        after = [len((await pool.result(pool.submit(chunk))).bodies) for _ in range(3)]
     assert grown == 2 == CheckPool.MOST
     assert sizes == [3 - k % 3 for k in range(8)]
     assert answers in ([None, 3, None, 3], [3, None, 3, None])
+    assert left == 1 and after == [3, 3, 3]
     assert _children() <= before
 
 
@@ -296,3 +300,42 @@ def test_a_worker_killed_mid_run_leaves_its_chunks_to_the_main_process(tmp_path)
     assert killed
     assert (tmp_path / "there.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
     assert result.exit_code == 1 and not result.stopped
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux /proc")
+def test_one_of_two_workers_killed_leaves_the_other_checking(tmp_path, monkeypatch, caplog):
+    """One of two worker processes dies mid-run: its chunks are checked here, the other worker
+    goes on with the rest, and the report is the one a run without workers writes."""
+    import functools
+    import logging
+
+    from bulk_events import importer
+
+    monkeypatch.setattr(importer, "CheckPool", functools.partial(CheckPool, workers=2))
+    caplog.set_level(logging.DEBUG, logger="bulk_events.pipeline")
+    path = write_csv(tmp_path / "c.csv", _rows(1500))
+    _run(path, tmp_path / "here.csv", False, event="e")
+    before = _children()
+    killed: list[int] = []
+
+    def kill_one(event: Any) -> None:
+        if isinstance(event, Progress) and not killed:
+            pid = min(_children() - before)
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    run = _import(
+        path,
+        tmp_path / "there.csv",
+        True,
+        on_event=kill_one,
+        event="e",
+        types={"Date": "date", "Amount": "number"},
+    )
+    result = run_sync(run.run())
+    assert killed
+    assert (tmp_path / "there.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
+    assert result.exit_code == 1 and not result.stopped
+    said = [r.getMessage() for r in caplog.records if r.name == "bulk_events.pipeline"]
+    assert any("the other checking process goes on" in m for m in said), said
+    assert not any("checking chunks in this process from now" in m for m in said), said
