@@ -273,18 +273,17 @@ def test_plain_email_lengths_stay_within_the_full_pattern(labels, local, tld):
         assert max(labels) > 63 or re.fullmatch(PLAIN_EMAIL_PATTERN, text)
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux /proc")
-def test_a_worker_killed_mid_run_leaves_its_chunks_to_the_main_process(tmp_path):
-    """The worker process dies (the OOM killer, an operator): the run checks the chunks itself
-    from then on, and the report is the one a run without a worker writes."""
+def _run_killing(tmp_path: Path, choose: Any) -> list[int]:
+    """A parallel dry run that kills the worker processes ``choose(pids)`` picks as its first
+    row is decided; the report must be the one a run without workers writes. The pids killed."""
     path = write_csv(tmp_path / "c.csv", _rows(1500))
     _run(path, tmp_path / "here.csv", False, event="e")
     before = _children()
     killed: list[int] = []
 
-    def kill_worker(event: Any) -> None:
+    def kill(event: Any) -> None:
         if isinstance(event, Progress) and not killed:
-            for pid in _children() - before:
+            for pid in choose(_children() - before):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
@@ -292,14 +291,21 @@ def test_a_worker_killed_mid_run_leaves_its_chunks_to_the_main_process(tmp_path)
         path,
         tmp_path / "there.csv",
         True,
-        on_event=kill_worker,
+        on_event=kill,
         event="e",
         types={"Date": "date", "Amount": "number"},
     )
     result = run_sync(run.run())
-    assert killed
     assert (tmp_path / "there.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
     assert result.exit_code == 1 and not result.stopped
+    return killed
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux /proc")
+def test_a_worker_killed_mid_run_leaves_its_chunks_to_the_main_process(tmp_path):
+    """The worker process dies (the OOM killer, an operator): the run checks the chunks itself
+    from then on, and the report is the one a run without a worker writes."""
+    assert _run_killing(tmp_path, sorted)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="Linux /proc")
@@ -313,29 +319,7 @@ def test_one_of_two_workers_killed_leaves_the_other_checking(tmp_path, monkeypat
 
     monkeypatch.setattr(importer, "CheckPool", functools.partial(CheckPool, workers=2))
     caplog.set_level(logging.DEBUG, logger="bulk_events.pipeline")
-    path = write_csv(tmp_path / "c.csv", _rows(1500))
-    _run(path, tmp_path / "here.csv", False, event="e")
-    before = _children()
-    killed: list[int] = []
-
-    def kill_one(event: Any) -> None:
-        if isinstance(event, Progress) and not killed:
-            pid = min(_children() - before)
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    run = _import(
-        path,
-        tmp_path / "there.csv",
-        True,
-        on_event=kill_one,
-        event="e",
-        types={"Date": "date", "Amount": "number"},
-    )
-    result = run_sync(run.run())
-    assert killed
-    assert (tmp_path / "there.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
-    assert result.exit_code == 1 and not result.stopped
+    assert len(_run_killing(tmp_path, lambda pids: [min(pids)])) == 1
     said = [r.getMessage() for r in caplog.records if r.name == "bulk_events.pipeline"]
     assert any("the other checking process goes on" in m for m in said), said
     assert not any("checking chunks in this process from now" in m for m in said), said
