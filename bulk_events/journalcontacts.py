@@ -6,28 +6,17 @@ changed columns named (:mod:`bulk_events.keys` computes the contacts and digests
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
 
-from .journaldb import CHUNK, row_batches, statement_rows, table_names
+from .journaldb import CHUNK, JournalPart, row_batches, statement_rows, table_names
 
 __all__ = ["ContactHistory"]
 
 _CONTACTS_PER_STATEMENT = 256
 
 
-class ContactHistory:
+class ContactHistory(JournalPart):
     """The contacts part of :class:`~bulk_events.journal.Journal`."""
-
-    if TYPE_CHECKING:
-
-        def _reading(self) -> AbstractContextManager[sqlite3.Connection | None]: ...
-        def _writing(
-            self, what: str, *, statements: int = 2
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _rows_per_statement(self, fields: int, most: int) -> int: ...
 
     def remember_contacts(self, items: Sequence[tuple[bytes, bytes, bytes]]) -> None:
         """Record ``(event key, contact, digests)`` for events about to be sent."""

@@ -13,7 +13,9 @@ import re
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bulk_events.errors import BulkEventsError, FileFormatError
 
@@ -22,6 +24,7 @@ __all__ = [
     "READABLE_FROM",
     "SCHEMA_VERSION",
     "JournalDamaged",
+    "JournalPart",
     "check_schema",
     "connect",
     "migrate",
@@ -235,6 +238,19 @@ def translate_errors(
         raise error(f"{what} {path}: {exc}") from exc
     except OSError as exc:
         raise error(f"{what} {path}: {exc.strerror or exc}") from exc
+
+
+class JournalPart:
+    """What the parts of :class:`~bulk_events.journal.Journal` (its events, runs and contact
+    history, each in a module of its own) use of the journal, which defines all of it."""
+
+    if TYPE_CHECKING:
+
+        def _reading(self) -> AbstractContextManager[sqlite3.Connection | None]: ...
+        def _writing(
+            self, what: str, *, statements: int = 2
+        ) -> AbstractContextManager[sqlite3.Connection]: ...
+        def _rows_per_statement(self, fields: int, most: int) -> int: ...
 
 
 class JournalDamaged(FileFormatError):

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
-from .journaldb import CHUNK, row_batches, statement_rows, utc_now
+from .journaldb import CHUNK, JournalPart, row_batches, statement_rows, utc_now
 
 __all__ = ["STATES", "Entry", "EventRecords", "Mark", "State"]
 
@@ -102,16 +100,8 @@ class Mark:
     sent_at: str | None = None
 
 
-class EventRecords:
+class EventRecords(JournalPart):
     """The events part of :class:`~bulk_events.journal.Journal`."""
-
-    if TYPE_CHECKING:
-
-        def _reading(self) -> AbstractContextManager[sqlite3.Connection | None]: ...
-        def _writing(
-            self, what: str, *, statements: int = 2
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _rows_per_statement(self, fields: int, most: int) -> int: ...
 
     def lookup(self, keys: Sequence[bytes]) -> dict[bytes, Entry]:
         """What the journal knows about ``keys``; keys it has never seen are absent."""

@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
 
-from .journaldb import table_names, utc_now
+from .journaldb import JournalPart, table_names, utc_now
 
 __all__ = ["RunRecords"]
 
 
-class RunRecords:
+class RunRecords(JournalPart):
     """The runs part of :class:`~bulk_events.journal.Journal`."""
-
-    if TYPE_CHECKING:
-
-        def _reading(self) -> AbstractContextManager[sqlite3.Connection | None]: ...
-        def _writing(self, what: str) -> AbstractContextManager[sqlite3.Connection]: ...
 
     def start_run(self, *, input: str, target: str, argv_summary: str = "") -> int:
         """Record the start of a run and return its id.
