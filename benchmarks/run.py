@@ -16,7 +16,8 @@ Scenarios (names for ``--only``):
   scale        the scale table: time and peak RSS of dry runs at 200k, 1M and 5M rows
   rerun        a real rerun of a 200k- and a 5M-row file whose every row the journal has sent:
                look-ups at full speed (time per row) and flat memory
-  overhead     the 1M-row dry run vs bare ``pd.read_csv(dtype=str)`` + a vectorised pandera schema
+  overhead     the 1M-row dry run vs bare ``pd.read_csv(dtype=str)`` + a vectorised pandera schema,
+               in interleaved rounds (three; one with --quick), judged on the median ratio
   excel        dry runs of a 100k-row .xlsx, .ods and a 65,535-row .xls (the format's limit) vs
                openpyxl read-only, pandas read_excel(engine="odf") and xlrd; bare calamine as floor
   send         --rate 0 --concurrency 100 against a minimal sink vs a bare aiohttp client
@@ -39,6 +40,7 @@ import platform
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,6 +68,7 @@ SIZES = {
         "requests": 500,
         "rate": 300,
         "send_repeats": 3,
+        "overhead_repeats": 3,
     },
     "quick": {
         "small": 40_000,
@@ -78,6 +81,7 @@ SIZES = {
         "requests": 200,
         "rate": 100,
         "send_repeats": 1,
+        "overhead_repeats": 1,
     },
 }
 
@@ -1031,42 +1035,59 @@ class Bench:
 
     def overhead(self) -> None:
         rows = self.size["large"]
-        tool = self.dry_run(rows)
         path = self.csv_file(rows)
-        self.say(f"baseline: pd.read_csv(dtype=str) + pandera over {path.name}")
-        base = self.children.measure(
-            "pandas+pandera", self.child("pandas-pandera", str(path)), timeout=900
-        )
-        self._check(base)
-        r = base.result
-        self.rows.append(
-            Row(
-                "overhead",
-                f"bare read_csv + pandera, {rows:,} rows",
-                base.wall,
-                "1.00x",
-                rows / base.wall,
-                base.peak_rss_mb,
-                f"imports {r.get('import_s', 0):.1f} s, read {r.get('read_s', 0):.1f} s, validate {r.get('validate_s', 0):.1f} s",
+        ratios: list[float] = []
+        # Rounds of one baseline and one dry run each, interleaved, judged on the median of
+        # the rounds' ratios: on a busy machine the bare baseline moves as much as bulk-events
+        # does, and one run against one can land either side of the line.
+        for attempt in range(self.size["overhead_repeats"]):
+            self.say(
+                f"baseline: pd.read_csv(dtype=str) + pandera over {path.name} (round {attempt + 1})"
             )
-        )
-        ratio = tool.wall / base.wall
-        self.rows.append(
-            Row(
-                "overhead",
-                f"bulk-events dry run, {rows:,} rows",
-                tool.wall,
-                f"{ratio:.2f}x",
-                rows / tool.wall,
-                tool.peak_rss_mb,
-                "incl. the per-row report",
+            base = self.children.measure(
+                "pandas+pandera", self.child("pandas-pandera", str(path)), timeout=900
             )
-        )
+            self._check(base)
+            tool = self._dry_run_round(rows, attempt)
+            r = base.result
+            ratio = tool.wall / base.wall
+            ratios.append(ratio)
+            self.rows.append(
+                Row(
+                    "overhead",
+                    f"bare read_csv + pandera, {rows:,} rows (round {attempt + 1})",
+                    base.wall,
+                    "1.00x",
+                    rows / base.wall,
+                    base.peak_rss_mb,
+                    f"imports {r.get('import_s', 0):.1f} s, read {r.get('read_s', 0):.1f} s, validate {r.get('validate_s', 0):.1f} s",
+                )
+            )
+            self.rows.append(
+                Row(
+                    "overhead",
+                    f"bulk-events dry run, {rows:,} rows (round {attempt + 1})",
+                    tool.wall,
+                    f"{ratio:.2f}x",
+                    rows / tool.wall,
+                    tool.peak_rss_mb,
+                    f"incl. the per-row report; CPU {tool.cpu_s:.1f} s",
+                )
+            )
+        median = statistics.median(ratios)
         self.verdict(
-            f"{rows:,}-row dry run <= 3x bare read_csv + pandera",
-            ratio <= 3,
-            f"{ratio:.2f}x ({tool.wall:.1f} s vs {base.wall:.1f} s)",
+            f"{rows:,}-row dry run <= 3x bare read_csv + pandera "
+            + (f"(median of {len(ratios)} rounds)" if len(ratios) > 1 else "(one round)"),
+            median <= 3,
+            f"{median:.2f}x (rounds: {', '.join(f'{x:.2f}x' for x in ratios)})",
         )
+
+    def _dry_run_round(self, rows: int, attempt: int) -> Run:
+        run = self.tool_run(
+            f"dry run {rows:,} round {attempt + 1}", self.csv_file(rows), "--dry-run", timeout=900
+        )
+        self._check(run, ok=(0, 1))
+        return run
 
     # -- 3. excel
 
