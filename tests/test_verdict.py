@@ -54,6 +54,19 @@ def test_a_verdict_carries_what_the_reply_said():
     assert verdict.detail == "error_code 12"
 
 
+def test_a_repeated_answer_is_judged_by_all_that_it_carries():
+    """Alike answers are judged once, but no field of a reply is lost to the ones before it:
+    the same text with another token generation, Retry-After or completeness is its own."""
+    text = '{"result": true}'
+    seen = [judge(Reply(200, text, auth_generation=1)) for _ in range(3)]
+    assert {v.auth_generation for v in seen} == {1}
+    assert judge(Reply(200, text, auth_generation=2)).auth_generation == 2
+    assert judge(Reply(429, "", retry_after=1.0)).retry_after == 1.0
+    assert judge(Reply(429, "", retry_after=7.0)).retry_after == 7.0
+    assert judge(Reply(200, text, complete=False)).kind is Kind.UNKNOWN
+    assert judge(Reply(200, text)).kind is Kind.SENT
+
+
 def test_service_message_takes_the_gist_of_json_and_html():
     """JSON messages are joined without repeats; an HTML page gives its title."""
     assert service_message(Reply(400, '{"message": "x", "error": "x", "error_code": 7}')) == (

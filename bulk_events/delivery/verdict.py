@@ -23,6 +23,7 @@ sent, but no answer (timeout, dropped)         ``UNKNOWN``: never resent
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -71,6 +72,14 @@ def judge(answer: Reply | NotSent | MaybeSent) -> Verdict:
     if isinstance(answer, MaybeSent):
         message = f"no answer after sending ({answer.reason}); not resent, to avoid a duplicate"
         return Verdict(Kind.UNKNOWN, message, service_ok=False, note=answer.reason)
+    return _judge_reply(answer)
+
+
+# A run's answers are nearly all alike (``{"result": true}``, with the same token generation):
+# each distinct one is parsed once. Replies and verdicts are immutable values.
+@functools.lru_cache(maxsize=256)
+def _judge_reply(answer: Reply) -> Verdict:
+    """:func:`judge` of a reply (memoised: every field of it is part of the key)."""
     status = answer.status
     # The answer is parsed once; every question below asks the parsed object.
     text = answer.text.strip()
