@@ -383,7 +383,7 @@ def import_command(
         )
     options = ImportOptions.from_settings(**values)
     # On a terminal, say what was detected before the progress bar; in cron, in the summary.
-    renderer = Renderer(progress=not quiet and sys.stderr.isatty())
+    renderer = Renderer(progress=not quiet and sys.stderr.isatty(), dry_run=options.dry_run)
     if options.target.url and cli.get("url"):
         click.echo(
             "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["Renderer", "notes", "summary"]
 
 _STATUS_ORDER = [s.value for s in Status]
-_PENDING, _SENT, _FAILED, _UNKNOWN = Status.PENDING, Status.SENT, Status.FAILED, Status.UNKNOWN
+_PENDING = Status.PENDING
+_SEND_COUNTS = (Status.SENT, Status.FAILED, Status.UNKNOWN)
+_DRY_RUN_COUNTS = (Status.VALID, Status.INVALID, Status.SKIPPED)
 DRAW_EVERY = 0.05  # seconds between moves of the progress bar (tqdm redraws at most every 0.1)
 
 
@@ -49,11 +51,13 @@ class Renderer:
     through it; when the run stops early the bar stays where the run stopped.
     """
 
-    def __init__(self, progress: bool) -> None:
+    def __init__(self, progress: bool, *, dry_run: bool = False) -> None:
         self.progress = progress  # on a terminal: announce at the start, show a bar
         self.announced = False
         self._bar: Any = None
-        self._counts: dict[str, int] = dict.fromkeys(("sent", "failed", "unknown"), 0)
+        # Beside the bar: what a run sends, or what a dry run finds.
+        self._counted = _DRY_RUN_COUNTS if dry_run else _SEND_COUNTS
+        self._counts: dict[str, int] = dict.fromkeys((s.value for s in self._counted), 0)
         self._unshown = 0  # rows decided since the bar was last moved
         self._next_draw = 0.0  # when the bar is moved next (time.monotonic)
         self._handlers: list[tuple[logging.StreamHandler[Any], Any]] = []
@@ -75,7 +79,7 @@ class Renderer:
             # it stays where the run stopped instead of running to the end of the file.
             status = event.outcome.status
             if self._bar is not None and status is not _PENDING:
-                if status is _SENT or status is _FAILED or status is _UNKNOWN:
+                if status in self._counted:
                     self._counts[status.value] += 1
                 # Moved a few times a second, not once a row: a dry run decides tens of
                 # thousands of rows a second, and the bar's own work per row would cost the
@@ -125,15 +129,19 @@ class Renderer:
             dynamic_ncols=True,
             smoothing=0.1,
         )
-        self._bar.set_postfix(self._counts, refresh=False)
+        self._bar.set_postfix_str(self._postfix(), refresh=False)
         stream = _BarStream(lambda line: tqdm.write(line, file=sys.stderr))
         for name in ("bulk_events", "aiohttp", "py.warnings"):
             for handler in logging.getLogger(name).handlers:
                 if isinstance(handler, logging.StreamHandler):
                     self._handlers.append((handler, handler.setStream(stream)))
 
+    def _postfix(self) -> str:
+        # Written out here: tqdm's own formatting of numbers shortens 30000 to "3e+4".
+        return ", ".join(f"{name}={n}" for name, n in self._counts.items())
+
     def _move_bar(self) -> None:
-        self._bar.set_postfix(self._counts, refresh=False)
+        self._bar.set_postfix_str(self._postfix(), refresh=False)
         self._bar.update(self._unshown)
         self._unshown = 0
 

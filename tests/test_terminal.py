@@ -83,6 +83,9 @@ def test_a_dry_run_bar_ends_at_every_row_of_the_file(tmp_path):
     assert "bulk-events: reading c.csv" in output  # on a terminal: announced before the bar
     bar = _last_bar(output)
     assert "30000/30000" in bar and "100%" in bar, bar
+    # Beside it, what a dry run finds; nothing is sent, so nothing is counted as sent.
+    assert "valid=29999" in bar and "invalid=1" in bar and "skipped=0" in bar, bar
+    assert "sent=" not in bar, bar
     assert "30000 rows: 29999 valid, 1 invalid" in output
 
 
