@@ -1149,7 +1149,7 @@ class Bench:
             self.verdict(
                 f"{n:,}-row {kind} dry run <= 0.5x {what}",
                 ratio <= 0.5,
-                f"{tool.wall:.1f} s vs {base.wall:.1f} s ({ratio:.2f}x)",
+                f"{tool.wall:.1f} s vs {base.wall:.1f} s ({ratio:.3f}x)",
             )
 
     def _workbooks(self, rows: int) -> tuple[Path, Path | None, Path | None, dict[str, float]]:
