@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from . import collector, malloc
+from . import collector, malloc, spawner
 from .columns import Chosen, event_name_problem
 from .keys import contacts_of_whom, keyed_event
 from .layout import Layout
@@ -286,9 +286,12 @@ class CheckPool:
     MOST = 2
     WAITING = 0.25  # the share of the time between two results spent waiting for the second
 
-    def __init__(self, checker: ChunkChecker, *, workers: int = 1) -> None:
+    def __init__(
+        self, checker: ChunkChecker, *, workers: int = 1, forks: spawner.Spawner | None = None
+    ) -> None:
         self._checker = _pickled(checker)
-        self._workers = [_Worker(self._checker) for _ in range(max(1, workers))]
+        self._forks = forks or spawner.warmed()
+        self._workers = [_Worker(self._checker, self._forks) for _ in range(max(1, workers))]
         self._most = max(len(self._workers), min(self.MOST, _cores()))
         self._turn = 0  # chunks submitted: the next one goes to worker _turn % len(_workers)
         self._waits = 0  # results in a row that kept the caller waiting
@@ -339,7 +342,7 @@ class CheckPool:
         if self._closed:
             return
         try:
-            self._workers.append(_Worker(self._checker))
+            self._workers.append(_Worker(self._checker, self._forks))
         except OSError as exc:  # no process to be had (a limit, memory): one worker it is
             log.debug("no second checking process: %s", exc)
             self._most = len(self._workers)
@@ -368,10 +371,29 @@ class CheckPool:
 class _Worker:
     """One worker process of a :class:`CheckPool`, answering its chunks in the order sent."""
 
-    def __init__(self, checker: bytes) -> None:
+    def __init__(self, checker: bytes, forks: spawner.Spawner | None = None) -> None:
+        self.proc = self._start(forks)
+        # One thread writes chunks, one reads results: each keeps its order, so the n-th
+        # result read belongs to the n-th chunk written.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="check-send")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="check-receive")
+        self._closed = False
+        self.gone = False  # its process ended: what was sent to it comes back as CheckerGone
+        self._writer.submit(self._send, checker)
+
+    @staticmethod
+    def _start(forks: spawner.Spawner | None) -> subprocess.Popen[bytes] | spawner.Forked:
+        """Forked by the spawner if there is one (ready at once), else a fresh interpreter."""
+        if forks is not None:
+            try:
+                forked = forks.fork()
+                log.debug("checking process %d forked by the spawner", forked.pid)
+                return forked
+            except OSError as exc:
+                log.debug("no checking process from the spawner: %s", exc)
         env = {**malloc.ENV, **os.environ}  # one malloc arena, unless the user chose otherwise
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self.proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "bulk_events.checker"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -382,13 +404,6 @@ class _Worker:
             env=env,
             start_new_session=False,
         )
-        # One thread writes chunks, one reads results: each keeps its order, so the n-th
-        # result read belongs to the n-th chunk written.
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="check-send")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="check-receive")
-        self._closed = False
-        self.gone = False  # its process ended: what was sent to it comes back as CheckerGone
-        self._writer.submit(self._send, checker)
 
     def _send(self, data: bytes) -> None:
         stdin = self.proc.stdin
@@ -401,7 +416,10 @@ class _Worker:
         answer = _read(stdout)
         if answer is None:
             self.gone = True
-            raise CheckerGone(f"the checking process ended (exit code {self.proc.wait()})")
+            code = self.proc.wait()
+            raise CheckerGone(
+                "the checking process ended" + (f" (exit code {code})" if code != -1 else "")
+            )
         if isinstance(answer, BaseException):
             raise answer
         assert isinstance(answer, Checked)

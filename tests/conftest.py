@@ -98,6 +98,25 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+def small_checker() -> tuple[Any, Any]:
+    """A ChunkChecker of an email and a name column, and a chunk of three rows for it (the
+    second row's email is invalid)."""
+    import pandas as pd
+
+    from bulk_events.checker import ChunkChecker
+    from bulk_events.layout import plan_columns
+    from bulk_events.schema import RowValidator
+
+    layout = plan_columns(["email", "name"], types={}, mapping={}, file_label="c.csv")
+    checker = ChunkChecker(layout, RowValidator(layout), identity="api:x", sent_event="e")
+    chunk = pd.DataFrame(
+        {"email": ["a@b.co", "nope", "c@d.co"], "name": ["A", "B", ""]},
+        index=pd.Index([2, 3, 4]),
+        dtype=object,
+    )
+    return checker, chunk
+
+
 def read_report(path: Path) -> list[dict[str, str]]:
     """A CSV report's rows; its delimiter is the input's (`;` after a `;`-separated input)."""
     with path.open(encoding="utf-8-sig", newline="") as f:

@@ -12,15 +12,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import write_csv
+from conftest import small_checker, write_csv
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bulk_events.checker import CheckerGone, CheckPool, ChunkChecker
+from bulk_events.checker import CheckerGone, CheckPool
 from bulk_events.events import Progress
 from bulk_events.importer import Import, run_sync
-from bulk_events.layout import plan_columns
-from bulk_events.schema import RowValidator
 
 
 def _rows(n: int, seed: int = 3) -> list[list[Any]]:
@@ -96,20 +94,10 @@ def test_worker_process_decides_every_row_as_the_main_process(
     assert here.counts["invalid"] and here.counts["valid"] and sum(here.counts.values()) == 700
 
 
-def _checker() -> tuple[ChunkChecker, pd.DataFrame]:
-    layout = plan_columns(["email", "name"], types={}, mapping={}, file_label="c.csv")
-    checker = ChunkChecker(layout, RowValidator(layout), identity="api:x", sent_event="e")
-    chunk = pd.DataFrame(
-        {"email": ["a@b.co", "nope", "c@d.co"], "name": ["A", "B", ""]},
-        index=pd.Index([2, 3, 4]),
-        dtype=object,
-    )
-    return checker, chunk
-
 
 async def test_pool_answers_in_order_and_its_process_ends_on_close():
     """Results come back per chunk in the order sent; close() leaves no process behind."""
-    checker, chunk = _checker()
+    checker, chunk = small_checker()
     pool = CheckPool(checker)
     try:
         futures = [pool.submit(chunk.iloc[k:]) for k in range(3)]
@@ -131,7 +119,7 @@ async def test_a_caller_kept_waiting_gets_a_second_worker(monkeypatch):
     from bulk_events import checker as module
 
     monkeypatch.setattr(module, "_cores", lambda: 4)
-    checker, chunk = _checker()
+    checker, chunk = small_checker()
     before = _children()
     with CheckPool(checker) as pool:
         sizes = []
@@ -167,7 +155,7 @@ async def test_a_caller_never_kept_waiting_keeps_one_worker(monkeypatch):
     from bulk_events import checker as module
 
     monkeypatch.setattr(module, "_cores", lambda: 4)
-    checker, chunk = _checker()
+    checker, chunk = small_checker()
     with CheckPool(checker) as pool:
         for _ in range(8):
             future = pool.submit(chunk)
@@ -178,7 +166,7 @@ async def test_a_caller_never_kept_waiting_keeps_one_worker(monkeypatch):
 
 async def test_a_bug_in_the_worker_fails_that_chunk_with_its_reason():
     """A chunk the worker cannot check raises, in the main process, the worker's error."""
-    checker, chunk = _checker()
+    checker, chunk = small_checker()
     with CheckPool(checker) as pool:
         broken = pool.submit(chunk.set_axis(["x", "y", "z"]))  # rows not numbered
         with pytest.raises(RuntimeError, match="ValueError"):

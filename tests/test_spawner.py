@@ -1,0 +1,194 @@
+"""Checking processes forked from a warm spawner: they check chunks exactly as a fresh one does,
+are not left behind by a pool, a finished run or a main process that dies, and the CLI starts a
+spawner for large inputs only."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import small_checker, write_csv
+
+from bulk_events import spawner
+from bulk_events.checker import CheckerGone, CheckPool
+
+pytestmark = pytest.mark.skipif(not spawner.supported(), reason="Linux: fork and pidfds")
+
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _ended(pid: int, within: float = 20.0) -> bool:
+    """Whether ``pid`` ends (or is left a zombie: it runs nothing) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_a_forked_checker_answers_as_a_fresh_one_and_ends_with_its_pool():
+    """The pool's process comes from the spawner (its parent), checks chunks as the checker
+    does here, in order; close() ends it, and the spawner's close() ends the spawner. Ctrl-C
+    and SIGTERM sent to the spawner (as to a whole process group) are not its to act on."""
+    checker, chunk = small_checker()
+    forks = spawner.Spawner()
+    try:
+        with CheckPool(checker, forks=forks) as pool:
+            futures = [pool.submit(chunk.iloc[k:]) for k in range(3)]
+            results = [await pool.result(f) for f in futures]
+            worker = pool._workers[0].proc
+            assert isinstance(worker, spawner.Forked)
+            assert _parent(worker.pid) == forks.proc.pid
+            os.kill(forks.proc.pid, signal.SIGINT)
+            os.kill(forks.proc.pid, signal.SIGTERM)
+            late_one = forks.fork()  # after the signals: the spawner is still there
+            assert _parent(late_one.pid) == forks.proc.pid
+            assert late_one.stdin is not None
+            late_one.stdin.close()  # its input closed: it ends
+            more = [await pool.result(pool.submit(chunk)) for _ in range(2)]
+        assert _ended(late_one.pid)
+        assert worker.poll() is not None and _ended(worker.pid)
+    finally:
+        forks.close()
+    assert forks.proc.returncode == 0
+    here = checker.check(chunk)
+    assert [len(r.bodies) for r in results] == [3, 2, 1] and [len(r.bodies) for r in more] == [3, 3]
+    assert list(results[0].bodies) == list(here.bodies) and results[0].keys == here.keys
+    assert results[0].errors == here.errors and results[0].sent_as == here.sent_as
+
+
+async def test_a_forked_checker_that_is_killed_fails_its_chunks_and_the_pool_goes_on():
+    """Killed (by the memory limit, say), the forked process's chunks fail with CheckerGone,
+    and the pool knows it has no process left: the run then checks chunks itself."""
+    checker, chunk = small_checker()
+    forks = spawner.Spawner()
+    try:
+        with CheckPool(checker, forks=forks) as pool:
+            assert len((await pool.result(pool.submit(chunk))).bodies) == 3
+            worker = pool._workers[0].proc
+            worker.kill()
+            assert worker.wait(20) is not None
+            with pytest.raises(CheckerGone, match="the checking process ended"):
+                await pool.result(pool.submit(chunk))
+            assert pool.workers == 0
+    finally:
+        forks.close()
+
+
+_DIES = """
+import os, signal, sys
+import pandas as pd
+from bulk_events import spawner
+from bulk_events.checker import CheckPool, ChunkChecker
+from bulk_events.layout import plan_columns
+from bulk_events.schema import RowValidator
+
+layout = plan_columns(["email"], types={}, mapping={}, file_label="c.csv")
+checker = ChunkChecker(layout, RowValidator(layout), identity="api:x", sent_event="e")
+forks = spawner.Spawner()
+pool = CheckPool(checker, forks=forks)
+future = pool.submit(pd.DataFrame({"email": ["a@b.co"]}, index=pd.Index([2]), dtype=object))
+future.result(timeout=60)
+print(forks.proc.pid, pool._workers[0].proc.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_spawner_and_its_checkers_end_when_the_main_process_is_killed():
+    """kill -9 of the main process: nothing it started goes on running."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _DIES], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    spawner_pid, worker_pid = map(int, proc.stdout.split())
+    assert _ended(worker_pid) and _ended(spawner_pid)
+
+
+def test_warm_starts_a_spawner_for_large_inputs_on_more_than_one_core(tmp_path, monkeypatch):
+    small = write_csv(tmp_path / "small.csv", [["email"], ["a@b.co"]])
+    large = tmp_path / "large.csv"
+    with large.open("wb") as f:
+        f.truncate(spawner.LARGE)  # its size is all that counts here
+    with spawner.warm(small) as none:
+        assert none is None and spawner.warmed() is None
+    with spawner.warm(tmp_path / "missing.csv") as none:
+        assert none is None
+    with spawner.warm(large) as started:
+        assert started is not None and spawner.warmed() is started and started.alive
+        with spawner.warm(large) as again:  # one per process: the same one
+            assert again is started
+        assert started.alive
+    assert spawner.warmed() is None and started.proc.returncode == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    with spawner.warm(large) as none:
+        assert none is None
+
+
+def test_the_cli_checks_a_large_file_in_forked_processes_and_reports_as_without(tmp_path):
+    """A dry run of a file large enough for checking processes: they are forked by the
+    spawner (the debug log says so), and the report is the one a run checking every chunk in
+    its own process writes. The spawner and its processes are gone when the command ends."""
+    rows = [["email", "phone", "name"]]
+    rows += [[f"user{i}@example.com", f"+38050{i:07d}", f"Name {i}"] for i in range(60_000)]
+    rows += [["not an email", "", "x"]]
+    path = write_csv(tmp_path / "big.csv", rows)
+    assert path.stat().st_size >= spawner.LARGE
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    cmd = [sys.executable, "-m", "bulk_events", "import", str(path), "--event", "e", "--dry-run"]
+    forked = subprocess.run(
+        [*cmd, "--report", str(tmp_path / "forked.csv"), "-vv"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert forked.returncode == 1, forked.stderr  # the one invalid row
+    pids = [int(pid) for pid in re.findall(r"checking process (\d+) forked", forked.stderr)]
+    assert pids, forked.stderr
+    assert all(_ended(pid, within=2) for pid in pids)  # waited for before the command ended
+    from bulk_events.importer import Import, run_sync
+
+    here = run_sync(
+        Import(
+            path,
+            event="e",
+            dry_run=True,
+            report=str(tmp_path / "here.csv"),
+            state=str(tmp_path / "here.sqlite"),
+            parallel=False,
+        ).run()
+    )
+    assert here.counts == {"valid": 60_000, "invalid": 1}
+    assert (tmp_path / "forked.csv").read_bytes() == (tmp_path / "here.csv").read_bytes()
+
+
+def test_the_spawner_counts_threads_as_the_kernel_does():
+    """What keeps the spawner from forking once something in it started a thread: the
+    kernel's count, which has the threads of C libraries too (this test process may run some:
+    the spawner starts numpy's maths libraries with one thread only)."""
+    import threading
+
+    before = spawner._threads()
+    assert before >= threading.active_count() >= 1
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait)
+    thread.start()
+    try:
+        assert spawner._threads() == before + 1
+    finally:
+        release.set()
+        thread.join()
