@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import pickle
@@ -39,6 +40,7 @@ from .payload import (
     keys_of,
     without_errors,
 )
+from .report import SentColumns
 from .schema import RowValidator
 
 SentAs = tuple[str | None, str | None, str | None]
@@ -58,7 +60,7 @@ class Checked:
     counted: list[str] = field(default_factory=list)  # the event of each row with a body
     keys: list[bytes] | None = None  # each body's key (None: the caller keys them)
     contacts: list[bytes | None] | None = None  # each body's contact (without --key)
-    sent_as: list[SentAs | None] = field(default_factory=list)  # what goes out, per row
+    sent_as: Sequence[SentAs | None] = field(default_factory=list)  # what goes out, per row
     national_phones: int = 0
     without_automation_id: set[int] = field(default_factory=set)  # indexes of such bodies
 
@@ -147,11 +149,7 @@ class ChunkChecker:
         automation = columns.values("automation_id")
         lacking = positions if automation is None else positions[~automation[1][positions]]
         checked.without_automation_id = set(lacking.tolist())
-        event = self.sent_event
-        checked.sent_as = [
-            (e, p, event) if has else None
-            for e, p, has in zip(emails.tolist(), phones.tolist(), ok.tolist(), strict=True)
-        ]
+        checked.sent_as = SentColumns(emails, phones, self.sent_event, ok.copy())
         return checked
 
     def _row_events(
@@ -450,8 +448,18 @@ class _Worker:
 _LENGTH = struct.Struct("!Q")
 
 
-def _pickled(item: object) -> bytes:
-    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+def _pickled(item: object, *, memo: bool = True) -> bytes:
+    """``item`` pickled; without the ``memo`` (for a result, which holds no object twice that
+    matters and no cycle) in a third of the time: the memo keeps every object it wrote."""
+    if memo:
+        return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+    out = io.BytesIO()
+    pickler = pickle.Pickler(out, protocol=pickle.HIGHEST_PROTOCOL)
+    # Documented as deprecated, yet in every CPython: should it go, the memo is used.
+    with contextlib.suppress(AttributeError):
+        pickler.fast = True
+    pickler.dump(item)
+    return out.getvalue()
 
 
 def _write(pipe: IO[bytes], data: bytes) -> None:
@@ -499,7 +507,7 @@ def _serve() -> None:
         chunk, attrs = item
         chunk.attrs = attrs
         try:
-            answer = _pickled(checker.check(chunk))
+            answer = _pickled(checker.check(chunk), memo=False)
         except Exception as exc:  # a bug: the main process reports it, as it would its own
             answer = _pickled(RuntimeError(f"{type(exc).__name__}: {exc}"))
         try:

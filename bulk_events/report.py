@@ -28,7 +28,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 
 import numpy as np
 import orjson
@@ -76,9 +76,7 @@ def escape_formula(value: str) -> str:
 _MAYBE_FORMULA = re.compile(r"\x00['=+\-@\t\r]")
 # escape_formula's two tests in one expression, at the NUL before each cell of a column: a
 # formula start that is no plain number (``$`` matched before a final newline too).
-_ESCAPE_IN_COLUMN = re.compile(
-    rf"\x00(?!{_PLAIN_NUMBER.pattern[1:-1]}\n?(?:\x00|\Z))'*[=+\-@\t\r]"
-)
+_ESCAPE_IN_COLUMN = re.compile(rf"\x00(?!{_PLAIN_NUMBER.pattern[1:-1]}\n?(?:\x00|\Z))'*[=+\-@\t\r]")
 
 
 def escape_texts(values: list[str]) -> list[str]:
@@ -121,6 +119,49 @@ SentAs = tuple[str | None, str | None, str | None] | Mapping[str, str | None]
 """What went out for one row: ``(email, phone, event)``, or a mapping with those keys."""
 
 
+class SentColumns(Sequence[tuple[str | None, str | None, str | None] | None]):
+    """What goes out for each row of a chunk, held as columns: row ``i`` is ``(emails[i],
+    phones[i], event)`` where ``has[i]`` (the row has a body), else None. The checker makes
+    one per chunk; the report takes its columns as they are, without a tuple per row."""
+
+    __slots__ = ("emails", "event", "has", "phones")
+
+    def __init__(
+        self, emails: np.ndarray, phones: np.ndarray, event: str | None, has: np.ndarray
+    ) -> None:
+        if not len(emails) == len(phones) == len(has):
+            raise ValueError("emails, phones and has must be as long as each other")
+        self.emails, self.phones, self.event, self.has = emails, phones, event, has
+
+    def __len__(self) -> int:
+        return len(self.has)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str | None, str | None, str | None] | None: ...
+    @overload
+    def __getitem__(self, i: slice) -> SentColumns: ...
+    def __getitem__(
+        self, i: int | slice
+    ) -> tuple[str | None, str | None, str | None] | SentColumns | None:
+        if isinstance(i, slice):
+            return SentColumns(self.emails[i], self.phones[i], self.event, self.has[i])
+        return (self.emails[i], self.phones[i], self.event) if self.has[i] else None
+
+    def shown(self, nothing: np.ndarray) -> list[list[str]]:
+        """The three columns a report shows: empty where the row has no body, or where
+        ``nothing`` (nothing went out for it)."""
+        show = self.has & ~nothing
+        hide = ~show
+
+        def cells(column: np.ndarray) -> list[str]:
+            out = column.copy()
+            out[hide] = None
+            return [v if type(v) is str else "" if v is None else str(v) for v in out.tolist()]
+
+        event = "" if self.event is None else str(self.event)
+        return [cells(self.emails), cells(self.phones), [event if s else "" for s in show.tolist()]]
+
+
 def _outcome_cells(o: Outcome) -> list[Any]:
     return [
         o.row,
@@ -145,11 +186,14 @@ def _sent_cells(status: Status, sent: SentAs | None) -> list[str]:
     return ["" if v is None else str(v) for v in values]
 
 
-def _sent_columns(
-    outcomes: Sequence[Outcome], given: Sequence[SentAs | None]
-) -> list[list[str]]:
+def _sent_columns(outcomes: Sequence[Outcome], given: Sequence[SentAs | None]) -> list[list[str]]:
     """:func:`_sent_cells` of every row, as three columns (email, phone, event)."""
     nothing = _NOTHING_SENT
+    if isinstance(given, SentColumns):
+        shown = np.fromiter(
+            (o.status in nothing for o in outcomes), dtype=bool, count=len(outcomes)
+        )
+        return given.shown(shown)
     picked = [
         _NONE_SENT if sent is None or o.status in nothing else sent
         for o, sent in zip(outcomes, given, strict=True)
@@ -253,7 +297,7 @@ class ReportWriter:
             self._file = io.TextIOWrapper(raw, encoding=encoding, newline="")
             self._csv = csv.writer(self._file, delimiter=self.delimiter)
             # What makes csv.writer quote a field (QUOTE_MINIMAL): the delimiter, a quote, CR, LF.
-            self._needs_quotes = re.compile(f"[{re.escape(self.delimiter)}\"\r\n]")
+            self._needs_quotes = re.compile(f'[{re.escape(self.delimiter)}"\r\n]')
             self._quote_chars = (self.delimiter, '"', "\r", "\n")
             self._csv.writerow([escape_formula(h) for h in self.header])
         elif self.format == "jsonl":

@@ -44,7 +44,7 @@ class Prepared:
     history: dict[bytes, tuple[bytes, bytes, str]] = field(default_factory=dict)  # by contact
     admitted: set[bytes] = field(default_factory=set)  # keys an earlier run decided to send
     fates: list[tuple[int, Outcome | Job]] = field(default_factory=list)
-    sent_as: list[SentAs | None] = field(default_factory=list)  # what goes out, per row
+    sent_as: Sequence[SentAs | None] = field(default_factory=list)  # what goes out, per row
     # Rows that go out not quite as the file has them (a bad phone left out), by index: the
     # warning their outcome carries.
     warnings: dict[int, str] = field(default_factory=dict)

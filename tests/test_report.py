@@ -376,6 +376,47 @@ def test_sent_as_columns_show_what_went_out_beside_the_original_cells(tmp_path):
     assert first["input"] == {"Email": " A@B.CO ", "sent_email": "x"}
 
 
+@pytest.mark.parametrize("name", ["r.csv", "r.xlsx", "r.jsonl"])
+def test_sent_as_held_as_columns_writes_what_tuples_per_row_write(tmp_path, name):
+    """The checker's SentColumns (a chunk's emails, phones and event as columns, with which
+    rows have a body) and the same rows as tuples make the same report, in every format:
+    a phone-only row, a row without a body, an invalid and a pending one, a formula."""
+    import numpy as np
+
+    from bulk_events.report import SentColumns
+
+    chunk = pd.DataFrame({"Email": ["a", "b", "c", "d", "e"]}, index=range(2, 7), dtype=object)
+    outcomes = [
+        Outcome(2, Status.SENT),
+        Outcome(3, Status.VALID),
+        Outcome(4, Status.INVALID, "bad email"),
+        Outcome(5, Status.PENDING),
+        Outcome(6, Status.SKIPPED, "already sent"),
+    ]
+    emails = np.array(["a@b.co", None, None, "d@e.co", "=x@y.co"], dtype=object)
+    phones = np.array([None, "+380501234567", None, None, None], dtype=object)
+    has = np.array([True, True, False, True, True])
+    columns = SentColumns(emails, phones, "signup", has)
+    tuples = [(e, p, "signup") if h else None for e, p, h in zip(emails, phones, has, strict=True)]
+    assert list(columns) == tuples and list(columns[1:3]) == tuples[1:3]
+    for sent, out in ((columns, tmp_path / "a"), (tuples, tmp_path / "b")):
+        out.mkdir()
+        with ReportWriter(out / name, ["Email"], sent_as=True) as report:
+            report.write(chunk, outcomes, sent_as=sent)
+            report.commit()
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    if name == "r.csv":
+        rows = list(csv.reader((tmp_path / "a" / name).open(encoding="utf-8-sig")))
+        n = len(REPORT_COLUMNS)
+        assert [r[n : n + 3] for r in rows[1:]] == [
+            ["a@b.co", "", "signup"],
+            ["", "+380501234567", "signup"],
+            ["", "", ""],
+            ["", "", ""],
+            ["'=x@y.co", "", "signup"],
+        ]
+
+
 def test_without_sent_as_the_layout_is_unchanged(tmp_path):
     """Not asked for, the sent-as columns are absent (the report reads back as before)."""
     path = tmp_path / "r.csv"

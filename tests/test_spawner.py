@@ -68,7 +68,7 @@ async def test_a_forked_checker_answers_as_a_fresh_one_and_ends_with_its_pool():
     here = checker.check(chunk)
     assert [len(r.bodies) for r in results] == [3, 2, 1] and [len(r.bodies) for r in more] == [3, 3]
     assert list(results[0].bodies) == list(here.bodies) and results[0].keys == here.keys
-    assert results[0].errors == here.errors and results[0].sent_as == here.sent_as
+    assert results[0].errors == here.errors and list(results[0].sent_as) == list(here.sent_as)
 
 
 async def test_a_forked_checker_that_is_killed_fails_its_chunks_and_the_pool_goes_on():
