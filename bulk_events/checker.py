@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -271,10 +271,12 @@ class CheckPool:
     process's own work per chunk takes about three quarters of a worker's, so a third would
     only wait for it, and each worker holds its own imports (about 85 MB) and chunks.
 
-    A worker is ``python -m bulk_events.checker``: a fresh interpreter that imports nothing of
-    the caller's program (multiprocessing's spawn would run an unguarded script again), ignores
-    Ctrl-C (the main process decides how a run stops) and ends when its input pipe closes, also
-    when the main process dies.
+    A worker is forked from ``forks`` (a :class:`~bulk_events.spawner.Spawner`: ready at once,
+    its imports made), or else is ``python -m bulk_events.checker``: either way a process that
+    imports nothing of the caller's program (multiprocessing's spawn would run an unguarded
+    script again), ignores Ctrl-C (the main process decides how a run stops) and ends when its
+    input pipe closes, also when the main process dies. A worker starts in the background:
+    one that cannot start fails its chunks with :class:`CheckerGone`.
 
     >>> with CheckPool(checker) as pool:  # doctest: +SKIP
     ...     future = pool.submit(chunk)
@@ -288,7 +290,7 @@ class CheckPool:
         self, checker: ChunkChecker, *, workers: int = 1, forks: spawner.Spawner | None = None
     ) -> None:
         self._checker = _pickled(checker)
-        self._forks = forks or spawner.warmed()
+        self._forks = forks
         self._workers = [_Worker(self._checker, self._forks) for _ in range(max(1, workers))]
         self._most = max(len(self._workers), min(self.MOST, _cores()))
         self._turn = 0  # chunks submitted: the next one goes to worker _turn % len(_workers)
@@ -339,12 +341,8 @@ class CheckPool:
         self._waits = 0
         if self._closed:
             return
-        try:
-            self._workers.append(_Worker(self._checker, self._forks))
-        except OSError as exc:  # no process to be had (a limit, memory): one worker it is
-            log.debug("no second checking process: %s", exc)
-            self._most = len(self._workers)
-            return
+        # One that cannot start fails its chunks with CheckerGone, as one lost would.
+        self._workers.append(_Worker(self._checker, self._forks))
         log.debug("checking chunks in %d processes from now", len(self._workers))
 
     def close(self) -> None:
@@ -370,14 +368,21 @@ class _Worker:
     """One worker process of a :class:`CheckPool`, answering its chunks in the order sent."""
 
     def __init__(self, checker: bytes, forks: spawner.Spawner | None = None) -> None:
-        self.proc = self._start(forks)
         # One thread writes chunks, one reads results: each keeps its order, so the n-th
         # result read belongs to the n-th chunk written.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="check-send")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="check-receive")
         self._closed = False
         self.gone = False  # its process ended: what was sent to it comes back as CheckerGone
+        # Started by the writer thread, so that the caller goes on (reading the first chunk)
+        # while a spawner that has just started makes its imports.
+        self._started = self._writer.submit(self._start, forks)
         self._writer.submit(self._send, checker)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | spawner.Forked:
+        """The process, once it is started (OSError if it could not be)."""
+        return self._started.result()
 
     @staticmethod
     def _start(forks: spawner.Spawner | None) -> subprocess.Popen[bytes] | spawner.Forked:
@@ -409,12 +414,17 @@ class _Worker:
         _write(stdin, data)
 
     def _receive(self) -> Checked:
-        stdout = self.proc.stdout
+        try:
+            proc = self.proc
+        except OSError as exc:  # no process to be had (a limit, memory)
+            self.gone = True
+            raise CheckerGone(f"the checking process could not start: {exc}") from None
+        stdout = proc.stdout
         assert stdout is not None
         answer = _read(stdout)
         if answer is None:
             self.gone = True
-            code = self.proc.wait()
+            code = proc.wait()
             raise CheckerGone(
                 "the checking process ended" + (f" (exit code {code})" if code != -1 else "")
             )
@@ -435,7 +445,10 @@ class _Worker:
         self._closed = True
         self._writer.shutdown(wait=False, cancel_futures=True)
         self._reader.shutdown(wait=False, cancel_futures=True)
-        proc = self.proc
+        try:
+            proc = self.proc
+        except (OSError, CancelledError):  # it never started
+            return
         if proc.poll() is None:
             proc.kill()  # it keeps nothing: what it was checking is not wanted any more
             proc.wait()

@@ -12,7 +12,6 @@ Exit codes (also in the README):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from typing import Any
 
 import click
 
-from . import collector, redact, spawner
+from . import collector, redact
 from .console import Renderer, summary
 from .errors import EXIT_INPUT, BulkEventsError, UsageError
 from .logs import setup_logging
@@ -366,37 +365,34 @@ def import_command(
     Re-running the same command continues where the last run stopped: rows already sent are
     skipped, failed and pending rows are sent.
     """
-    # A large input may be checked in processes of their own: the process they are forked
-    # from makes its imports now, on another core, while this one makes its own.
-    with spawner.warm(file) if file is not None else contextlib.nullcontext():
-        from .importer import run_import, run_sync
-        from .options import ImportOptions
+    from .importer import run_import, run_sync
+    from .options import ImportOptions
 
-        collector.settle()  # what the imports made stays for the run (see bulk_events.collector)
-        setup_logging(verbose, log_format, quiet)
-        path, values = _gather(file, cli.pop("config_path"), **cli)
-        if values.get("fresh") and not yes:
-            if not sys.stdin.isatty():
-                raise UsageError(
-                    "--fresh forgets which rows were already sent; add --yes to confirm in a script"
-                )
-            click.confirm(
-                "--fresh forgets which rows were already sent, so they may be sent again. Continue?",
-                abort=True,
-                err=True,
+    collector.settle()  # what the imports made stays for the run (see bulk_events.collector)
+    setup_logging(verbose, log_format, quiet)
+    path, values = _gather(file, cli.pop("config_path"), **cli)
+    if values.get("fresh") and not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "--fresh forgets which rows were already sent; add --yes to confirm in a script"
             )
-        options = ImportOptions.from_settings(**values)
-        # On a terminal, say what was detected before the progress bar; in cron, in the summary.
-        renderer = Renderer(progress=not quiet and sys.stderr.isatty(), dry_run=options.dry_run)
-        if options.target.url and cli.get("url"):
-            click.echo(
-                "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",
-                err=True,
-            )
-        try:
-            result = run_sync(run_import(path, options, on_event=renderer))
-        finally:
-            renderer.close()
+        click.confirm(
+            "--fresh forgets which rows were already sent, so they may be sent again. Continue?",
+            abort=True,
+            err=True,
+        )
+    options = ImportOptions.from_settings(**values)
+    # On a terminal, say what was detected before the progress bar; in cron, in the summary.
+    renderer = Renderer(progress=not quiet and sys.stderr.isatty(), dry_run=options.dry_run)
+    if options.target.url and cli.get("url"):
+        click.echo(
+            "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",
+            err=True,
+        )
+    try:
+        result = run_sync(run_import(path, options, on_event=renderer))
+    finally:
+        renderer.close()
     plan = ""
     if options.dry_run and result.counts.get("valid"):
         from .inspect import sending_plan

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
+from . import spawner
 from .checker import CheckPool, worth_a_process
 from .columns import Chosen, choose_columns
 from .delivery import Deliverer, JournalWriter, RetryPolicy
@@ -194,6 +195,22 @@ class Import:
             table.close()
 
     async def _run_table(self, table: Table, started: float) -> RunResult:
+        o = self.options
+        parallel = o.reading.parallel
+        if parallel is None:
+            parallel = worth_a_process(table.row_estimate, o.reading.chunk_rows)
+        # Chunks checked elsewhere: the process they are forked from starts now, and makes its
+        # imports on another core while this one sets the run up.
+        forks = spawner.start() if parallel else None
+        try:
+            return await self._run_checked(table, started, parallel, forks)
+        finally:
+            if forks is not None:
+                forks.close()
+
+    async def _run_checked(
+        self, table: Table, started: float, parallel: bool, forks: spawner.Spawner | None
+    ) -> RunResult:
         o, target = self.options, self.options.target
         layout, self.chosen = plan_layout(table, o, self.path.name)
         columns = list(table.columns)
@@ -291,11 +308,8 @@ class Import:
                 sent_event=event_name,
                 dry_run=o.dry_run,
             )
-            if o.reading.parallel or (
-                o.reading.parallel is None
-                and worth_a_process(table.row_estimate, o.reading.chunk_rows)
-            ):
-                pool = CheckPool(triage.checker)
+            if parallel:
+                pool = CheckPool(triage.checker, forks=forks)
             await pump(
                 table,
                 triage,

@@ -3,21 +3,20 @@
 A checking process started as a fresh interpreter spends half a second or more importing
 pandas, pandera and bulk-events before it checks its first chunk, and a run that grows to two
 pays that twice, on the cores that do the checking. A :class:`Spawner` is one interpreter that
-makes those imports once, as early as it can (the CLI starts one as an import of a large file
-begins, so that they run on a second core while the main process makes its own), and then
-forks a checking process on request, ready at once and sharing its imported pages with it.
+makes those imports once, started as soon as a run knows that its file is worth checking
+elsewhere, and then forks a checking process on request, ready at once and sharing its
+imported pages with it.
 
 The spawner has a single thread and does nothing but wait for requests, so forking it is safe
-(forking a process that runs threads is not). It ignores Ctrl-C and SIGTERM, as the checking
-processes do (the main process decides how a run stops), and ends when its socket to the main
-process closes, also when that process dies. Each forked process is handed over with a pidfd,
-so that it can be watched and killed by the main process without the risk of signalling a
-stranger that took over its pid.
+(forking a process that runs threads is not; it refuses to, should its imports ever start
+one). It runs in a session of its own and ignores Ctrl-C and SIGTERM, as the checking
+processes do: the main process decides how a run stops. It ends when its socket to the main
+process closes, also when that process dies, once the processes it forked have ended. Each
+forked process is handed over with a pidfd, so that the main process watches and kills it
+without the risk of signalling a stranger that took over its pid.
 
-:func:`warm` starts the process-wide spawner that :class:`~bulk_events.checker.CheckPool`
-uses when it is there; like :mod:`bulk_events.malloc` it is for a program's entry point, and a
-program that never calls it gets checking processes started afresh. This module imports only
-the standard library, so that the CLI can start the spawner before its own imports.
+This module imports only the standard library: starting a spawner costs the caller nothing
+of pandas' imports.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -40,7 +39,6 @@ from . import malloc
 
 # The checking process's entry point, run in each forked process: module, then function.
 ENTRY = ("bulk_events.checker", "_serve")
-LARGE = 2_000_000  # bytes: an input at least this large may well be worth a checking process
 _PID = struct.Struct("!Q")
 # A forked process needs none of these: without them numpy's maths libraries start no threads
 # in the spawner, which must have one thread only to be forked safely.
@@ -155,50 +153,15 @@ class Spawner:
         self.proc.wait()
 
 
-_warm: Spawner | None = None
-
-
-@contextlib.contextmanager
-def warm(path: str | os.PathLike[str] | None = None) -> Iterator[Spawner | None]:
-    """The process-wide spawner for the block, ended (and waited for) after it: started unless
-    one runs already, the system cannot fork this way or has a single core, or ``path`` (the
-    input) is too small to be worth a checking process. Yields the spawner, or None.
-
-    >>> with warm("customers.csv"):  # doctest: +SKIP
-    ...     result = run_sync(run_import("customers.csv", options))
-    """
-    global _warm
-    if warmed() is not None:
-        yield _warm
-        return
-    started = _start(path)
-    _warm = started
-    try:
-        yield started
-    finally:
-        _warm = None
-        if started is not None:
-            started.close()
-
-
-def _start(path: str | os.PathLike[str] | None) -> Spawner | None:
-    if not supported() or len(os.sched_getaffinity(0)) < 2:
+def start() -> Spawner | None:
+    """A new spawner, or None where this system cannot fork this way (see :func:`supported`)
+    or no process is to be had: checking processes then start afresh."""
+    if not supported():
         return None
-    if path is not None:
-        try:
-            if Path(path).stat().st_size < LARGE:
-                return None
-        except OSError:  # the run says what is wrong with it
-            return None
     try:
         return Spawner()
     except OSError:
         return None
-
-
-def warmed() -> Spawner | None:
-    """The process-wide spawner, if :func:`warm` started one and it still runs."""
-    return _warm if _warm is not None and _warm.alive else None
 
 
 # ------------------------------------------------------------------ the spawner process

@@ -175,12 +175,26 @@ async def test_a_bug_in_the_worker_fails_that_chunk_with_its_reason():
     assert len(fine.bodies) == 3
 
 
-def _children() -> set[int]:
-    """This process's child processes (Linux: the kernel lists them per thread)."""
+def _children(pid: int | None = None) -> set[int]:
+    """A process's child processes, this one's by default (Linux: listed per thread)."""
     found: set[int] = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        with contextlib.suppress(OSError):
-            found.update(int(p) for p in (task / "children").read_text().split())
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid or os.getpid()}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+def _checking() -> set[int]:
+    """The processes checking chunks for this one: its children started afresh, and those of
+    a spawner of its own (which are forked from it)."""
+    found: set[int] = set()
+    for pid in _children():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        found |= _children(pid) if b"bulk_events.spawner" in command else {pid}
     return found
 
 
@@ -266,12 +280,12 @@ def _run_killing(tmp_path: Path, choose: Any) -> list[int]:
     row is decided; the report must be the one a run without workers writes. The pids killed."""
     path = write_csv(tmp_path / "c.csv", _rows(1500))
     _run(path, tmp_path / "here.csv", False, event="e")
-    before = _children()
+    before = _checking()
     killed: list[int] = []
 
     def kill(event: Any) -> None:
         if isinstance(event, Progress) and not killed:
-            for pid in choose(_children() - before):
+            for pid in choose(_checking() - before):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 

@@ -34,7 +34,10 @@ def test_one_arena_is_asked_for_unless_the_user_chose() -> None:
 
 
 def test_the_checker_process_gets_one_arena_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker is started with MALLOC_ARENA_MAX=1, or with the user's own value."""
+    """A checking process started afresh, and the spawner that forks them, are started with
+    MALLOC_ARENA_MAX=1, or with the user's own value."""
+    from bulk_events import spawner
+
     seen: list[dict[str, str]] = []
 
     class Stop(Exception):
@@ -46,9 +49,12 @@ def test_the_checker_process_gets_one_arena_too(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(checker.subprocess, "Popen", popen)
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    with pytest.raises(Stop):
-        checker.CheckPool(object())  # type: ignore[arg-type]
+    for start in (lambda: checker._Worker._start(None), spawner.Spawner):
+        with pytest.raises(Stop):
+            start()
     monkeypatch.setenv("MALLOC_ARENA_MAX", "3")
-    with pytest.raises(Stop):
-        checker.CheckPool(object())  # type: ignore[arg-type]
-    assert [e["MALLOC_ARENA_MAX"] for e in seen] == [malloc.ENV["MALLOC_ARENA_MAX"], "3"]
+    for start in (lambda: checker._Worker._start(None), spawner.Spawner):
+        with pytest.raises(Stop):
+            start()
+    one = malloc.ENV["MALLOC_ARENA_MAX"]
+    assert [e["MALLOC_ARENA_MAX"] for e in seen] == [one, one, "3", "3"]

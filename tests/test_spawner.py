@@ -118,24 +118,39 @@ def test_the_spawner_and_its_checkers_end_when_the_main_process_is_killed():
     assert _ended(worker_pid) and _ended(spawner_pid)
 
 
-def test_warm_starts_a_spawner_for_large_inputs_on_more_than_one_core(tmp_path, monkeypatch):
-    small = write_csv(tmp_path / "small.csv", [["email"], ["a@b.co"]])
-    large = tmp_path / "large.csv"
-    with large.open("wb") as f:
-        f.truncate(spawner.LARGE)  # its size is all that counts here
-    with spawner.warm(small) as none:
-        assert none is None and spawner.warmed() is None
-    with spawner.warm(tmp_path / "missing.csv") as none:
-        assert none is None
-    with spawner.warm(large) as started:
-        assert started is not None and spawner.warmed() is started and started.alive
-        with spawner.warm(large) as again:  # one per process: the same one
-            assert again is started
-        assert started.alive
-    assert spawner.warmed() is None and started.proc.returncode == 0
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
-    with spawner.warm(large) as none:
-        assert none is None
+def test_a_run_starts_a_spawner_only_to_check_elsewhere_and_ends_it(tmp_path, monkeypatch):
+    """A run that checks its chunks in other processes starts one spawner for them and ends
+    it (and so them) before it returns; a run that checks them itself starts none."""
+    from bulk_events.importer import Import, run_sync
+
+    started: list[spawner.Spawner | None] = []
+    real = spawner.start
+
+    def start() -> spawner.Spawner | None:
+        started.append(real())
+        return started[-1]
+
+    monkeypatch.setattr(spawner, "start", start)
+    rows = [["email"], *([f"user{i}@example.com"] for i in range(300))]
+    path = write_csv(tmp_path / "c.csv", rows)
+    for parallel in (False, True):
+        result = run_sync(
+            Import(
+                path,
+                event="e",
+                dry_run=True,
+                report=str(tmp_path / f"r-{parallel}.csv"),
+                state=str(tmp_path / "j.sqlite"),
+                chunk_rows=64,
+                parallel=parallel,
+            ).run()
+        )
+        assert result.counts == {"valid": 300}
+        assert len(started) == int(parallel)
+    forks = started[0]
+    assert forks is not None and forks.proc.returncode == 0  # ended, and waited for
+    report = (tmp_path / "r-True.csv").read_bytes()
+    assert report == (tmp_path / "r-False.csv").read_bytes()
 
 
 def test_the_cli_checks_a_large_file_in_forked_processes_and_reports_as_without(tmp_path):
@@ -146,7 +161,6 @@ def test_the_cli_checks_a_large_file_in_forked_processes_and_reports_as_without(
     rows += [[f"user{i}@example.com", f"+38050{i:07d}", f"Name {i}"] for i in range(60_000)]
     rows += [["not an email", "", "x"]]
     path = write_csv(tmp_path / "big.csv", rows)
-    assert path.stat().st_size >= spawner.LARGE
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
     cmd = [sys.executable, "-m", "bulk_events", "import", str(path), "--event", "e", "--dry-run"]
     forked = subprocess.run(
