@@ -504,6 +504,13 @@ def _read(pipe: IO[bytes]) -> Any:
     return None if data is None else pickle.loads(data)
 
 
+def prepare() -> None:
+    """Import what checking needs, before a checking process freezes its imports (see
+    :mod:`bulk_events.collector`): pandera too, which :class:`RowValidator` imports only when
+    it first validates, so that a main process handing its chunks over never does."""
+    import pandera.pandas  # noqa: F401
+
+
 def _serve() -> None:
     """The worker process: a checker, then chunk after chunk, each answered with its result."""
     # A signal to the whole process group (Ctrl-C, or SIGTERM to a job) is for the main
@@ -515,6 +522,7 @@ def _serve() -> None:
     checker = _read(stdin)
     if not isinstance(checker, ChunkChecker):
         return
+    prepare()
     collector.settle()  # everything is imported now (see bulk_events.collector)
     while (item := _read(stdin)) is not None:
         chunk, attrs = item

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import click
 from . import collector, redact
 from .console import Renderer, summary
 from .errors import EXIT_INPUT, BulkEventsError, UsageError
+from .events import Detected, Event
 from .logs import setup_logging
 from .malloc import use_one_arena
 
@@ -240,6 +242,19 @@ def _common_input_options(f: Any) -> Any:
     return f
 
 
+def _settling(on_event: Callable[[Event], None]) -> Callable[[Event], None]:
+    """``on_event``, which first settles the collector (see :mod:`bulk_events.collector`) when
+    the run says what it read: the run has made its imports by then, pandera's too if this
+    process checks the rows itself (otherwise it never imports it)."""
+
+    def settling(event: Event) -> None:
+        if isinstance(event, Detected):
+            collector.settle()
+        on_event(event)
+
+    return settling
+
+
 def _gather(
     file: str | None, config_path: str | None, *, need_input: bool = True, **cli: Any
 ) -> tuple[str, dict[str, Any]]:
@@ -368,7 +383,6 @@ def import_command(
     from .importer import run_import, run_sync
     from .options import ImportOptions
 
-    collector.settle()  # what the imports made stays for the run (see bulk_events.collector)
     setup_logging(verbose, log_format, quiet)
     path, values = _gather(file, cli.pop("config_path"), **cli)
     if values.get("fresh") and not yes:
@@ -390,7 +404,7 @@ def import_command(
             err=True,
         )
     try:
-        result = run_sync(run_import(path, options, on_event=renderer))
+        result = run_sync(run_import(path, options, on_event=_settling(renderer)))
     finally:
         renderer.close()
     plan = ""

@@ -216,6 +216,8 @@ class Import:
         columns = list(table.columns)
         self.layout = layout
         validator = make_validator(table, layout, o)
+        if not parallel:
+            validator.ready()  # its imports made before the run says what it read
         log.info("reading %s: %s", self.path, table.detected.describe())
         self._emit(Detected(self.path.name, table.detected.describe(), table.row_estimate))
         report_path = Path(o.report) if o.report else default_report_path(self.path)

@@ -9,14 +9,14 @@ the first.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from .cells import (
     EMAIL_PATTERN,
@@ -44,6 +44,9 @@ from .values import (
     parse_dates,
     parse_numbers,
 )
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 # --- the pandera schema -------------------------------------------------------------------------
 
@@ -179,7 +182,17 @@ class RowValidator:
         self._reasons: dict[str, pd.Series] = {}
         self._converted: pd.Series | None = None  # phones read with a known country
         self._blank: pd.Series | None = None
-        self.schema = self._build_schema()
+
+    def ready(self) -> None:
+        """Build the schema now rather than at the first chunk (a process that checks its
+        rows itself imports pandera before it reads them)."""
+        self.schema  # noqa: B018
+
+    @functools.cached_property
+    def schema(self) -> pa.DataFrameSchema:
+        """The pandera schema, built when first used: a process that only hands its chunks to
+        checking processes (see :class:`~bulk_events.checker.CheckPool`) never imports pandera."""
+        return self._build_schema()
 
     def __getstate__(self) -> dict[str, object]:
         """Pickled as its settings (the schema's checks are closures): rebuilt on unpickling."""
@@ -201,6 +214,8 @@ class RowValidator:
         # The error text carries the column's source name, so a failure maps back to it.
         # ignore_na=False: cleaned columns hold no NaN (and nullable=False refuses one), so
         # pandera's own look for missing cells before and after every check finds nothing.
+        import pandera.pandas as pa
+
         return pa.Check(fn, error=f"{column.source}\x1f{message}", ignore_na=False)
 
     def _fine(self, source: str) -> Callable[[pd.Series], pd.Series]:
@@ -222,6 +237,8 @@ class RowValidator:
         return lambda s: fn(s) | ~fine(s)
 
     def _build_schema(self) -> pa.DataFrameSchema:
+        import pandera.pandas as pa
+
         columns: dict[str, pa.Column] = {}
         for c in self.layout.columns:
             checks: list[pa.Check] = []
@@ -419,8 +436,11 @@ class RowValidator:
         email_bad: set[int] = set()
         email = self.layout.by_role("email")
         phone = self.layout.by_role("phone")
+        schema = self.schema
+        import pandera.pandas as pa
+
         try:
-            self.schema.validate(frame, lazy=True, inplace=True)
+            schema.validate(frame, lazy=True, inplace=True)
         except pa.errors.SchemaErrors as exc:
             cases = exc.failure_cases
             for column, tag, value, index in zip(

@@ -37,8 +37,9 @@ from typing import IO
 
 from . import malloc
 
-# The checking process's entry point, run in each forked process: module, then function.
-ENTRY = ("bulk_events.checker", "_serve")
+# The checking process's module, what the spawner runs of it before forking (its imports), and
+# what each forked process runs.
+ENTRY = ("bulk_events.checker", "prepare", "_serve")
 _PID = struct.Struct("!Q")
 # A forked process needs none of these: without them numpy's maths libraries start no threads
 # in the spawner, which must have one thread only to be forked safely.
@@ -172,8 +173,10 @@ def _serve(fd: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, _reap)
     sock = socket.socket(fileno=fd)
-    module, function = ENTRY
-    entry = getattr(importlib.import_module(module), function)
+    name, prepare, function = ENTRY
+    module = importlib.import_module(name)
+    getattr(module, prepare)()
+    entry = getattr(module, function)
     from bulk_events import collector
 
     collector.settle()  # frozen before forking: the forked processes share these pages

@@ -156,15 +156,16 @@ def test_a_run_starts_a_spawner_only_to_check_elsewhere_and_ends_it(tmp_path, mo
 def test_the_cli_checks_a_large_file_in_forked_processes_and_reports_as_without(tmp_path):
     """A dry run of a file large enough for checking processes: they are forked by the
     spawner (the debug log says so), and the report is the one a run checking every chunk in
-    its own process writes. The spawner and its processes are gone when the command ends."""
+    its own process writes. The spawner and its processes are gone when the command ends,
+    and the main process never needed pandera."""
     rows = [["email", "phone", "name"]]
     rows += [[f"user{i}@example.com", f"+38050{i:07d}", f"Name {i}"] for i in range(60_000)]
     rows += [["not an email", "", "x"]]
     path = write_csv(tmp_path / "big.csv", rows)
     env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
-    cmd = [sys.executable, "-m", "bulk_events", "import", str(path), "--event", "e", "--dry-run"]
+    cmd = [sys.executable, "-X", "importtime", "-m", "bulk_events", "import", str(path)]
     forked = subprocess.run(
-        [*cmd, "--report", str(tmp_path / "forked.csv"), "-vv"],
+        [*cmd, "--event", "e", "--dry-run", "--report", str(tmp_path / "forked.csv"), "-vv"],
         capture_output=True,
         text=True,
         env=env,
@@ -174,6 +175,10 @@ def test_the_cli_checks_a_large_file_in_forked_processes_and_reports_as_without(
     pids = [int(pid) for pid in re.findall(r"checking process (\d+) forked", forked.stderr)]
     assert pids, forked.stderr
     assert all(_ended(pid, within=2) for pid in pids)  # waited for before the command ended
+    # The main process hands every chunk over: it never imports pandera (-X importtime lists
+    # its own imports only, the others' output goes nowhere), though it does import pandas.
+    assert re.search(r"\| +pandas$", forked.stderr, re.M)
+    assert not re.search(r"\| +pandera$", forked.stderr, re.M)
     from bulk_events.importer import Import, run_sync
 
     here = run_sync(
