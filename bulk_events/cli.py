@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ import click
 from . import collector, redact
 from .console import Renderer, summary
 from .errors import EXIT_INPUT, BulkEventsError, UsageError
-from .events import Detected, Event
 from .logs import setup_logging
 from .malloc import use_one_arena
 
@@ -242,19 +240,6 @@ def _common_input_options(f: Any) -> Any:
     return f
 
 
-def _settling(on_event: Callable[[Event], None]) -> Callable[[Event], None]:
-    """``on_event``, which first settles the collector (see :mod:`bulk_events.collector`) when
-    the run says what it read: the run has made its imports by then, pandera's too if this
-    process checks the rows itself (otherwise it never imports it)."""
-
-    def settling(event: Event) -> None:
-        if isinstance(event, Detected):
-            collector.settle()
-        on_event(event)
-
-    return settling
-
-
 def _gather(
     file: str | None, config_path: str | None, *, need_input: bool = True, **cli: Any
 ) -> tuple[str, dict[str, Any]]:
@@ -397,14 +382,20 @@ def import_command(
         )
     options = ImportOptions.from_settings(**values)
     # On a terminal, say what was detected before the progress bar; in cron, in the summary.
-    renderer = Renderer(progress=not quiet and sys.stderr.isatty(), dry_run=options.dry_run)
+    # The collector is settled (see bulk_events.collector) once the run says what it read: its
+    # imports are made by then, pandera's too if this process checks the rows itself.
+    renderer = Renderer(
+        progress=not quiet and sys.stderr.isatty(),
+        dry_run=options.dry_run,
+        on_start=collector.settle,
+    )
     if options.target.url and cli.get("url"):
         click.echo(
             "bulk-events: note: the event URL is a credential; set SENDPULSE_EVENT_URL to keep it out of the process list",
             err=True,
         )
     try:
-        result = run_sync(run_import(path, options, on_event=_settling(renderer)))
+        result = run_sync(run_import(path, options, on_event=renderer))
     finally:
         renderer.close()
     plan = ""

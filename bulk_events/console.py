@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -51,8 +52,15 @@ class Renderer:
     through it; when the run stops early the bar stays where the run stopped.
     """
 
-    def __init__(self, progress: bool, *, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        progress: bool,
+        *,
+        dry_run: bool = False,
+        on_start: Callable[[], object] | None = None,
+    ) -> None:
         self.progress = progress  # on a terminal: announce at the start, show a bar
+        self._on_start = on_start  # called once the run says what it read (Detected)
         self.announced = False
         self._bar: Any = None
         # Beside the bar: what a run sends, or what a dry run finds.
@@ -90,6 +98,8 @@ class Renderer:
                     self._next_draw = now + DRAW_EVERY
                     self._move_bar()
         elif isinstance(event, Detected):
+            if self._on_start is not None:
+                self._on_start()
             if self.progress:
                 click.echo(
                     f"bulk-events: reading {event.input_name}: {event.description}", err=True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
+_REASON = operator.attrgetter("reason")
 T = TypeVar("T")
 
 
@@ -164,7 +166,9 @@ class Import:
 
     def _emit_decided(self, outcomes: Sequence[Outcome]) -> None:
         """:meth:`_emit` of a ``Progress`` for each of many rows, the tallies in one go."""
-        self.reasons.update(o.reason.value for o in outcomes if o.reason is not None)
+        for reason, n in Counter(map(_REASON, outcomes)).items():
+            if reason is not None:
+                self.reasons[reason.value] += n
         if self.progress is not None:
             self.progress.add_many(outcomes)
         on_event = self._on_event

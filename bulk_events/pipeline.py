@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -85,6 +86,7 @@ class _Chunk:
 
 
 log = logging.getLogger(__name__)
+_STATUS = operator.attrgetter("status")
 EmitMany = Callable[[Sequence[Outcome]], None]  # many rows decided at once, in order
 Work = tuple[_Chunk, int, Job]  # what the work queue carries: no back-pointer in the job
 
@@ -306,7 +308,8 @@ async def pump(
                     stopper.read_failed(
                         BulkEventsError(f"internal error writing the report: {exc}")
                     )
-            counts.update(o_.status.value for o_ in outcomes)
+            for status, n in Counter(map(_STATUS, outcomes)).items():
+                counts[status.value] += n
 
     if deliverer is not None:
         workers.extend(asyncio.create_task(work_loop()) for _ in range(concurrency))

@@ -1,6 +1,6 @@
 """Checking processes forked from a warm spawner: they check chunks exactly as a fresh one does,
-are not left behind by a pool, a finished run or a main process that dies, and the CLI starts a
-spawner for large inputs only."""
+are not left behind by a pool, a finished run or a main process that dies, and a run starts a
+spawner only when it checks its chunks elsewhere."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from bulk_events import spawner
 from bulk_events.checker import CheckerGone, CheckPool
 
 pytestmark = pytest.mark.skipif(not spawner.supported(), reason="Linux: fork and pidfds")
-
 
 
 def _parent(pid: int) -> int:
@@ -87,6 +86,23 @@ async def test_a_forked_checker_that_is_killed_fails_its_chunks_and_the_pool_goe
             assert pool.workers == 0
     finally:
         forks.close()
+
+
+async def test_a_pool_whose_spawner_is_gone_starts_its_processes_afresh():
+    """The spawner killed (by the memory limit, say) before the pool asks it for a process:
+    the process is started as a fresh interpreter instead, and checks as well."""
+    checker, chunk = small_checker()
+    forks = spawner.Spawner()
+    forks.proc.kill()
+    forks.proc.wait()
+    try:
+        with CheckPool(checker, forks=forks) as pool:
+            result = await pool.result(pool.submit(chunk))
+            assert not isinstance(pool._workers[0].proc, spawner.Forked)
+            assert _parent(pool._workers[0].proc.pid) == os.getpid()
+    finally:
+        forks.close()
+    assert list(result.bodies) == list(checker.check(chunk).bodies)
 
 
 _DIES = """

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 from conftest import contacts, write_csv
+from hypothesis import given
+from hypothesis import strategies as st
 from test_signals import arrived, cli_env, server, start_cli  # noqa: F401  (server: a fixture)
 
 from bulk_events.journal import Journal, Mark
+from bulk_events.outcome import Status
 from bulk_events.status import next_step, read_status, render_status
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes")
@@ -239,3 +242,27 @@ def test_resuming_counts_only_what_this_file_sent(api, tmp_path):
     assert first.exit_code == 0 and "bulk-events: resuming" not in first.stderr
     again = cli("import", mine, "--event", "e", "--report", tmp_path / "m2.csv")
     assert "resuming: 2 row(s) of this file already sent" in again.stderr
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(Status)),
+            st.sampled_from(["", 'email "a@b" is not valid', "HTTP 500", "timeout"]),
+        ),
+        max_size=60,
+    )
+)
+def test_a_chunk_tallied_at_once_is_tallied_as_row_by_row(rows):
+    """RunProgress.add_many (a chunk's rows, counted in C) leaves the same counts, errors with
+    their example rows, and sent series as add() of each row in turn."""
+    from bulk_events.outcome import Outcome
+    from bulk_events.progress import RunProgress
+
+    outcomes = [Outcome(i + 2, status, error) for i, (status, error) in enumerate(rows)]
+    one, many = RunProgress(100, "e", clock=lambda: 5.0), RunProgress(100, "e", clock=lambda: 5.0)
+    for outcome in outcomes:
+        one.add(outcome)
+    many.add_many(outcomes)
+    assert list(many.counts.items()) == list(one.counts.items())
+    assert many.snapshot() == one.snapshot()
