@@ -451,11 +451,13 @@ class _Worker:
             return
         if proc.poll() is None:
             proc.kill()  # it keeps nothing: what it was checking is not wanted any more
-            proc.wait()
+        # Its pipes closed before the wait: a process that the kill did not reach ends at the
+        # end of its input (or on its next write).
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+        proc.wait()
 
 
 _LENGTH = struct.Struct("!Q")

@@ -80,8 +80,10 @@ class Forked:
         return self.returncode
 
     def kill(self) -> None:
+        # Gone already, or signals refused (a sandbox's policy): it ends anyway once its input
+        # closes, which its pool does next.
         if self.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(OSError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
 
