@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from . import collector, malloc, spawner
+from . import collector, spawner
 from .columns import Chosen, event_name_problem
 from .keys import contacts_of_whom, keyed_event
 from .layout import Layout
@@ -394,8 +394,6 @@ class _Worker:
                 return forked
             except OSError as exc:
                 log.debug("no checking process from the spawner: %s", exc)
-        env = {**malloc.ENV, **os.environ}  # one malloc arena, unless the user chose otherwise
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         return subprocess.Popen(
             [sys.executable, "-m", "bulk_events.checker"],
             stdin=subprocess.PIPE,
@@ -404,7 +402,7 @@ class _Worker:
             # traceback of its own reaches the user's terminal.
             stderr=subprocess.DEVNULL,
             bufsize=0,
-            env=env,
+            env=spawner.child_env(),
             start_new_session=False,
         )
 

@@ -22,7 +22,6 @@ of pandas' imports.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import select
 import signal
@@ -37,13 +36,19 @@ from typing import IO
 
 from . import malloc
 
-# The checking process's module, what the spawner runs of it before forking (its imports), and
-# what each forked process runs.
-ENTRY = ("bulk_events.checker", "prepare", "_serve")
 _PID = struct.Struct("!Q")
 # A forked process needs none of these: without them numpy's maths libraries start no threads
 # in the spawner, which must have one thread only to be forked safely.
 _ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a process of bulk-events' own (the spawner, a checking process):
+    this one's, with one malloc arena unless the user chose otherwise (see
+    :mod:`bulk_events.malloc`), and this process's import path."""
+    env = {**malloc.ENV, **os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
 
 
 def supported() -> bool:
@@ -91,11 +96,9 @@ class Spawner:
     """One warm interpreter (``python -m bulk_events.spawner``) that forks checking processes
     on request; see the module. :meth:`fork` may be called from any thread."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        # One malloc arena, unless the user chose otherwise (see bulk_events.malloc).
-        env = {**malloc.ENV, **(os.environ if env is None else env), **_ONE_THREAD}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env = {**child_env(), **_ONE_THREAD}
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "bulk_events.spawner", str(theirs.fileno())],
@@ -143,10 +146,6 @@ class Spawner:
             open(from_child, "rb", buffering=0),
         )
 
-    @property
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def close(self) -> None:
         """End the spawner, and wait for it: it waits for the processes it forked, which end
         when their input closes (when their pool is closed), so that their use of the machine
@@ -175,13 +174,12 @@ def _serve(fd: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGCHLD, _reap)
     sock = socket.socket(fileno=fd)
-    name, prepare, function = ENTRY
-    module = importlib.import_module(name)
-    getattr(module, prepare)()
-    entry = getattr(module, function)
-    from bulk_events import collector
+    # Here, not at the top: the caller's side of this module imports only the standard library.
+    from bulk_events import checker, collector
 
+    checker.prepare()
     collector.settle()  # frozen before forking: the forked processes share these pages
+    entry = checker._serve
     while True:
         try:
             data, fds, _, _ = socket.recv_fds(sock, 1, 2)
