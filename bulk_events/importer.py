@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
@@ -36,7 +35,7 @@ from .events import Detected, Emit, Event, Finished, Progress, Recovered, Resumi
 from .journal import Journal, default_journal_path
 from .layout import Layout, plan_columns
 from .options import ImportOptions, PathLike, Settings
-from .outcome import Outcome, Status
+from .outcome import Outcome, Status, count_values, reason_of
 from .pipeline import pump
 from .progress import RunProgress, keep_recording, record
 from .ratelimit import RateLimiter
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 log = logging.getLogger(__name__)
-_REASON = operator.attrgetter("reason")
 T = TypeVar("T")
 
 
@@ -166,9 +164,7 @@ class Import:
 
     def _emit_decided(self, outcomes: Sequence[Outcome]) -> None:
         """:meth:`_emit` of a ``Progress`` for each of many rows, the tallies in one go."""
-        for reason, n in Counter(map(_REASON, outcomes)).items():
-            if reason is not None:
-                self.reasons[reason.value] += n
+        count_values(self.reasons, map(reason_of, outcomes))
         if self.progress is not None:
             self.progress.add_many(outcomes)
         on_event = self._on_event

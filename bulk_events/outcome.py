@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import operator
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -83,3 +85,20 @@ def with_warning(outcome: Outcome, warning: str) -> Outcome:
     if not warning or outcome.error or outcome.status not in (Status.SENT, Status.VALID):
         return outcome
     return replace(outcome, error=warning)
+
+
+status_of = operator.attrgetter("status")
+reason_of = operator.attrgetter("reason")
+
+
+def count_values(counts: Counter[str], members: Iterable[StrEnum | None]) -> None:
+    """Add to ``counts`` how often each member's value comes up in ``members`` (None left
+    out): a chunk's statuses or reasons counted in C, not row by row.
+
+    >>> counts = Counter(); count_values(counts, [Status.VALID, None, Status.VALID])
+    >>> counts
+    Counter({'valid': 2})
+    """
+    for member, n in Counter(members).items():
+        if member is not None:
+            counts[member.value] += n

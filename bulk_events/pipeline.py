@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
@@ -22,7 +21,7 @@ from .checker import Checked, CheckerGone, CheckPool
 from .delivery import Deliverer, Job
 from .errors import BulkEventsError, FileFormatError, ReportError, StorageError
 from .events import Emit, Progress
-from .outcome import Outcome, Status, not_attempted, with_warning
+from .outcome import Outcome, Status, count_values, not_attempted, status_of, with_warning
 from .reader import Table
 from .report import ReportWriter, SentAs
 from .stopper import Stopper
@@ -86,7 +85,6 @@ class _Chunk:
 
 
 log = logging.getLogger(__name__)
-_STATUS = operator.attrgetter("status")
 EmitMany = Callable[[Sequence[Outcome]], None]  # many rows decided at once, in order
 Work = tuple[_Chunk, int, Job]  # what the work queue carries: no back-pointer in the job
 
@@ -308,8 +306,7 @@ async def pump(
                     stopper.read_failed(
                         BulkEventsError(f"internal error writing the report: {exc}")
                     )
-            for status, n in Counter(map(_STATUS, outcomes)).items():
-                counts[status.value] += n
+            count_values(counts, map(status_of, outcomes))
 
     if deliverer is not None:
         workers.extend(asyncio.create_task(work_loop()) for _ in range(concurrency))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import operator
 import re
 import time
 from collections import Counter, deque
@@ -22,7 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .outcome import Outcome, Status
+from .outcome import Outcome, Status, count_values, status_of
 
 if TYPE_CHECKING:
     from .delivery import JournalWriter
@@ -36,7 +35,6 @@ RATE_WINDOW = 30.0  # the "current rate" is over the last this many seconds
 TOP_ERRORS = 10
 EXAMPLES = 3
 _ERROR_KINDS = frozenset({Status.INVALID, Status.FAILED, Status.UNKNOWN})
-_STATUS = operator.attrgetter("status")
 _NOTED = _ERROR_KINDS | {Status.SENT}  # what add() does more with than count
 # The journal holds no personal data: a cell value quoted in a message is masked, which also
 # lets "email "a@x" is not valid" and "email "b@y" is not valid" count as one error.
@@ -95,10 +93,8 @@ class RunProgress:
     def add_many(self, outcomes: Sequence[Outcome]) -> None:
         """Many rows are decided (a chunk's): :meth:`add` of each, the counts in one go (a
         dry run's chunk, every row valid but a few, is tallied in C, not row by row)."""
-        statuses = list(map(_STATUS, outcomes))
-        tally = Counter(statuses)
-        for status, n in tally.items():
-            self.counts[status.value] += n
+        statuses = list(map(status_of, outcomes))
+        count_values(self.counts, statuses)
         sent = Status.SENT
         for outcome in itertools.compress(outcomes, map(_NOTED.__contains__, statuses)):
             if outcome.status is sent:
