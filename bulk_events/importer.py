@@ -198,7 +198,9 @@ class Import:
         o = self.options
         parallel = o.reading.parallel
         if parallel is None:
-            parallel = worth_a_process(table.row_estimate, o.reading.chunk_rows)
+            parallel = worth_a_process(
+                table.row_estimate, o.reading.chunk_rows, sending=not o.dry_run
+            )
         # Chunks checked elsewhere: the process they are forked from starts now, and makes its
         # imports on another core while this one sets the run up.
         forks = spawner.start() if parallel else None
@@ -311,6 +313,8 @@ class Import:
                 dry_run=o.dry_run,
             )
             if parallel:
+                # What the journal keeps of each contact's cells is made there too.
+                triage.checker.cell_digests = not journal.readonly
                 pool = CheckPool(triage.checker, forks=forks)
             await pump(
                 table,

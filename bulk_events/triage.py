@@ -131,23 +131,26 @@ class Triage:
         if not self.journal.readonly:
             # Who each event goes to, recorded before it is sent: a later run then knows the
             # contact already received this event, and with which cells.
+            made = checked.digests
             self.journal.remember_contacts(
                 [
-                    (fate.key, contact, digests(fate.body))
-                    for (i, fate), contact in self._jobs_with_contacts(prepared)
+                    (job.key, contact, digests(job.body) if made is None else made[j])
+                    for j, job, contact in self._jobs_with_contacts(prepared)
                 ]
             )
         if hidden:
             _add_hidden(prepared, hidden)
         return prepared
 
-    def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[tuple[int, Job], bytes]]:
+    def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[int, Job, bytes]]:
+        """Each job that has a contact: its position among the bodies, the job, the contact."""
         where = {i: j for j, i in enumerate(prepared.positions)}
         for i, fate in prepared.fates:
             if isinstance(fate, Job):
-                contact = prepared.contacts[where[i]] if prepared.contacts else None
+                j = where[i]
+                contact = prepared.contacts[j] if prepared.contacts else None
                 if contact is not None:
-                    yield (i, fate), contact
+                    yield j, fate, contact
 
     def _identify(
         self, prepared: Prepared, base: list[bytes] | None, contacts: list[bytes | None] | None

@@ -94,6 +94,34 @@ def test_worker_process_decides_every_row_as_the_main_process(
     assert here.counts["invalid"] and here.counts["valid"] and sum(here.counts.values()) == 700
 
 
+def test_a_send_checked_in_a_worker_keeps_the_contact_history_of_one_checked_here(tmp_path):
+    """The digests of each sent row's cells, made in the worker for a send, are the ones the
+    main process makes: the journal's contact history is the same, row for row."""
+    import sqlite3
+
+    path = write_csv(tmp_path / "c.csv", _rows(300))
+    history = {}
+    for parallel in (False, True):
+        state = tmp_path / f"{parallel}.sqlite"
+        run = Import(
+            path,
+            event="e",
+            sandbox=True,
+            report=str(tmp_path / f"{parallel}.csv"),
+            state=str(state),
+            chunk_rows=64,
+            parallel=parallel,
+            types={"Date": "date", "Amount": "number"},
+        )
+        result = run_sync(run.run())
+        assert result.counts["sent"] > 100
+        with contextlib.closing(sqlite3.connect(state)) as db:
+            history[parallel] = db.execute(
+                "SELECT key, contact, digests FROM contacts ORDER BY key"
+            ).fetchall()
+    assert len(history[True]) > 100 and history[True] == history[False]
+
+
 
 async def test_pool_answers_in_order_and_its_process_ends_on_close():
     """Results come back per chunk in the order sent; close() leaves no process behind."""
