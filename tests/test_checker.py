@@ -353,3 +353,23 @@ def test_one_of_two_workers_killed_leaves_the_other_checking(tmp_path, monkeypat
     said = [r.getMessage() for r in caplog.records if r.name == "bulk_events.pipeline"]
     assert any("the other checking process goes on" in m for m in said), said
     assert not any("checking chunks in this process from now" in m for m in said), said
+
+
+@pytest.mark.parametrize(
+    ("rows", "chunk_rows", "sending", "cores", "expected"),
+    [
+        (50_000, 20_000, True, 2, True),  # a send of three chunks: checked in a worker
+        (50_000, 20_000, False, 2, False),  # a dry run of as many rows: here
+        (60_000, 20_000, False, 2, True),
+        (30, 5, True, 2, False),  # six chunks, but too small a file to start a process for
+        (50_000, 20_000, True, 1, False),  # no second core
+        (None, 20_000, True, 2, False),  # no estimate
+    ],
+)
+def test_which_runs_check_their_rows_in_a_worker_process(
+    monkeypatch, rows, chunk_rows, sending, cores, expected
+):
+    from bulk_events import checker as module
+
+    monkeypatch.setattr(module, "_cores", lambda: cores)
+    assert module.worth_a_process(rows, chunk_rows, sending=sending) is expected
