@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import collector, spawner
 from .columns import Chosen, event_name_problem
-from .keys import contacts_of_whom, digests, keyed_event
+from .keys import contacts_of_whom, keyed_event
 from .layout import Layout
 from .payload import (
     Body,
@@ -60,9 +60,6 @@ class Checked:
     counted: list[str] = field(default_factory=list)  # the event of each row with a body
     keys: list[bytes] | None = None  # each body's key (None: the caller keys them)
     contacts: list[bytes | None] | None = None  # each body's contact (without --key)
-    # Each body's cells as digests (keys.digests), made where the chunk was checked when the
-    # run records contacts (see ChunkChecker.cell_digests); None: the caller makes those it needs.
-    digests: list[bytes] | None = None
     sent_as: Sequence[SentAs | None] = field(default_factory=list)  # what goes out, per row
     national_phones: int = 0
     without_automation_id: set[int] = field(default_factory=set)  # indexes of such bodies
@@ -94,9 +91,6 @@ class ChunkChecker:
         self.chosen = chosen or Chosen(layout)
         self.identity_of = identity_of
         self.sent_event = sent_event
-        # Set for a send without --key checked in a worker process: the digests of each body's
-        # cells (what the journal's contact history keeps) are then made there, off the loop.
-        self.cell_digests = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -152,9 +146,6 @@ class ChunkChecker:
                     for e, p in zip(emails[positions].tolist(), phones[positions].tolist(), strict=True)
                 ]
                 checked.contacts = contacts_of_whom(identities, whos)
-        if self.cell_digests and not self.chosen.key:
-            bodies = checked.bodies
-            checked.digests = [digests(bodies[i]) for i in positions.tolist()]  # type: ignore[arg-type]
         automation = columns.values("automation_id")
         lacking = positions if automation is None else positions[~automation[1][positions]]
         checked.without_automation_id = set(lacking.tolist())
@@ -550,7 +541,7 @@ def worth_a_process(rows: int | None, chunk_rows: int, *, sending: bool = False)
     """Whether a file of about ``rows`` rows pays for a worker process: a few chunks at least,
     and a second core to run it on. A send pays from two chunks of a file of some size: its
     event loop, not the reading, is what the run waits for, and every row checked elsewhere
-    leaves it more time (a 50,000-row send 9% faster; a dry run of as many rows 9% slower, so
+    leaves it more time (a 50,000-row send 5% faster; a dry run of as many rows 9% slower, so
     it waits for more)."""
     if rows is None or _cores() < 2:
         return False

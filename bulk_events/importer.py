@@ -313,8 +313,6 @@ class Import:
                 dry_run=o.dry_run,
             )
             if parallel:
-                # What the journal keeps of each contact's cells is made there too.
-                triage.checker.cell_digests = not journal.readonly
                 pool = CheckPool(triage.checker, forks=forks)
             await pump(
                 table,

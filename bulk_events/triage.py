@@ -131,26 +131,23 @@ class Triage:
         if not self.journal.readonly:
             # Who each event goes to, recorded before it is sent: a later run then knows the
             # contact already received this event, and with which cells.
-            made = checked.digests
             self.journal.remember_contacts(
                 [
-                    (job.key, contact, digests(job.body) if made is None else made[j])
-                    for j, job, contact in self._jobs_with_contacts(prepared)
+                    (fate.key, contact, digests(fate.body))
+                    for (i, fate), contact in self._jobs_with_contacts(prepared)
                 ]
             )
         if hidden:
             _add_hidden(prepared, hidden)
         return prepared
 
-    def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[int, Job, bytes]]:
-        """Each job that has a contact: its position among the bodies, the job, the contact."""
+    def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[tuple[int, Job], bytes]]:
         where = {i: j for j, i in enumerate(prepared.positions)}
         for i, fate in prepared.fates:
             if isinstance(fate, Job):
-                j = where[i]
-                contact = prepared.contacts[j] if prepared.contacts else None
+                contact = prepared.contacts[where[i]] if prepared.contacts else None
                 if contact is not None:
-                    yield j, fate, contact
+                    yield (i, fate), contact
 
     def _identify(
         self, prepared: Prepared, base: list[bytes] | None, contacts: list[bytes | None] | None

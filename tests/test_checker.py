@@ -95,8 +95,8 @@ def test_worker_process_decides_every_row_as_the_main_process(
 
 
 def test_a_send_checked_in_a_worker_keeps_the_contact_history_of_one_checked_here(tmp_path):
-    """The digests of each sent row's cells, made in the worker for a send, are the ones the
-    main process makes: the journal's contact history is the same, row for row."""
+    """A send whose chunks a worker checks records the same contact history (each sent row's
+    key, contact and cell digests) as one that checks them here, row for row."""
     import sqlite3
 
     path = write_csv(tmp_path / "c.csv", _rows(300))
