@@ -122,7 +122,6 @@ def test_a_send_checked_in_a_worker_keeps_the_contact_history_of_one_checked_her
     assert len(history[True]) > 100 and history[True] == history[False]
 
 
-
 async def test_pool_answers_in_order_and_its_process_ends_on_close():
     """Results come back per chunk in the order sent; close() leaves no process behind."""
     checker, chunk = small_checker()
