@@ -541,7 +541,7 @@ def worth_a_process(rows: int | None, chunk_rows: int, *, sending: bool = False)
     """Whether a file of about ``rows`` rows pays for a worker process: a few chunks at least,
     and a second core to run it on. A send pays from two chunks of a file of some size: its
     event loop, not the reading, is what the run waits for, and every row checked elsewhere
-    leaves it more time (a 50,000-row send 5% faster; a dry run of as many rows 9% slower, so
+    leaves it more time (a 50,000-row send 2 to 5% faster; a dry run of as many rows 9% slower, so
     it waits for more)."""
     if rows is None or _cores() < 2:
         return False
