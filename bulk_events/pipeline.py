@@ -3,7 +3,9 @@
 Data flows one way, in chunks: the reader and :class:`~.triage.Triage` (in a worker thread, so
 the event loop keeps pacing requests) fill a bounded queue of ``(chunk, index, job)``; a fixed
 pool of worker tasks delivers them; the report takes chunks in input order as soon as every row
-of a chunk is decided. Memory is bounded by a few chunks whatever the size of the file.
+of a chunk is decided. Memory is bounded by a few chunks whatever the size of the file. A send
+cuts its first chunk into small pieces first, so that its first events leave once a thousand
+rows are checked rather than a whole chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .delivery import Deliverer, Job
 from .errors import BulkEventsError, FileFormatError, ReportError, StorageError
 from .events import Emit, Progress
 from .outcome import Outcome, Status, count_values, not_attempted, status_of, with_warning
-from .reader import Table
+from .reader import HIDDEN_ROWS, Table
 from .report import ReportWriter, SentAs
 from .stopper import Stopper
 from .triage import Triage
@@ -213,6 +215,8 @@ async def pump(
 
     async def produce() -> None:
         iterator: Iterator[pd.DataFrame] = table.chunks(chunk_rows)
+        if deliverer is not None:
+            iterator = _ramped(iterator)
         try:
             while True:
                 if stopper.stop_reading:
@@ -339,6 +343,30 @@ async def pump(
         for task in (producer, reporter, *workers):
             task.cancel()
         raise
+
+
+# The first chunk of a send is cut into pieces of these many rows, then the rest: the first
+# events leave once a thousand rows are checked, not a whole chunk.
+_RAMP = (1_000, 4_000)
+
+
+def _ramped(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``chunks``, with the first cut as :data:`_RAMP` says (unless it lists hidden rows, which
+    belong to the rows around them)."""
+    first = next(chunks, None)
+    if first is None:
+        return
+    if first.attrs.get(HIDDEN_ROWS) or len(first) <= 2 * _RAMP[0]:
+        yield first
+    else:
+        start = 0
+        for size in _RAMP:
+            if len(first) - start <= 2 * size:
+                break
+            yield first.iloc[start : start + size]
+            start += size
+        yield first.iloc[start:]
+    yield from chunks
 
 
 def _not_attempted(frame: pd.DataFrame, why: str) -> list[tuple[int, Outcome]]:
