@@ -356,16 +356,14 @@ def _ramped(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     first = next(chunks, None)
     if first is None:
         return
-    if first.attrs.get(HIDDEN_ROWS) or len(first) <= 2 * _RAMP[0]:
-        yield first
-    else:
-        start = 0
+    start = 0
+    if not first.attrs.get(HIDDEN_ROWS):
         for size in _RAMP:
-            if len(first) - start <= 2 * size:
+            if len(first) - start <= 2 * size:  # too little left to be worth another cut
                 break
             yield first.iloc[start : start + size]
             start += size
-        yield first.iloc[start:]
+    yield first.iloc[start:] if start else first
     yield from chunks
 
 

@@ -133,21 +133,22 @@ class Triage:
             # contact already received this event, and with which cells.
             self.journal.remember_contacts(
                 [
-                    (fate.key, contact, digests(fate.body))
-                    for (i, fate), contact in self._jobs_with_contacts(prepared)
+                    (job.key, contact, digests(job.body))
+                    for job, contact in self._jobs_with_contacts(prepared)
                 ]
             )
         if hidden:
             _add_hidden(prepared, hidden)
         return prepared
 
-    def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[tuple[int, Job], bytes]]:
+    def _jobs_with_contacts(self, prepared: Prepared) -> Iterator[tuple[Job, bytes]]:
+        """Each job that has a contact, with that contact."""
         where = {i: j for j, i in enumerate(prepared.positions)}
         for i, fate in prepared.fates:
             if isinstance(fate, Job):
                 contact = prepared.contacts[where[i]] if prepared.contacts else None
                 if contact is not None:
-                    yield (i, fate), contact
+                    yield fate, contact
 
     def _identify(
         self, prepared: Prepared, base: list[bytes] | None, contacts: list[bytes | None] | None
