@@ -22,6 +22,8 @@ Scenarios (names for ``--only``):
                openpyxl read-only, pandas read_excel(engine="odf") and xlrd; bare calamine as floor
   send         --rate 0 --concurrency 100 against a minimal sink vs a bare aiohttp client
                (and a sequential ``requests`` loop, for perspective)
+  sender       the send path's layers, each alone in a process on the same bodies: the transport,
+               the deliverer with its marks answered at once, then the journal's real commits
   rate         --rate 10 against the sandbox (0.25 s latency, 10 requests per sliding second)
   first-event  time from process start to the first request arriving, on the 1M-row file
 
@@ -54,7 +56,17 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SCENARIOS = ("memory", "scale", "rerun", "overhead", "excel", "send", "rate", "first-event")
+SCENARIOS = (
+    "memory",
+    "scale",
+    "rerun",
+    "overhead",
+    "excel",
+    "send",
+    "sender",
+    "rate",
+    "first-event",
+)
 
 SIZES = {
     "full": {
@@ -68,6 +80,7 @@ SIZES = {
         "requests": 500,
         "rate": 300,
         "send_repeats": 3,
+        "sender_repeats": 3,
         "overhead_repeats": 3,
     },
     "quick": {
@@ -81,6 +94,7 @@ SIZES = {
         "requests": 200,
         "rate": 100,
         "send_repeats": 1,
+        "sender_repeats": 1,
         "overhead_repeats": 1,
     },
 }
@@ -503,6 +517,87 @@ def child_build_journal(path: str, journal_path: str) -> dict[str, Any]:
     return {"sent": sent, "not_sent": other, "journal": counts, "build_s": time.perf_counter() - t0}
 
 
+# What each layer of the send path adds, alone in a process: what `sender` measures.
+SENDER_LAYERS = {
+    "transport": "bulk-events' transport alone (ApiTransport.send)",
+    "deliverer": "+ the deliverer, its journal marks answered at once (none written)",
+    "journal": "+ the journal: every mark committed (synchronous=FULL) before its step goes on",
+}
+
+
+def child_sender(
+    base: str, path: str, concurrency: str, layer: str, journal_path: str
+) -> dict[str, Any]:
+    """One layer of bulk-events' send path and the layers under it, with N workers, on the
+    same bodies as the bare baseline: none of the file's reading, checking, triage or report.
+
+    ``transport`` posts each body with :class:`ApiTransport`; ``deliverer`` sends each as a
+    :class:`Job` through the :class:`Deliverer` (rate limiter, verdicts, outcomes) with every
+    journal mark answered at once, the bound of any design of the journal's writes;
+    ``journal`` adds the real :class:`JournalWriter` on a real journal, as a run has it.
+    """
+    import asyncio
+    import hashlib
+
+    from bulk_events.delivery import Deliverer, Job
+    from bulk_events.delivery.writer import JournalWriter
+    from bulk_events.importer import run_sync
+    from bulk_events.journal import Journal, Mark
+    from bulk_events.ratelimit import RateLimiter
+    from bulk_events.transport.http import ApiTransport
+
+    if layer not in SENDER_LAYERS:
+        raise SystemExit(f"unknown layer {layer!r}")
+    bodies = _bodies(path)
+    workers = int(concurrency)
+
+    async def run() -> dict[str, Any]:
+        transport = ApiTransport(base, CLIENT_ID, CLIENT_SECRET, "bench", concurrency=workers)
+        await transport.open()
+        journal = writer = None
+        try:
+            if layer == "transport":
+                todo: Iterator[Any] = iter(bodies)
+
+                async def worker() -> None:
+                    for body in todo:
+                        await transport.send(body)
+
+            else:
+                journal = Journal.open(journal_path, destination="bench")
+                writer = JournalWriter(journal, journal.start_run(input=path, target="bench"))
+                if layer == "deliverer":
+
+                    async def answered(mark: Mark) -> None:
+                        return None
+
+                    writer.record = answered  # type: ignore[method-assign]
+                deliverer = Deliverer(transport, RateLimiter(0), writer)
+                todo = iter(
+                    [
+                        Job(i + 2, hashlib.blake2b(b"%d" % i, digest_size=16).digest(), body)
+                        for i, body in enumerate(bodies)
+                    ]
+                )
+
+                async def worker() -> None:
+                    for job in todo:
+                        await deliverer.deliver(job)
+
+            t0 = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(workers)))
+            send_s = time.perf_counter() - t0
+        finally:
+            await transport.aclose()
+            if writer is not None:
+                writer.close()
+            if journal is not None:
+                journal.close()
+        return {"sent": len(bodies), "send_s": send_s}
+
+    return run_sync(run())
+
+
 CHILDREN = {
     "write-xlsx": child_write_xlsx,
     "pandas-pandera": child_pandas_pandera,
@@ -514,6 +609,7 @@ CHILDREN = {
     "calamine": child_calamine,
     "build-journal": child_build_journal,
     "bare-aiohttp": child_bare_aiohttp,
+    "sender": child_sender,
     "naive-requests": child_naive_requests,
 }
 
@@ -1290,6 +1386,61 @@ class Bench:
             "send throughput >= 70% of bare aiohttp (whole process, best of each)",
             end_to_end >= 0.7,
             f"{end_to_end:.0%} ({best_tool[0]:,.0f} vs {best_bare[0]:,.0f} events/s; while sending {sink_side:.0%})",
+        )
+
+    # -- 4b. the send path's layers, each alone
+
+    def sender(self) -> None:
+        """Where a send's time goes, layer by layer: each layer alone in a process of its own,
+        posting the same bodies as the bare client, with none of a run's reading, checking,
+        triage or report. Rates are over the sending loop only (no start-up), on both sides."""
+        n = self.size["send"]
+        path = self.csv_file(n, invalid_share=0.0, seed=3)
+        ratios: dict[str, list[float]] = {layer: [] for layer in SENDER_LAYERS}
+        with Sink(self.children, "--mode", "minimal") as sink:
+            for attempt in range(self.size["sender_repeats"]):
+                rates: dict[str, float] = {}
+                for layer in ("bare", *SENDER_LAYERS):
+                    sink.reset()
+                    self.say(f"{layer}: {n:,} events, 100 workers (round {attempt + 1})")
+                    if layer == "bare":
+                        command = self.child("bare-aiohttp", sink.url, str(path), "100")
+                    else:
+                        journal = self.dir / f"sender-{layer}-{attempt + 1}.sqlite"
+                        command = self.child(
+                            "sender", sink.url, str(path), "100", layer, str(journal)
+                        )
+                    run = self.children.measure(f"sender {layer}", command, timeout=600)
+                    self._check(run)
+                    events = sink.stats()["events"]
+                    if events != n:
+                        raise RuntimeError(f"sender {layer}: the sink got {events:,} of {n:,}")
+                    rates[layer] = events / run.result["send_s"]
+                    what = "bare aiohttp client" if layer == "bare" else SENDER_LAYERS[layer]
+                    ratio = ""
+                    if layer != "bare":
+                        ratios[layer].append(rates[layer] / rates["bare"])
+                        ratio = f"{ratios[layer][-1]:.2f}x"
+                    self.rows.append(
+                        Row(
+                            "sender",
+                            f"{what}, round {attempt + 1}",
+                            run.result["send_s"],
+                            ratio,
+                            rates[layer],
+                            run.peak_rss_mb,
+                            f"CPU {run.cpu_s:.1f} s (start-up included)",
+                        )
+                    )
+        self.rows.append(
+            Row(
+                "sender",
+                "each layer / bare aiohttp, median of rounds",
+                None,
+                note="; ".join(
+                    f"{layer} {statistics.median(r):.2f}x" for layer, r in ratios.items()
+                ),
+            )
         )
 
     # -- 5. at the service's limit
