@@ -543,6 +543,7 @@ def child_sender(
     from bulk_events.delivery.writer import JournalWriter
     from bulk_events.importer import run_sync
     from bulk_events.journal import Journal, Mark
+    from bulk_events.outcome import Status
     from bulk_events.ratelimit import RateLimiter
     from bulk_events.transport.http import ApiTransport
 
@@ -555,13 +556,16 @@ def child_sender(
         transport = ApiTransport(base, CLIENT_ID, CLIENT_SECRET, "bench", concurrency=workers)
         await transport.open()
         journal = writer = None
+        sent = 0
         try:
             if layer == "transport":
                 todo: Iterator[Any] = iter(bodies)
 
                 async def worker() -> None:
+                    nonlocal sent
                     for body in todo:
-                        await transport.send(body)
+                        reply = await transport.send(body)
+                        sent += 200 <= reply.status < 300
 
             else:
                 journal = Journal.open(journal_path, destination="bench")
@@ -581,8 +585,10 @@ def child_sender(
                 )
 
                 async def worker() -> None:
+                    nonlocal sent
                     for job in todo:
-                        await deliverer.deliver(job)
+                        outcome = await deliverer.deliver(job)
+                        sent += outcome.status is Status.SENT
 
             t0 = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(workers)))
@@ -593,7 +599,7 @@ def child_sender(
                 writer.close()
             if journal is not None:
                 journal.close()
-        return {"sent": len(bodies), "send_s": send_s}
+        return {"sent": sent, "send_s": send_s}
 
     return run_sync(run())
 
@@ -1413,8 +1419,11 @@ class Bench:
                     run = self.children.measure(f"sender {layer}", command, timeout=600)
                     self._check(run)
                     events = sink.stats()["events"]
-                    if events != n:
-                        raise RuntimeError(f"sender {layer}: the sink got {events:,} of {n:,}")
+                    if events != n or run.result["sent"] != n:
+                        raise RuntimeError(
+                            f"sender {layer}: the sink got {events:,} of {n:,}, "
+                            f"the client counted {run.result['sent']:,} sent"
+                        )
                     rates[layer] = events / run.result["send_s"]
                     what = "bare aiohttp client" if layer == "bare" else SENDER_LAYERS[layer]
                     ratio = ""
