@@ -49,7 +49,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -604,7 +604,7 @@ def child_sender(
     return run_sync(run())
 
 
-CHILDREN = {
+CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
     "write-xlsx": child_write_xlsx,
     "pandas-pandera": child_pandas_pandera,
     "openpyxl": child_openpyxl,
